@@ -1,0 +1,143 @@
+/* ms_runtime.c — opening and closing one MetaSync in the right order (see ms_runtime.h). */
+#include "ms_runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int load_type(void *ud, const char *tenant, const char *json)
+{
+    ms_runtime *rt = ud;
+    ms_error err;
+    if (ms_types_register(rt->types, tenant, json, strlen(json), NULL, NULL, &err) != MS_OK)
+        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant,
+                    err.detail);
+    return 0;
+}
+
+/* Opens the blob store and starts the snapshot sink runner. */
+static ms_err open_sinks(ms_runtime *rt, ms_error *err)
+{
+    const ms_config *cfg = rt->cfg;
+    if (!cfg->snapshots_enabled) return MS_OK;
+    ms_buf url = MS_BUF_INIT;
+    if (cfg->snapshots_url && *cfg->snapshots_url)
+        ms_buf_puts(&url, cfg->snapshots_url);
+    else
+        ms_buf_printf(&url, "file://%s/snapshots", cfg->data_dir);
+    rt->blob = ms_plugins_blob(url.data);
+    ms_err rc = MS_OK;
+    if (!rt->blob)
+        rc = ms_error_set(err, MS_ERR_CONFIG, "snapshots.url: no blob store for '%s'", url.data);
+    if (rc == MS_OK) rc = rt->blob->open(url.data, cfg, &rt->log, &rt->blob_ctx, err);
+    ms_buf_free(&url);
+    if (rc != MS_OK) return rc;
+    for (const ms_sink_ops *const *s = ms_plugins_sinks(); *s; s++) {
+        if ((*s)->version > MS_SINK_OPS_VERSION) continue;
+        void *ctx = NULL;
+        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx};
+        if ((rc = (*s)->init(&ia, &ctx, err)) != MS_OK) return rc;
+        ms_sink_runner_args ra = {*s, ctx, rt->store, rt->store_ctx, rt->engine, &rt->log, 250};
+        ms_sink_runner *r = ms_sink_runner_start(&ra, err);
+        if (!r) {
+            (*s)->destroy(ctx);
+            return err->code;
+        }
+        rt->sinks[rt->nsinks++] = r;
+    }
+    return MS_OK;
+}
+
+ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->cfg = cfg;
+    rt->log.level = ms_log_level_parse(cfg->log_level);
+    rt->log.out = stderr;
+    ms_metrics_init(&rt->metrics);
+    rt->types = ms_types_new();
+    rt->store = ms_plugins_store(cfg->store_url);
+    if (!rt->store || rt->store->version > MS_STORE_OPS_VERSION) {
+        ms_error_set(err, MS_ERR_CONFIG, "store.url: no store for '%s'", cfg->store_url);
+        ms_runtime_close(rt);
+        return MS_ERR_CONFIG;
+    }
+    ms_store_open_args oa = {cfg, &rt->log, cfg->store_url, rt->types};
+    ms_err rc = rt->store->open(&oa, &rt->store_ctx, err);
+    if (rc == MS_OK) rc = rt->store->types_load(rt->store_ctx, load_type, rt, err);
+    if (rc == MS_OK) {
+        ms_engine_args ea = {cfg, &rt->log, &rt->metrics, rt->store, rt->store_ctx, NULL, 0};
+        rt->engine = ms_engine_new(&ea);
+        rc = ms_engine_start(rt->engine, err);
+    }
+    if (rc == MS_OK) rc = open_sinks(rt, err);
+    if (rc != MS_OK) ms_runtime_close(rt);
+    return rc;
+}
+
+ms_err ms_runtime_start_sources(ms_runtime *rt, ms_error *err)
+{
+    for (const ms_source_ops *const *s = ms_plugins_sources(); *s; s++) {
+        if ((*s)->version > MS_SOURCE_OPS_VERSION) continue;
+        void *ctx = NULL;
+        ms_err rc = (*s)->start(rt, &ctx, err);
+        if (rc != MS_OK) return rc;
+        rt->sources[rt->nsources] = *s;
+        rt->source_ctx[rt->nsources++] = ctx;
+    }
+    return MS_OK;
+}
+
+void ms_runtime_close(ms_runtime *rt)
+{
+    while (rt->nsources) {
+        rt->nsources--;
+        rt->sources[rt->nsources]->stop(rt->source_ctx[rt->nsources]);
+    }
+    if (rt->engine) ms_engine_stop(rt->engine); /* commits what is queued */
+    while (rt->nsinks) ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
+    if (rt->blob && rt->blob_ctx) rt->blob->close(rt->blob_ctx);
+    rt->blob_ctx = NULL;
+    ms_engine_free(rt->engine);
+    rt->engine = NULL;
+    if (rt->store && rt->store_ctx) rt->store->close(rt->store_ctx);
+    rt->store_ctx = NULL;
+    ms_types_free(rt->types);
+    rt->types = NULL;
+}
+
+static int orphan_gauge(void *ud, const char *tenant)
+{
+    void **args = ud;
+    ms_runtime *rt = args[0];
+    ms_buf *out = args[1];
+    ms_store_stats st = {0};
+    if (rt->store->stats(rt->store_ctx, tenant, &st, NULL) != MS_OK) return 0;
+    ms_buf lbl = MS_BUF_INIT;
+    ms_buf_puts(&lbl, "tenant=");
+    ms_buf_put_jstr(&lbl, tenant);
+    ms_metrics_sample(out, "metasync_orphans", lbl.data, (double)st.orphans);
+    ms_buf_free(&lbl);
+    return 0;
+}
+
+void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
+{
+    ms_metrics_render(&rt->metrics, out);
+    ms_engine_metrics_render(rt->engine, out);
+    ms_metrics_header(out, "metasync_orphans", "gauge",
+                      "Assets whose parent has not arrived yet, per tenant.");
+    void *args[2] = {rt, out};
+    rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
+    for (size_t i = 0; i < rt->nsinks; i++) ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
+}
+
+ms_err ms_runtime_register_type(ms_runtime *rt, const char *tenant, const char *json, size_t len,
+                                bool *created, ms_buf *canonical, ms_error *err)
+{
+    const ms_type *t = NULL;
+    ms_err rc = ms_types_register(rt->types, tenant, json, len, &t, created, err);
+    if (rc != MS_OK) return rc;
+    if (*created) rc = rt->store->type_save(rt->store_ctx, tenant, t->name, t->json, err);
+    if (rc == MS_OK && canonical) ms_buf_puts(canonical, t->json);
+    return rc;
+}

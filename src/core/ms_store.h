@@ -1,0 +1,134 @@
+/*
+ * ms_store.h — the store interface: a versioned table of callbacks (like sqlite3_io_methods).
+ *
+ * A store keeps assets, tags, lineage edges, the change log (outbox), idempotency keys, sink
+ * cursors and custom types, every key prefixed by the tenant. The embedded default is SQLite
+ * (src/store/sqlite); PostgreSQL comes behind the same table. The core never includes a store's
+ * headers: it finds a store by URL scheme through ms_store_find (ms_plugins.c).
+ *
+ * Thread rules:
+ *  - apply() is called by the engine's single writer thread only (@locality writer thread).
+ *  - every other callback may be called from any thread at any time; the store keeps its own
+ *    connections (a pool) and serializes what must be.
+ * Ownership: strings passed in are borrowed for the duration of the call; output goes into
+ * caller-owned ms_buf. Add new callbacks at the end and bump MS_STORE_OPS_VERSION.
+ */
+#ifndef MS_STORE_H
+#define MS_STORE_H
+
+#include "ms_buf.h"
+#include "ms_change.h"
+#include "ms_config.h"
+#include "ms_error.h"
+#include "ms_event.h"
+#include "ms_log.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MS_STORE_OPS_VERSION 1
+
+typedef enum {
+    MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
+    MS_APPLY_UNCHANGED, /* valid, nothing to change, no change record */
+    MS_APPLY_DUPLICATE, /* its id was seen before */
+    MS_APPLY_REJECTED   /* refused: code and detail say why; nothing was written for it */
+} ms_apply_status;
+
+typedef struct ms_apply_result {
+    ms_apply_status status;
+    ms_err code;
+    char detail[200];
+    uint64_t seq_first; /* change records written for this event: [seq_first, seq_last] */
+    uint64_t seq_last;
+} ms_apply_result;
+
+typedef struct ms_asset_query {
+    const char *tenant;
+    const char *type;   /* NULL = any */
+    const char *parent; /* NULL = any */
+    const char *tag;    /* NULL = any */
+    const char *q;      /* full-text query over name, qualified name, description; NULL = none */
+    int orphan;         /* -1 any, 0 not orphan, 1 orphans only */
+    bool include_deleted;
+    int limit;          /* 1..1000 */
+    const char *cursor; /* from a previous page's next_cursor, or NULL */
+} ms_asset_query;
+
+typedef enum { MS_LINEAGE_UPSTREAM = 1, MS_LINEAGE_DOWNSTREAM = 2, MS_LINEAGE_BOTH = 3 } ms_lineage_dir;
+
+typedef struct ms_store_stats {
+    uint64_t orphans; /* not deleted, parent missing (cheap: a partial index) */
+} ms_store_stats;
+
+typedef struct ms_store_open_args {
+    const ms_config *cfg;
+    const ms_log *log;
+    const char *url; /* the store.url value */
+    ms_types *types; /* to check parent types and required attributes at apply time */
+} ms_store_open_args;
+
+typedef struct ms_store_ops {
+    int version;        /* MS_STORE_OPS_VERSION this table was built for */
+    const char *name;   /* "sqlite" */
+    const char *scheme; /* URL scheme it serves ("sqlite") */
+
+    /* Opens (creating or migrating as needed). On success *ctx is the store's context. */
+    ms_err (*open)(const ms_store_open_args *args, void **ctx, ms_error *err);
+    /* Closes every connection and frees ctx. No other call may be in progress. */
+    void (*close)(void *ctx);
+
+    /*
+     * Applies events in one transaction, in order, writing asset changes and their change
+     * records together (the transactional outbox). Fills res[i] for every event. A rejected
+     * event writes nothing and does not stop the others. now_ts is the commit time (RFC 3339)
+     * for updated_at and the change records. Returns MS_OK once the transaction is durable;
+     * on failure nothing of the batch is kept (res[] is then meaningless) and the error is
+     * returned (retriable store errors are MS_ERR_STORE).
+     * @locality writer thread
+     */
+    ms_err (*apply)(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                    ms_apply_result *res, ms_error *err);
+
+    /* Appends the asset as a JSON object to out; MS_ERR_NOT_FOUND if absent (or deleted and
+     * include_deleted is false). */
+    ms_err (*asset_get)(void *ctx, const char *tenant, const char *qn, bool include_deleted,
+                        ms_buf *out, ms_error *err);
+    /* Appends the matching assets as comma-separated JSON objects (no brackets) to items, and
+     * the cursor of the next page (empty when none) to next_cursor. */
+    ms_err (*asset_list)(void *ctx, const ms_asset_query *q, ms_buf *items, ms_buf *next_cursor,
+                         ms_error *err);
+    /* Appends {"root":qn,"direction":…,"depth":N,"nodes":[…],"edges":[…]} to out. Nodes carry
+     * qualified_name, type, name and their distance; cycles are cut. */
+    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir,
+                      int depth, ms_buf *out, ms_error *err);
+    /* Calls cb with every change record of one asset, oldest first. */
+    ms_err (*history)(void *ctx, const char *tenant, const char *qn, ms_change_cb cb, void *ud,
+                      ms_error *err);
+    /* Calls cb with change records of tenant with seq > after, up to limit, in seq order. */
+    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit,
+                      ms_change_cb cb, void *ud, ms_error *err);
+    /* The last seq written for tenant (0 if none). */
+    ms_err (*last_seq)(void *ctx, const char *tenant, uint64_t *seq, ms_error *err);
+    /* Calls cb with every tenant that has an asset or a change (for sinks and metrics). */
+    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud,
+                      ms_error *err);
+    ms_err (*stats)(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err);
+    /* Copies the stored type of an asset into buf (""/MS_ERR_NOT_FOUND when absent). */
+    ms_err (*asset_type)(void *ctx, const char *tenant, const char *qn, char *buf, size_t len,
+                         ms_error *err);
+
+    /* Sink cursors: the last seq a named sink has durably delivered for a tenant (0 if none). */
+    ms_err (*cursor_get)(void *ctx, const char *tenant, const char *sink, uint64_t *seq,
+                         ms_error *err);
+    ms_err (*cursor_set)(void *ctx, const char *tenant, const char *sink, uint64_t seq,
+                         ms_error *err);
+
+    /* Custom types: saved as their canonical definition JSON; loaded at start. */
+    ms_err (*type_save)(void *ctx, const char *tenant, const char *name, const char *json,
+                        ms_error *err);
+    ms_err (*types_load)(void *ctx, int (*cb)(void *ud, const char *tenant, const char *json),
+                         void *ud, ms_error *err);
+} ms_store_ops;
+
+#endif

@@ -1,0 +1,813 @@
+/*
+ * store_sqlite.c — the embedded store: SQLite 3 in WAL mode with FTS5 (see ms_store.h for the
+ * contract and store_sqlite_int.h for the connection rules). This file holds opening, the schema,
+ * the connection pool, the shared row helpers and the read side; apply() is in
+ * store_sqlite_apply.c. The schema is documented in docs/model.md.
+ */
+#include "store_sqlite_int.h"
+
+#include "ms_json.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SQ_SCHEMA_VERSION 1
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tenants(tenant TEXT PRIMARY KEY);"
+    "CREATE TABLE IF NOT EXISTS assets("
+    " id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, qn TEXT NOT NULL, type TEXT NOT NULL,"
+    " name TEXT NOT NULL, parent TEXT, attributes TEXT NOT NULL, version INTEGER NOT NULL,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,"
+    " orphan INTEGER NOT NULL DEFAULT 0,"
+    " description TEXT GENERATED ALWAYS AS (json_extract(attributes, '$.description')) VIRTUAL,"
+    " UNIQUE(tenant, qn));"
+    "CREATE INDEX IF NOT EXISTS assets_parent ON assets(tenant, parent);"
+    "CREATE INDEX IF NOT EXISTS assets_type ON assets(tenant, type, qn);"
+    "CREATE INDEX IF NOT EXISTS assets_orphan ON assets(tenant, parent) WHERE orphan = 1;"
+    "CREATE TABLE IF NOT EXISTS tags(tenant TEXT NOT NULL, qn TEXT NOT NULL, tag TEXT NOT NULL,"
+    " source TEXT NOT NULL, origin TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY(tenant, qn, tag, origin)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS tags_by_tag ON tags(tenant, tag, qn);"
+    "CREATE TABLE IF NOT EXISTS edges(tenant TEXT NOT NULL, src TEXT NOT NULL, dst TEXT NOT NULL,"
+    " via TEXT NOT NULL DEFAULT '', PRIMARY KEY(tenant, src, dst, via)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS edges_dst ON edges(tenant, dst);"
+    "CREATE TABLE IF NOT EXISTS changes(tenant TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " op TEXT NOT NULL, qn TEXT NOT NULL, type TEXT, version INTEGER NOT NULL, before TEXT,"
+    " after TEXT, changed TEXT NOT NULL, cause TEXT, ts TEXT NOT NULL,"
+    " PRIMARY KEY(tenant, seq)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS changes_qn ON changes(tenant, qn, seq);"
+    "CREATE TABLE IF NOT EXISTS seen(tenant TEXT NOT NULL, id TEXT NOT NULL,"
+    " PRIMARY KEY(tenant, id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS cursors(tenant TEXT NOT NULL, sink TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, PRIMARY KEY(tenant, sink)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS types(tenant TEXT NOT NULL, name TEXT NOT NULL,"
+    " definition TEXT NOT NULL, PRIMARY KEY(tenant, name)) WITHOUT ROWID;"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
+    " content='assets', content_rowid='id');"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_ai AFTER INSERT ON assets BEGIN"
+    " INSERT INTO assets_fts(rowid, name, qn, description)"
+    " VALUES (new.id, new.name, new.qn, new.description); END;"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_ad AFTER DELETE ON assets BEGIN"
+    " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
+    " VALUES ('delete', old.id, old.name, old.qn, old.description); END;"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_au AFTER UPDATE OF name, attributes ON assets"
+    " WHEN old.name IS NOT new.name OR old.description IS NOT new.description BEGIN"
+    " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
+    " VALUES ('delete', old.id, old.name, old.qn, old.description);"
+    " INSERT INTO assets_fts(rowid, name, qn, description)"
+    " VALUES (new.id, new.name, new.qn, new.description); END;";
+
+ms_err sq_fail(ms_error *err, sqlite3 *db, const char *what)
+{
+    return ms_error_set(err, MS_ERR_STORE, "sqlite: %s: %s", what,
+                        db ? sqlite3_errmsg(db) : "no connection");
+}
+
+void sq_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+char *sq_col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? ms_xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
+void sq_row_free(sq_row *r)
+{
+    free(r->type);
+    free(r->name);
+    free(r->parent);
+    free(r->attributes);
+    free(r->created_at);
+    free(r->updated_at);
+    for (size_t i = 0; i < r->ntags; i++) {
+        free(r->tags[i].name);
+        free(r->tags[i].source);
+        free(r->tags[i].origin);
+    }
+    free(r->tags);
+    memset(r, 0, sizeof *r);
+}
+
+static int tag_cmp(const void *a, const void *b)
+{
+    const sq_tag *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->origin, y->origin);
+}
+
+void sq_tags_sort(sq_tag *t, size_t n)
+{
+    if (n > 1) qsort(t, n, sizeof *t, tag_cmp);
+}
+
+ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const char *tenant,
+                   const char *qn, bool with_tags, sq_row *r, ms_error *err)
+{
+    memset(r, 0, sizeof *r);
+    sq_bind_text(get, 1, tenant);
+    sq_bind_text(get, 2, qn);
+    int rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW) {
+        r->exists = true;
+        r->id = sqlite3_column_int64(get, 0);
+        r->type = sq_col_dup(get, 1);
+        r->name = sq_col_dup(get, 2);
+        r->parent = sq_col_dup(get, 3);
+        r->attributes = sq_col_dup(get, 4);
+        r->version = sqlite3_column_int64(get, 5);
+        r->deleted = sqlite3_column_int(get, 6) != 0;
+        r->created_at = sq_col_dup(get, 7);
+        r->orphan = sqlite3_column_int(get, 8) != 0;
+        r->updated_at = sq_col_dup(get, 9);
+    }
+    sqlite3_reset(get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_fail(err, db, "load asset");
+    if (!r->exists || !with_tags) return MS_OK;
+    sq_bind_text(tags_get, 1, tenant);
+    sq_bind_text(tags_get, 2, qn);
+    size_t cap = 0;
+    while ((rc = sqlite3_step(tags_get)) == SQLITE_ROW) {
+        if (r->ntags == cap) {
+            cap = cap ? cap * 2 : 4;
+            r->tags = ms_xrealloc(r->tags, cap * sizeof *r->tags);
+        }
+        sq_tag *t = &r->tags[r->ntags++];
+        t->name = sq_col_dup(tags_get, 0);
+        t->source = sq_col_dup(tags_get, 1);
+        t->origin = sq_col_dup(tags_get, 2);
+        if (!t->origin) t->origin = ms_xstrdup("");
+    }
+    sqlite3_reset(tags_get);
+    if (rc != SQLITE_DONE) return sq_fail(err, db, "load tags");
+    return MS_OK;
+}
+
+void sq_asset_json(ms_buf *out, const char *qn, const sq_row *r)
+{
+    ms_buf_puts(out, "{\"qualified_name\":");
+    ms_buf_put_jstr(out, qn);
+    ms_buf_puts(out, ",\"type\":");
+    ms_buf_put_jstr(out, r->type);
+    ms_buf_puts(out, ",\"name\":");
+    ms_buf_put_jstr(out, r->name);
+    ms_buf_puts(out, ",\"parent\":");
+    ms_buf_put_jstr(out, r->parent);
+    ms_buf_puts(out, ",\"attributes\":");
+    ms_buf_puts(out, r->attributes ? r->attributes : "{}");
+    ms_buf_puts(out, ",\"tags\":[");
+    for (size_t i = 0; i < r->ntags; i++) {
+        if (i) ms_buf_putc(out, ',');
+        ms_buf_puts(out, "{\"name\":");
+        ms_buf_put_jstr(out, r->tags[i].name);
+        ms_buf_puts(out, ",\"source\":");
+        ms_buf_put_jstr(out, r->tags[i].source);
+        if (r->tags[i].origin && r->tags[i].origin[0]) {
+            ms_buf_puts(out, ",\"from\":");
+            ms_buf_put_jstr(out, r->tags[i].origin);
+        }
+        ms_buf_putc(out, '}');
+    }
+    ms_buf_puts(out, "],\"version\":");
+    ms_buf_put_i64(out, r->version);
+    ms_buf_puts(out, ",\"created_at\":");
+    ms_buf_put_jstr(out, r->created_at);
+    ms_buf_puts(out, ",\"updated_at\":");
+    ms_buf_put_jstr(out, r->updated_at);
+    ms_buf_puts(out, r->deleted ? ",\"deleted\":true" : ",\"deleted\":false");
+    ms_buf_puts(out, r->orphan ? ",\"orphan\":true}" : ",\"orphan\":false}");
+}
+
+/* Opens one connection with MetaSync's pragmas. */
+static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(s->path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        ms_error_set(err, MS_ERR_STORE, "sqlite: cannot open %s: %s", s->path,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return MS_ERR_STORE;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-%d;"
+             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF;",
+             s->sync_full ? "FULL" : "NORMAL", s->cache_mb * 1024);
+    if (sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+        sq_fail(err, db, "pragmas");
+        sqlite3_close(db);
+        return MS_ERR_STORE;
+    }
+    *out = db;
+    return MS_OK;
+}
+
+sqlite3 *sq_acquire(sq_store *s)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    for (;;) {
+        for (int i = 0; i < SQ_POOL; i++)
+            if (!s->pool_busy[i]) {
+                s->pool_busy[i] = true;
+                pthread_mutex_unlock(&s->pool_mu);
+                return s->pool[i];
+            }
+        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
+    }
+}
+
+void sq_release(sq_store *s, sqlite3 *db)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    for (int i = 0; i < SQ_POOL; i++)
+        if (s->pool[i] == db) s->pool_busy[i] = false;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->pool_mu);
+}
+
+static void sq_close(void *ctx)
+{
+    sq_store *s = ctx;
+    if (!s) return;
+    for (int i = 0; i < W__COUNT; i++) sqlite3_finalize(s->ws[i]);
+    if (s->w) sqlite3_close(s->w);
+    for (int i = 0; i < SQ_POOL; i++) sqlite3_close(s->pool[i]);
+    for (size_t i = 0; i < s->nseqs; i++) free(s->seqs[i].tenant);
+    free(s->seqs);
+    free(s->path);
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_cond_destroy(&s->pool_cv);
+    free(s);
+}
+
+/* Creates the schema or checks that an existing one is ours. */
+static ms_err migrate(sq_store *s, ms_error *err)
+{
+    char *emsg = NULL;
+    if (sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return sq_fail(err, s->w, "begin migration");
+    if (sqlite3_exec(s->w, schema_sql, NULL, NULL, &emsg) != SQLITE_OK) {
+        ms_error_set(err, MS_ERR_STORE, "sqlite: schema: %s", emsg ? emsg : "?");
+        sqlite3_free(emsg);
+        sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+        return MS_ERR_STORE;
+    }
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(s->w, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL);
+    int have = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW) have = atoi((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (have > SQ_SCHEMA_VERSION) {
+        sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+        return ms_error_set(err, MS_ERR_STORE,
+                            "%s has schema version %d, newer than this binary's %d", s->path,
+                            have, SQ_SCHEMA_VERSION);
+    }
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '%d')",
+             SQ_SCHEMA_VERSION);
+    if (sqlite3_exec(s->w, sql, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sq_fail(err, s->w, "commit migration");
+        sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+        return MS_ERR_STORE;
+    }
+    return MS_OK;
+}
+
+/* Creates every directory on the way to the file at path. */
+static void mkdir_parents(const char *path)
+{
+    char *p = ms_xstrdup(path);
+    for (char *q = p + 1; *q; q++)
+        if (*q == '/') {
+            *q = '\0';
+            mkdir(p, 0755);
+            *q = '/';
+        }
+    free(p);
+}
+
+static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
+{
+    sq_store *s = ms_xcalloc(1, sizeof *s);
+    s->log = a->log;
+    s->types = a->types;
+    s->sync_full = strcmp(a->cfg->store_synchronous, "normal") != 0;
+    s->cache_mb = (int)a->cfg->store_cache_mb;
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
+    const char *url = a->url;
+    if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
+        s->path = ms_xstrdup(url + 7);
+    } else {
+        ms_buf b = MS_BUF_INIT;
+        ms_buf_printf(&b, "%s/metasync.db", a->cfg->data_dir);
+        s->path = ms_buf_steal(&b);
+    }
+    mkdir_parents(s->path);
+    ms_err rc = open_conn(s, &s->w, err);
+    if (rc == MS_OK) rc = migrate(s, err);
+    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) rc = open_conn(s, &s->pool[i], err);
+    if (rc == MS_OK) rc = sq_apply_prepare(s, err);
+    if (rc != MS_OK) {
+        sq_close(s);
+        return rc;
+    }
+    ms_log_info(a->log, "store: sqlite %s (synchronous=%s)", s->path,
+                s->sync_full ? "full" : "normal");
+    *ctx = s;
+    return MS_OK;
+}
+
+/* Prepares sql on db; on failure fills err. */
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql, ms_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) sq_fail(err, db, "prepare");
+    return st;
+}
+
+#define ROW_COLS "id, type, name, parent, attributes, version, deleted, created_at, orphan, updated_at"
+
+static ms_err sq_asset_get(void *ctx, const char *tenant, const char *qn, bool include_deleted,
+                           ms_buf *out, ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *get = prep(db, "SELECT " ROW_COLS " FROM assets WHERE tenant=? AND qn=?", err);
+    sqlite3_stmt *tg = prep(db,
+                            "SELECT tag, source, origin FROM tags WHERE tenant=? AND qn=?"
+                            " ORDER BY tag, origin",
+                            err);
+    ms_err rc = MS_ERR_STORE;
+    sq_row r;
+    memset(&r, 0, sizeof r);
+    if (get && tg) rc = sq_row_load(db, get, tg, tenant, qn, true, &r, err);
+    if (rc == MS_OK) {
+        if (!r.exists)
+            rc = ms_error_set(err, MS_ERR_NOT_FOUND, "no asset '%s'", qn);
+        else if (r.deleted && !include_deleted)
+            rc = ms_error_set(err, MS_ERR_NOT_FOUND,
+                              "asset '%s' was deleted (version %lld); add include_deleted=true "
+                              "to see it",
+                              qn, (long long)r.version);
+        else
+            sq_asset_json(out, qn, &r);
+    }
+    sq_row_free(&r);
+    sqlite3_finalize(get);
+    sqlite3_finalize(tg);
+    sq_release(s, db);
+    return rc;
+}
+
+/* Turns free text into an FTS5 query: each word becomes a quoted prefix term, ANDed. */
+static void fts_query(const char *q, ms_buf *out)
+{
+    const unsigned char *p = (const unsigned char *)q;
+    while (*p) {
+        while (*p && !(*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+            p++;
+        const unsigned char *start = p;
+        while (*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+            p++;
+        if (p > start) {
+            if (out->len) ms_buf_putc(out, ' ');
+            ms_buf_putc(out, '"');
+            ms_buf_append(out, start, (size_t)(p - start));
+            ms_buf_puts(out, "\"*");
+        }
+    }
+}
+
+static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
+                            ms_buf *next_cursor, ms_error *err)
+{
+    sq_store *s = ctx;
+    ms_buf sql = MS_BUF_INIT, fq = MS_BUF_INIT;
+    ms_buf_puts(&sql, "SELECT a.qn, a.id, a.type, a.name, a.parent, a.attributes, a.version,"
+                      " a.deleted, a.created_at, a.orphan, a.updated_at FROM assets a");
+    if (q->q) {
+        fts_query(q->q, &fq);
+        if (!fq.len) {
+            ms_buf_free(&sql);
+            return ms_error_set(err, MS_ERR_BAD_PARAM, "q has no searchable word");
+        }
+        ms_buf_puts(&sql, " JOIN assets_fts f ON f.rowid = a.id AND assets_fts MATCH ?5");
+    }
+    ms_buf_puts(&sql, " WHERE a.tenant = ?1");
+    if (q->type) ms_buf_puts(&sql, " AND a.type = ?2");
+    if (q->parent) ms_buf_puts(&sql, " AND a.parent = ?3");
+    if (q->tag)
+        ms_buf_puts(&sql, " AND EXISTS (SELECT 1 FROM tags t WHERE t.tenant = a.tenant AND"
+                          " t.qn = a.qn AND t.tag = ?4)");
+    if (q->orphan >= 0) ms_buf_printf(&sql, " AND a.orphan = %d", q->orphan ? 1 : 0);
+    if (!q->include_deleted) ms_buf_puts(&sql, " AND a.deleted = 0");
+    if (q->cursor) ms_buf_puts(&sql, " AND a.qn > ?6");
+    ms_buf_printf(&sql, " ORDER BY a.qn LIMIT %d", q->limit + 1);
+
+    sqlite3 *db = sq_acquire(s);
+    ms_err rc = MS_OK;
+    sqlite3_stmt *st = prep(db, sql.data, err);
+    sqlite3_stmt *tg = prep(db,
+                            "SELECT tag, source, origin FROM tags WHERE tenant=? AND qn=?"
+                            " ORDER BY tag, origin",
+                            err);
+    if (!st || !tg) rc = MS_ERR_STORE;
+    if (rc == MS_OK) {
+        sq_bind_text(st, 1, q->tenant);
+        if (q->type) sq_bind_text(st, 2, q->type);
+        if (q->parent) sq_bind_text(st, 3, q->parent);
+        if (q->tag) sq_bind_text(st, 4, q->tag);
+        if (q->q) sq_bind_text(st, 5, fq.data);
+        if (q->cursor) sq_bind_text(st, 6, q->cursor);
+        int n = 0, src;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *qn = (const char *)sqlite3_column_text(st, 0);
+            if (n == q->limit) {
+                ms_buf_puts(next_cursor, qn); /* there is more: resume after the last shown */
+                break;
+            }
+            sq_row r;
+            memset(&r, 0, sizeof r);
+            r.exists = true;
+            r.id = sqlite3_column_int64(st, 1);
+            r.type = sq_col_dup(st, 2);
+            r.name = sq_col_dup(st, 3);
+            r.parent = sq_col_dup(st, 4);
+            r.attributes = sq_col_dup(st, 5);
+            r.version = sqlite3_column_int64(st, 6);
+            r.deleted = sqlite3_column_int(st, 7) != 0;
+            r.created_at = sq_col_dup(st, 8);
+            r.orphan = sqlite3_column_int(st, 9) != 0;
+            r.updated_at = sq_col_dup(st, 10);
+            sq_bind_text(tg, 1, q->tenant);
+            sq_bind_text(tg, 2, qn);
+            size_t cap = 0;
+            while (sqlite3_step(tg) == SQLITE_ROW) {
+                if (r.ntags == cap) {
+                    cap = cap ? cap * 2 : 4;
+                    r.tags = ms_xrealloc(r.tags, cap * sizeof *r.tags);
+                }
+                sq_tag *t = &r.tags[r.ntags++];
+                t->name = sq_col_dup(tg, 0);
+                t->source = sq_col_dup(tg, 1);
+                t->origin = sq_col_dup(tg, 2);
+            }
+            sqlite3_reset(tg);
+            if (n++) ms_buf_putc(items, ',');
+            sq_asset_json(items, qn, &r);
+            sq_row_free(&r);
+        }
+        if (src != SQLITE_ROW && src != SQLITE_DONE) rc = sq_fail(err, db, "list assets");
+        if (q->limit > n && next_cursor->len) ms_buf_reset(next_cursor);
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(tg);
+    sq_release(s, db);
+    ms_buf_free(&sql);
+    ms_buf_free(&fq);
+    return rc;
+}
+
+typedef struct lin_node {
+    char *qn;
+    int depth;
+} lin_node;
+
+/* Walks one direction from qn, appending nodes (with distance) and the edges between them. */
+static ms_err walk(sqlite3 *db, const char *tenant, const char *qn, bool down, int depth,
+                   ms_buf *nodes, ms_buf *edges, size_t *nn, size_t *ne, ms_error *err)
+{
+    const char *sql_down =
+        "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.dst, w.d + 1 FROM edges e"
+        " JOIN w ON e.tenant = ?1 AND e.src = w.qn WHERE w.d < ?3)"
+        " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = ?1 AND"
+        " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 GROUP BY w.qn ORDER BY MIN(w.d), w.qn";
+    const char *sql_up =
+        "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.src, w.d + 1 FROM edges e"
+        " JOIN w ON e.tenant = ?1 AND e.dst = w.qn WHERE w.d < ?3)"
+        " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = ?1 AND"
+        " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 GROUP BY w.qn ORDER BY MIN(w.d), w.qn";
+    const char *sql_edges_down =
+        "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.dst, w.d + 1 FROM edges e"
+        " JOIN w ON e.tenant = ?1 AND e.src = w.qn WHERE w.d < ?3)"
+        " SELECT DISTINCT e.src, e.dst, e.via FROM edges e JOIN w ON e.tenant = ?1 AND"
+        " e.src = w.qn WHERE w.d < ?3 ORDER BY e.src, e.dst, e.via";
+    const char *sql_edges_up =
+        "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.src, w.d + 1 FROM edges e"
+        " JOIN w ON e.tenant = ?1 AND e.dst = w.qn WHERE w.d < ?3)"
+        " SELECT DISTINCT e.src, e.dst, e.via FROM edges e JOIN w ON e.tenant = ?1 AND"
+        " e.dst = w.qn WHERE w.d < ?3 ORDER BY e.src, e.dst, e.via";
+    sqlite3_stmt *st = prep(db, down ? sql_down : sql_up, err);
+    if (!st) return MS_ERR_STORE;
+    sq_bind_text(st, 1, tenant);
+    sq_bind_text(st, 2, qn);
+    sqlite3_bind_int(st, 3, depth);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((*nn)++) ms_buf_putc(nodes, ',');
+        ms_buf_puts(nodes, "{\"qualified_name\":");
+        ms_buf_put_jstr(nodes, (const char *)sqlite3_column_text(st, 0));
+        ms_buf_puts(nodes, ",\"type\":");
+        ms_buf_put_jstr(nodes, (const char *)sqlite3_column_text(st, 2));
+        ms_buf_puts(nodes, ",\"name\":");
+        ms_buf_put_jstr(nodes, (const char *)sqlite3_column_text(st, 3));
+        ms_buf_printf(nodes, ",\"direction\":\"%s\",\"distance\":%d}",
+                      down ? "downstream" : "upstream", sqlite3_column_int(st, 1));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sq_fail(err, db, "lineage");
+    st = prep(db, down ? sql_edges_down : sql_edges_up, err);
+    if (!st) return MS_ERR_STORE;
+    sq_bind_text(st, 1, tenant);
+    sq_bind_text(st, 2, qn);
+    sqlite3_bind_int(st, 3, depth);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((*ne)++) ms_buf_putc(edges, ',');
+        ms_buf_puts(edges, "{\"from\":");
+        ms_buf_put_jstr(edges, (const char *)sqlite3_column_text(st, 0));
+        ms_buf_puts(edges, ",\"to\":");
+        ms_buf_put_jstr(edges, (const char *)sqlite3_column_text(st, 1));
+        const char *via = (const char *)sqlite3_column_text(st, 2);
+        ms_buf_puts(edges, ",\"via\":");
+        ms_buf_put_jstr(edges, via && *via ? via : NULL);
+        ms_buf_putc(edges, '}');
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "lineage edges");
+}
+
+static ms_err sq_lineage(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir,
+                         int depth, ms_buf *out, ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    ms_buf nodes = MS_BUF_INIT, edges = MS_BUF_INIT;
+    size_t nn = 0, ne = 0;
+    ms_err rc = MS_OK;
+    if (dir & MS_LINEAGE_UPSTREAM)
+        rc = walk(db, tenant, qn, false, depth, &nodes, &edges, &nn, &ne, err);
+    if (rc == MS_OK && (dir & MS_LINEAGE_DOWNSTREAM))
+        rc = walk(db, tenant, qn, true, depth, &nodes, &edges, &nn, &ne, err);
+    sq_release(s, db);
+    if (rc == MS_OK) {
+        ms_buf_puts(out, "{\"root\":");
+        ms_buf_put_jstr(out, qn);
+        ms_buf_printf(out, ",\"direction\":\"%s\",\"depth\":%d,\"nodes\":[%s],\"edges\":[%s]}",
+                      dir == MS_LINEAGE_BOTH       ? "both"
+                      : dir == MS_LINEAGE_UPSTREAM ? "upstream"
+                                                   : "downstream",
+                      depth, ms_buf_cstr(&nodes), ms_buf_cstr(&edges));
+    }
+    ms_buf_free(&nodes);
+    ms_buf_free(&edges);
+    return rc;
+}
+
+/* Runs a change-log query (columns in ms_change order after tenant) and feeds cb. */
+static ms_err feed_changes(sqlite3 *db, sqlite3_stmt *st, const char *tenant, ms_change_cb cb,
+                           void *ud, ms_error *err)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ms_change c = {
+            .seq = (uint64_t)sqlite3_column_int64(st, 0),
+            .tenant = tenant,
+            .op = (const char *)sqlite3_column_text(st, 1),
+            .qn = (const char *)sqlite3_column_text(st, 2),
+            .type = (const char *)sqlite3_column_text(st, 3),
+            .version = sqlite3_column_int64(st, 4),
+            .before = (const char *)sqlite3_column_text(st, 5),
+            .after = (const char *)sqlite3_column_text(st, 6),
+            .changed = (const char *)sqlite3_column_text(st, 7),
+            .cause = (const char *)sqlite3_column_text(st, 8),
+            .ts = (const char *)sqlite3_column_text(st, 9),
+        };
+        if (cb(ud, &c)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "read changes");
+}
+
+#define CHG_COLS "seq, op, qn, type, version, before, after, changed, cause, ts"
+
+static ms_err sq_history(void *ctx, const char *tenant, const char *qn, ms_change_cb cb,
+                         void *ud, ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "SELECT " CHG_COLS " FROM changes WHERE tenant=? AND qn=? ORDER BY seq", err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sq_bind_text(st, 2, qn);
+        rc = feed_changes(db, st, tenant, cb, ud, err);
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+static ms_err sq_changes(void *ctx, const char *tenant, uint64_t after, size_t limit,
+                         ms_change_cb cb, void *ud, ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st = prep(
+        db, "SELECT " CHG_COLS " FROM changes WHERE tenant=? AND seq>? ORDER BY seq LIMIT ?", err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        rc = feed_changes(db, st, tenant, cb, ud, err);
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+/* Runs a query with text parameters a, b (b may be NULL) returning one integer. */
+static ms_err scalar(sq_store *s, const char *sql, const char *a, const char *b, int64_t *v,
+                     ms_error *err)
+{
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st = prep(db, sql, err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, a);
+        if (b) sq_bind_text(st, 2, b);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW || r == SQLITE_DONE) {
+            *v = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+            rc = MS_OK;
+        } else {
+            rc = sq_fail(err, db, "query");
+        }
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+static ms_err sq_last_seq(void *ctx, const char *tenant, uint64_t *seq, ms_error *err)
+{
+    int64_t v = 0;
+    ms_err rc = scalar(ctx, "SELECT coalesce(max(seq), 0) FROM changes WHERE tenant=?", tenant,
+                       NULL, &v, err);
+    *seq = (uint64_t)v;
+    return rc;
+}
+
+static ms_err sq_stats(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err)
+{
+    int64_t v = 0;
+    ms_err rc = scalar(ctx, "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
+                       tenant, NULL, &v, err);
+    st->orphans = (uint64_t)v;
+    return rc;
+}
+
+static ms_err sq_tenants(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud,
+                         ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st = prep(db, "SELECT tenant FROM tenants ORDER BY tenant", err);
+    ms_err rc = st ? MS_OK : MS_ERR_STORE;
+    int r = SQLITE_DONE;
+    while (st && (r = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(ud, (const char *)sqlite3_column_text(st, 0))) break;
+    if (st && r != SQLITE_ROW && r != SQLITE_DONE) rc = sq_fail(err, db, "tenants");
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+static ms_err sq_asset_type(void *ctx, const char *tenant, const char *qn, char *buf, size_t len,
+                            ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0", err);
+    ms_err rc = MS_ERR_STORE;
+    buf[0] = '\0';
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sq_bind_text(st, 2, qn);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+            rc = MS_OK;
+        } else {
+            rc = r == SQLITE_DONE ? ms_error_set(err, MS_ERR_NOT_FOUND, "no asset '%s'", qn)
+                                  : sq_fail(err, db, "asset type");
+        }
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+static ms_err sq_cursor_get(void *ctx, const char *tenant, const char *sink, uint64_t *seq,
+                            ms_error *err)
+{
+    int64_t v = 0;
+    ms_err rc =
+        scalar(ctx, "SELECT seq FROM cursors WHERE tenant=? AND sink=?", tenant, sink, &v, err);
+    *seq = (uint64_t)v;
+    return rc;
+}
+
+/* Runs one write statement on a pool connection (other threads than the writer). */
+static ms_err pool_write(sq_store *s, const char *sql, const char *a, const char *b,
+                         const char *c, int64_t n, ms_error *err)
+{
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st = prep(db, sql, err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, a);
+        sq_bind_text(st, 2, b);
+        if (c)
+            sq_bind_text(st, 3, c);
+        else
+            sqlite3_bind_int64(st, 3, n);
+        rc = sqlite3_step(st) == SQLITE_DONE ? MS_OK : sq_fail(err, db, "write");
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+static ms_err sq_cursor_set(void *ctx, const char *tenant, const char *sink, uint64_t seq,
+                            ms_error *err)
+{
+    return pool_write(ctx, "INSERT OR REPLACE INTO cursors(tenant, sink, seq) VALUES(?, ?, ?)",
+                      tenant, sink, NULL, (int64_t)seq, err);
+}
+
+static ms_err sq_type_save(void *ctx, const char *tenant, const char *name, const char *json,
+                           ms_error *err)
+{
+    return pool_write(ctx,
+                      "INSERT OR REPLACE INTO types(tenant, name, definition) VALUES(?, ?, ?)",
+                      tenant, name, json, 0, err);
+}
+
+static ms_err sq_types_load(void *ctx, int (*cb)(void *ud, const char *tenant, const char *json),
+                            void *ud, ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st = prep(db, "SELECT tenant, definition FROM types ORDER BY tenant, name", err);
+    ms_err rc = st ? MS_OK : MS_ERR_STORE;
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        if (cb(ud, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1)))
+            break;
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+const ms_store_ops ms_store_sqlite = {
+    .version = MS_STORE_OPS_VERSION,
+    .name = "sqlite",
+    .scheme = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .apply = sq_apply,
+    .asset_get = sq_asset_get,
+    .asset_list = sq_asset_list,
+    .lineage = sq_lineage,
+    .history = sq_history,
+    .changes = sq_changes,
+    .last_seq = sq_last_seq,
+    .tenants = sq_tenants,
+    .stats = sq_stats,
+    .asset_type = sq_asset_type,
+    .cursor_get = sq_cursor_get,
+    .cursor_set = sq_cursor_set,
+    .type_save = sq_type_save,
+    .types_load = sq_types_load,
+};

@@ -1,0 +1,113 @@
+/*
+ * store_sqlite_int.h — internals shared by the SQLite store's files: the context, the schema,
+ * the connection pool and the asset row/snapshot helpers. Not for use outside src/store/sqlite.
+ *
+ * Connections: one writer connection used only by apply() on the engine's writer thread, with
+ * its prepared statements cached; a pool of other connections for readers and for the small
+ * writes of other threads (cursors, types), each used by one thread at a time (acquire/release).
+ * WAL mode lets readers run while the writer commits.
+ */
+#ifndef STORE_SQLITE_INT_H
+#define STORE_SQLITE_INT_H
+
+#include "ms_buf.h"
+#include "ms_error.h"
+#include "ms_log.h"
+#include "ms_store.h"
+#include "ms_types.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SQ_POOL 8
+
+/* Prepared statements of the writer connection. */
+enum {
+    W_SEEN_INS,
+    W_SEEN_DEL,
+    W_GET,
+    W_INS,
+    W_UPD,
+    W_ADOPT,
+    W_TAGS_GET,
+    W_TAG_INS,
+    W_TAG_DEL,
+    W_TAGS_CLEAR,
+    W_EDGE_INS,
+    W_EDGE_DEL,
+    W_CHG_INS,
+    W_DESC,
+    W_TENANT_INS,
+    W_PARENT,
+    W__COUNT
+};
+
+typedef struct sq_tenant_seq {
+    char *tenant;
+    uint64_t committed; /* last seq durably committed */
+    uint64_t next;      /* tentative, inside the open transaction */
+} sq_tenant_seq;
+
+typedef struct sq_store {
+    const ms_log *log;
+    ms_types *types;
+    char *path;
+    bool sync_full;
+    int cache_mb;
+    sqlite3 *w;
+    sqlite3_stmt *ws[W__COUNT];
+    sq_tenant_seq *seqs; /* writer-thread only */
+    size_t nseqs;
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    sqlite3 *pool[SQ_POOL];
+    bool pool_busy[SQ_POOL];
+} sq_store;
+
+/* A tag of an asset as stored. */
+typedef struct sq_tag {
+    char *name;
+    char *source; /* "direct" | "propagated" */
+    char *origin; /* "" for direct */
+} sq_tag;
+
+/* An asset row as loaded, strings owned. */
+typedef struct sq_row {
+    bool exists;
+    int64_t id;
+    char *type, *name, *parent, *attributes, *created_at, *updated_at;
+    int64_t version;
+    bool deleted, orphan;
+    sq_tag *tags;
+    size_t ntags;
+} sq_row;
+
+void sq_row_free(sq_row *r);
+/* Loads the row of (tenant, qn) with stmt `get` (bound and reset here) and, when with_tags, its
+ * tags with `tags_get`. Returns MS_OK (r->exists tells) or MS_ERR_STORE. */
+ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const char *tenant,
+                   const char *qn, bool with_tags, sq_row *r, ms_error *err);
+/* Appends the asset snapshot JSON of row r named qn. */
+void sq_asset_json(ms_buf *out, const char *qn, const sq_row *r);
+/* Sorts tags by name then origin. */
+void sq_tags_sort(sq_tag *t, size_t n);
+
+/* Raises MS_ERR_STORE with SQLite's message for db. */
+ms_err sq_fail(ms_error *err, sqlite3 *db, const char *what);
+/* Binds text (NULL binds NULL) — SQLITE_STATIC: the caller keeps s alive until reset. */
+void sq_bind_text(sqlite3_stmt *st, int i, const char *s);
+/* Copies column i as a heap string (NULL stays NULL). */
+char *sq_col_dup(sqlite3_stmt *st, int i);
+
+sqlite3 *sq_acquire(sq_store *s);
+void sq_release(sq_store *s, sqlite3 *db);
+
+/* The writer's apply() (store_sqlite_apply.c). */
+ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                ms_apply_result *res, ms_error *err);
+/* Prepares the writer statements; called by open. */
+ms_err sq_apply_prepare(sq_store *s, ms_error *err);
+
+#endif
