@@ -24,8 +24,9 @@ static const command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: metasync COMMAND [OPTIONS]\n\nMetaSync %s — real-time metadata sync "
-                 "engine.\n\nCommands:\n",
+    fprintf(out,
+            "Usage: metasync COMMAND [OPTIONS]\n\nMetaSync %s — real-time metadata sync "
+            "engine.\n\nCommands:\n",
             MS_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);

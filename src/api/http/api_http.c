@@ -183,10 +183,13 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
 
 /* ---- assets ------------------------------------------------------------------------------ */
 
+/* True when qn is an asset of tenant, deleted or not (deleted assets keep their history). */
 static bool asset_exists(api *a, const char *tenant, const char *qn)
 {
-    char type[128];
-    return a->rt->store->asset_type(a->rt->store_ctx, tenant, qn, type, sizeof type, NULL) == MS_OK;
+    ms_buf b = MS_BUF_INIT;
+    bool found = a->rt->store->asset_get(a->rt->store_ctx, tenant, qn, true, &b, NULL) == MS_OK;
+    ms_buf_free(&b);
+    return found;
 }
 
 static enum MHD_Result list_assets(api *a, struct MHD_Connection *c, const char *path,

@@ -133,9 +133,16 @@ ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const
     sqlite3_reset(get);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_fail(err, db, "load asset");
     if (!r->exists || !with_tags) return MS_OK;
+    return sq_tags_load(db, tags_get, tenant, qn, r, err);
+}
+
+ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, const char *qn,
+                    sq_row *r, ms_error *err)
+{
     sq_bind_text(tags_get, 1, tenant);
     sq_bind_text(tags_get, 2, qn);
     size_t cap = 0;
+    int rc;
     while ((rc = sqlite3_step(tags_get)) == SQLITE_ROW) {
         if (r->ntags == cap) {
             cap = cap ? cap * 2 : 4;
@@ -148,8 +155,7 @@ ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const
         if (!t->origin) t->origin = ms_xstrdup("");
     }
     sqlite3_reset(tags_get);
-    if (rc != SQLITE_DONE) return sq_fail(err, db, "load tags");
-    return MS_OK;
+    return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "load tags");
 }
 
 void sq_asset_json(ms_buf *out, const char *qn, const sq_row *r)
@@ -455,20 +461,7 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
             r.created_at = sq_col_dup(st, 8);
             r.orphan = sqlite3_column_int(st, 9) != 0;
             r.updated_at = sq_col_dup(st, 10);
-            sq_bind_text(tg, 1, q->tenant);
-            sq_bind_text(tg, 2, qn);
-            size_t cap = 0;
-            while (sqlite3_step(tg) == SQLITE_ROW) {
-                if (r.ntags == cap) {
-                    cap = cap ? cap * 2 : 4;
-                    r.tags = ms_xrealloc(r.tags, cap * sizeof *r.tags);
-                }
-                sq_tag *t = &r.tags[r.ntags++];
-                t->name = sq_col_dup(tg, 0);
-                t->source = sq_col_dup(tg, 1);
-                t->origin = sq_col_dup(tg, 2);
-            }
-            sqlite3_reset(tg);
+            if (sq_tags_load(db, tg, q->tenant, qn, &r, err) != MS_OK) rc = MS_ERR_STORE;
             if (n++) ms_buf_putc(items, ',');
             sq_asset_json(items, qn, &r);
             sq_row_free(&r);
@@ -497,12 +490,14 @@ static ms_err walk(sqlite3 *db, const char *tenant, const char *qn, bool down, i
         "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.dst, w.d + 1 FROM edges e"
         " JOIN w ON e.tenant = ?1 AND e.src = w.qn WHERE w.d < ?3)"
         " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = ?1 AND"
-        " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 GROUP BY w.qn ORDER BY MIN(w.d), w.qn";
+        " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 AND w.qn <> ?2 GROUP BY w.qn"
+        " ORDER BY MIN(w.d), w.qn";
     const char *sql_up =
         "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.src, w.d + 1 FROM edges e"
         " JOIN w ON e.tenant = ?1 AND e.dst = w.qn WHERE w.d < ?3)"
         " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = ?1 AND"
-        " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 GROUP BY w.qn ORDER BY MIN(w.d), w.qn";
+        " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 AND w.qn <> ?2 GROUP BY w.qn"
+        " ORDER BY MIN(w.d), w.qn";
     const char *sql_edges_down =
         "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.dst, w.d + 1 FROM edges e"
         " JOIN w ON e.tenant = ?1 AND e.src = w.qn WHERE w.d < ?3)"

@@ -161,6 +161,28 @@ static bool str_eq(const char *x, const char *y)
     return (!x && !y) || (x && y && strcmp(x, y) == 0);
 }
 
+/* Deep copy of row b as the starting point of its next version: same fields and tags, version
+ * + 1, updated_at unset (commit_asset sets it). */
+static void row_next(sq_row *r, const sq_row *b)
+{
+    memset(r, 0, sizeof *r);
+    r->exists = b->exists;
+    r->id = b->id;
+    r->type = ms_xstrdup(b->type);
+    r->name = ms_xstrdup(b->name);
+    r->parent = ms_xstrdup(b->parent);
+    r->attributes = ms_xstrdup(b->attributes);
+    r->created_at = ms_xstrdup(b->created_at);
+    r->version = b->version + 1;
+    r->deleted = b->deleted;
+    r->orphan = b->orphan;
+    r->tags = ms_xmalloc((b->ntags + 1) * sizeof *r->tags);
+    for (size_t i = 0; i < b->ntags; i++)
+        r->tags[i] = (sq_tag){ms_xstrdup(b->tags[i].name), ms_xstrdup(b->tags[i].source),
+                              ms_xstrdup(b->tags[i].origin)};
+    r->ntags = b->ntags;
+}
+
 /* True when the direct tags of r equal the sorted list want. */
 static bool direct_tags_equal(const sq_row *r, char *const *want, size_t n)
 {
@@ -431,18 +453,9 @@ static bool do_patch(apply_ctx *a)
     if (strcmp(canon.data, b.attributes) == 0) {
         a->res->status = MS_APPLY_UNCHANGED;
     } else if (check_required(a, t, canon.data)) {
-        r = b;
+        row_next(&r, &b);
+        free(r.attributes);
         r.attributes = ms_buf_steal(&canon);
-        r.type = ms_xstrdup(b.type);
-        r.name = ms_xstrdup(b.name);
-        r.parent = ms_xstrdup(b.parent);
-        r.created_at = ms_xstrdup(b.created_at);
-        r.updated_at = NULL;
-        r.version = b.version + 1;
-        r.tags = ms_xmalloc((b.ntags + 1) * sizeof *r.tags);
-        for (size_t i = 0; i < b.ntags; i++)
-            r.tags[i] = (sq_tag){ms_xstrdup(b.tags[i].name), ms_xstrdup(b.tags[i].source),
-                                 ms_xstrdup(b.tags[i].origin)};
         ok = commit_asset(a, ev->qn, &b, &r, false, "update");
     }
     ms_buf_free(&canon);
@@ -455,17 +468,9 @@ done:
 /* Soft-deletes one live asset row loaded in b. */
 static bool delete_one(apply_ctx *a, const char *qn, sq_row *b)
 {
-    sq_row r = {0};
-    r.exists = true;
-    r.id = b->id;
-    r.type = ms_xstrdup(b->type);
-    r.name = ms_xstrdup(b->name);
-    r.parent = ms_xstrdup(b->parent);
-    r.attributes = ms_xstrdup(b->attributes);
-    r.created_at = ms_xstrdup(b->created_at);
-    r.version = b->version + 1;
+    sq_row r;
+    row_next(&r, b);
     r.deleted = true;
-    r.orphan = b->orphan;
     bool ok = commit_asset(a, qn, b, &r, false, "delete");
     sq_row_free(&r);
     return ok;
@@ -544,20 +549,7 @@ static bool do_tag(apply_ctx *a, bool add)
         free(want);
         goto done;
     }
-    r.exists = true;
-    r.id = b.id;
-    r.type = ms_xstrdup(b.type);
-    r.name = ms_xstrdup(b.name);
-    r.parent = ms_xstrdup(b.parent);
-    r.attributes = ms_xstrdup(b.attributes);
-    r.created_at = ms_xstrdup(b.created_at);
-    r.version = b.version + 1;
-    r.orphan = b.orphan;
-    r.tags = ms_xmalloc((b.ntags + 1) * sizeof *r.tags);
-    for (size_t i = 0; i < b.ntags; i++)
-        r.tags[i] = (sq_tag){ms_xstrdup(b.tags[i].name), ms_xstrdup(b.tags[i].source),
-                             ms_xstrdup(b.tags[i].origin)};
-    r.ntags = b.ntags;
+    row_next(&r, &b);
     direct_tags_set(&r, want, n);
     free(want);
     ok = commit_asset(a, ev->qn, &b, &r, true, add ? "tag" : "untag");
@@ -581,7 +573,7 @@ static bool do_link(apply_ctx *a, bool add)
         return true;
     }
     sq_row b;
-    if (!sq_row_load(a->s->w, a->s->ws[W_GET], NULL, ev->tenant, ev->qn, false, &b, a->err))
+    if (sq_row_load(a->s->w, a->s->ws[W_GET], NULL, ev->tenant, ev->qn, false, &b, a->err) != MS_OK)
         return false;
     ms_buf edge = MS_BUF_INIT;
     ms_buf_puts(&edge, "{\"from\":");

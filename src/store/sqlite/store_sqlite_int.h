@@ -89,6 +89,9 @@ void sq_row_free(sq_row *r);
  * tags with `tags_get`. Returns MS_OK (r->exists tells) or MS_ERR_STORE. */
 ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const char *tenant,
                    const char *qn, bool with_tags, sq_row *r, ms_error *err);
+/* Loads the tags of (tenant, qn) into r with stmt tags_get (bound and reset here). */
+ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, const char *qn,
+                    sq_row *r, ms_error *err);
 /* Appends the asset snapshot JSON of row r named qn. */
 void sq_asset_json(ms_buf *out, const char *qn, const sq_row *r);
 /* Sorts tags by name then origin. */
