@@ -128,12 +128,14 @@ static tenant_seq *seq_slot(ms_engine *e, const char *tenant, bool add)
     return &e->seqs[e->nseqs++];
 }
 
-/* How many bulk events the next commit may take: about 10 ms of work, at least 64. */
+/* How many bulk events the next commit may take: about 20 ms of work (so a fast event waits at
+ * most that long behind the bulk lane), at least 256 so that the fixed cost of a commit (fsync)
+ * stays small per event. */
 static size_t bulk_slice(const ms_engine *e, size_t taken_fast)
 {
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
-    size_t budget = (size_t)(10e6 / (e->ns_per_event > 1 ? e->ns_per_event : 1));
-    if (budget < 64) budget = 64;
+    size_t budget = (size_t)(20e6 / (e->ns_per_event > 1 ? e->ns_per_event : 1));
+    if (budget < 256) budget = 256;
     if (budget > max) budget = max;
     return taken_fast >= max ? 0 : (budget < max - taken_fast ? budget : max - taken_fast);
 }

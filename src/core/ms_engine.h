@@ -4,7 +4,7 @@
  *
  * Lanes: `fast` (every type but columns and BI fields) and `bulk` (columns, BI fields). Each
  * commit takes every queued fast event first (up to engine.max_commit_events), then a slice of
- * the bulk lane sized so that one commit stays short (about 10 ms, from the measured cost per
+ * the bulk lane sized so that one commit stays short (about 20 ms, from the measured cost per
  * event): a bulk backlog therefore delays a fast event by at most one short commit, never by the
  * backlog. An event whose type is absent (tag, link, patch…) goes to the lane of its asset's
  * stored type, or of an earlier event for the same qualified name in the same batch, so events

@@ -307,8 +307,20 @@ static void mkdir_parents(const char *path)
     free(p);
 }
 
+/* Process-wide SQLite settings, before its first use: every connection is used by one thread
+ * at a time (multi-thread mode), and no global memory statistics (their mutex is taken on every
+ * allocation and showed up as the top cost of the write path). */
+static void sqlite_once(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_initialize();
+}
+
 static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_once);
     sq_store *s = ms_xcalloc(1, sizeof *s);
     s->log = a->log;
     s->types = a->types;
