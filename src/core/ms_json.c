@@ -380,7 +380,6 @@ struct json_object *ms_json_parse(const char *text, size_t len, int max_depth, s
                 pos = (size_t)(nul - text);
                 msg = "NUL byte in the text";
             } else {
-                pos = len;
                 msg = "unexpected end of input";
             }
             break;

@@ -26,7 +26,7 @@ typedef struct ms_sink_runner_args {
 ms_sink_runner *ms_sink_runner_start(const ms_sink_runner_args *a, ms_error *err);
 /* Stops the thread after a final flush, destroys the sink and frees the runner. */
 void ms_sink_runner_stop(ms_sink_runner *r);
-/* Appends metasync_sink_cursor{sink,tenant} and metasync_sink_lag_changes gauges. */
+/* Appends the metasync_sink_cursor{sink,tenant} gauge (lag = metasync_change_seq - cursor). */
 void ms_sink_runner_metrics_render(ms_sink_runner *r, ms_buf *out, bool header);
 
 #endif

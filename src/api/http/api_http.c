@@ -17,6 +17,7 @@
 #include "ms_source.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdatomic.h>
@@ -60,8 +61,9 @@ static bool int_arg(struct MHD_Connection *c, const char *k, long long def, long
         return true;
     }
     char *end;
+    errno = 0;
     long long n = strtoll(v, &end, 10);
-    if (*end || n < lo || n > hi) {
+    if (*end || errno == ERANGE || n < lo || n > hi) {
         ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'",
                      k, lo, hi, v);
         return false;

@@ -72,7 +72,8 @@ static ms_err dir_put(void *ctx, const char *key, const void *data, size_t len, 
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    int synced = fsync(fd), closed = close(fd);
+    if (synced != 0 || closed != 0) {
         fd = -1;
         rc = ms_error_set(err, MS_ERR_IO, "cannot sync %s: %s", tmp.data, strerror(errno));
         goto out;

@@ -440,6 +440,7 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
 
     sqlite3 *db = sq_acquire(s);
     ms_err rc = MS_OK;
+    ms_buf last = MS_BUF_INIT; /* qualified name of the last item shown */
     sqlite3_stmt *st = prep(db, sql.data, err);
     sqlite3_stmt *tg = prep(db,
                             "SELECT tag, source, origin FROM tags WHERE tenant=? AND qn=?"
@@ -456,10 +457,12 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
         int n = 0, src;
         while ((src = sqlite3_step(st)) == SQLITE_ROW) {
             const char *qn = (const char *)sqlite3_column_text(st, 0);
-            if (n == q->limit) {
-                ms_buf_puts(next_cursor, qn); /* there is more: resume after the last shown */
+            if (n == q->limit) { /* there is more: the next page resumes after the last shown */
+                ms_buf_puts(next_cursor, last.data);
                 break;
             }
+            ms_buf_reset(&last);
+            ms_buf_puts(&last, qn);
             sq_row r;
             memset(&r, 0, sizeof r);
             r.exists = true;
@@ -479,13 +482,13 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
             sq_row_free(&r);
         }
         if (src != SQLITE_ROW && src != SQLITE_DONE) rc = sq_fail(err, db, "list assets");
-        if (q->limit > n && next_cursor->len) ms_buf_reset(next_cursor);
     }
     sqlite3_finalize(st);
     sqlite3_finalize(tg);
     sq_release(s, db);
     ms_buf_free(&sql);
     ms_buf_free(&fq);
+    ms_buf_free(&last);
     return rc;
 }
 
