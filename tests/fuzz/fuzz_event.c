@@ -6,7 +6,8 @@
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc/core
  *        tests/fuzz/fuzz_event.c src/core/{ms_json,ms_types,ms_event,ms_error,ms_buf}.c
  *        $(pkg-config --cflags --libs json-c) -lpthread
- * Seeds: tests/fuzz/corpus/event (copy them to a scratch directory before fuzzing).
+ * Seeds: tests/fuzz/corpus/event. Fuzz a copy (tests/fuzz/corpus-run/ is git-ignored) so that
+ * new inputs do not land in the seed directory.
  */
 #include "ms_event.h"
 #include "ms_json.h"

@@ -34,9 +34,10 @@ static const char *const wsql[W__COUNT] = {
     [W_EDGE_DEL] = "DELETE FROM edges WHERE tenant=? AND src=? AND dst=? AND via=?",
     [W_CHG_INS] = "INSERT INTO changes(tenant, seq, op, qn, type, version, before, after, changed,"
                   " cause, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    [W_DESC] = "WITH RECURSIVE d(qn, lvl) AS (SELECT ?2, 0 UNION SELECT a.qn, d.lvl + 1 FROM"
+    /* UNION on the name alone, so a parent loop (an asset that is its own ancestor) ends. */
+    [W_DESC] = "WITH RECURSIVE d(qn) AS (SELECT ?2 UNION SELECT a.qn FROM"
                " assets a JOIN d ON a.tenant = ?1 AND a.parent = d.qn WHERE a.deleted = 0)"
-               " SELECT qn FROM d WHERE lvl > 0 ORDER BY lvl, qn",
+               " SELECT qn FROM d WHERE qn <> ?2",
     [W_TENANT_INS] = "INSERT OR IGNORE INTO tenants(tenant) VALUES(?)",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0",
 };

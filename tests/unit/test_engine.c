@@ -1,0 +1,717 @@
+/*
+ * test_engine.c — unit tests of the engine (ms_engine) over the SQLite store: one result per
+ * submitted event, the fast lane overtaking a queued bulk backlog, routing of untyped events
+ * (to the lane of an earlier event for the same asset in the batch, or of the stored asset),
+ * backpressure (a batch larger than a lane enters an empty lane; a full lane answers
+ * MS_ERR_OVERLOADED and enqueues nothing), MS_ERR_UNAVAILABLE after stop, the commit of queued
+ * work at stop, ms_engine_wait_seq (true on a commit, false on timeout), store failures
+ * (MS_ERR_STORE, safe retry), transforms that drop events, and the engine's counters.
+ *
+ * Ordering is made deterministic with a "gated" store: the real store behind a wrapper whose
+ * apply() can be held closed, so the writer thread is provably busy while the test queues work;
+ * lane contents are read from ms_engine_metrics_render. Nothing sleeps a fixed time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ms_config.h"
+#include "ms_engine.h"
+#include "ms_event.h"
+#include "ms_metrics.h"
+#include "ms_store.h"
+#include "ms_types.h"
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const ms_store_ops ms_store_sqlite;
+
+/* ---- the gated store --------------------------------------------------------------------------
+ */
+
+static struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool closed;
+    int entered;   /* apply() calls that started */
+    int fail_next; /* apply() calls to fail with MS_ERR_STORE */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0};
+
+static ms_err gated_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                          ms_apply_result *res, ms_error *err)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.entered++;
+    pthread_cond_broadcast(&gate.cv);
+    while (gate.closed)
+        pthread_cond_wait(&gate.cv, &gate.mu);
+    bool fail = gate.fail_next > 0;
+    if (fail) gate.fail_next--;
+    pthread_mutex_unlock(&gate.mu);
+    if (fail) return ms_error_set(err, MS_ERR_STORE, "injected store failure");
+    return ms_store_sqlite.apply(ctx, evs, n, now_ts, res, err);
+}
+
+static ms_store_ops gated_ops;
+
+static void gate_close(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.closed = true;
+    pthread_mutex_unlock(&gate.mu);
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.closed = false;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* Waits (bounded) until apply() has been entered at least n times. */
+static void gate_wait_entered(int n)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    pthread_mutex_lock(&gate.mu);
+    while (gate.entered < n)
+        if (pthread_cond_timedwait(&gate.cv, &gate.mu, &dl) != 0) break;
+    int got = gate.entered;
+    pthread_mutex_unlock(&gate.mu);
+    assert_true(got >= n);
+}
+
+/* ---- fixture ----------------------------------------------------------------------------------
+ */
+
+typedef struct fixture {
+    char dir[512];
+    ms_config cfg;
+    ms_types *types;
+    void *store;
+    ms_metrics metrics;
+    ms_engine *e;
+    const ms_transform *transforms;
+    size_t ntransforms;
+} fixture;
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    const char *base = getenv("MS_TEST_TMP");
+    if (!base || !*base) base = "/tmp";
+    mkdir(base, 0777);
+    snprintf(f->dir, sizeof f->dir, "%s/engine_XXXXXX", base);
+    if (!mkdtemp(f->dir)) return -1;
+    ms_config_defaults(&f->cfg);
+    ms_error err;
+    if (ms_config_set(&f->cfg, "data_dir", f->dir, "test", &err) != MS_OK) return -1;
+    if (ms_config_set(&f->cfg, "store.synchronous", "normal", "test", &err) != MS_OK) return -1;
+    f->types = ms_types_new();
+    ms_store_open_args a = {.cfg = &f->cfg, .url = "sqlite", .types = f->types};
+    if (ms_store_sqlite.open(&a, &f->store, &err) != MS_OK) return -1;
+    ms_metrics_init(&f->metrics);
+    gated_ops = ms_store_sqlite;
+    gated_ops.apply = gated_apply;
+    pthread_mutex_lock(&gate.mu);
+    gate.closed = false;
+    gate.entered = 0;
+    gate.fail_next = 0;
+    pthread_mutex_unlock(&gate.mu);
+    *state = f;
+    return 0;
+}
+
+/* Creates and starts the engine (after the test has adjusted f->cfg). */
+static void engine_start(fixture *f)
+{
+    ms_engine_args a = {.cfg = &f->cfg,
+                        .log = NULL,
+                        .metrics = &f->metrics,
+                        .store = &gated_ops,
+                        .store_ctx = f->store,
+                        .transforms = f->transforms,
+                        .ntransforms = f->ntransforms};
+    f->e = ms_engine_new(&a);
+    assert_non_null(f->e);
+    ms_error err;
+    assert_int_equal(ms_engine_start(f->e, &err), MS_OK);
+    assert_true(ms_engine_running(f->e));
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    gate_open();
+    if (f->e) ms_engine_free(f->e);
+    ms_store_sqlite.close(f->store);
+    ms_types_free(f->types);
+    ms_config_free(&f->cfg);
+    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
+
+static ms_event *decode(fixture *f, const char *json)
+{
+    ms_decode_opts o = {.tenant = "default", .types = f->types};
+    ms_event *ev = NULL;
+    ms_error err;
+    ms_err rc = ms_event_decode(json, strlen(json), &o, &ev, &err);
+    if (rc != MS_OK) print_error("decode %s: %s\n", json, err.detail);
+    assert_int_equal(rc, MS_OK);
+    return ev;
+}
+
+/* A batch of events and their results, submitted (maybe from another thread). */
+typedef struct sub {
+    fixture *f;
+    ms_event **evs;
+    ms_apply_result *res;
+    size_t n;
+    ms_err rc;
+    ms_error err;
+    pthread_t th;
+} sub;
+
+static sub *sub_new(fixture *f, size_t n)
+{
+    sub *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->f = f;
+    s->n = n;
+    s->evs = calloc(n, sizeof *s->evs);
+    s->res = calloc(n, sizeof *s->res);
+    assert_true(s->evs && s->res);
+    return s;
+}
+
+static void sub_free(sub *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        ms_event_free(s->evs[i]);
+    free(s->evs);
+    free(s->res);
+    free(s);
+}
+
+/* n column events pg/db/s/<table>/c<i>. */
+static sub *columns(fixture *f, const char *table, size_t n)
+{
+    sub *s = sub_new(f, n);
+    for (size_t i = 0; i < n; i++) {
+        char j[300];
+        snprintf(j, sizeof j,
+                 "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/%s/c%zu\","
+                 "\"attributes\":{\"data_type\":\"varchar(%zu)\"}}",
+                 table, i, i + 1);
+        s->evs[i] = decode(f, j);
+    }
+    return s;
+}
+
+static sub *one(fixture *f, const char *json)
+{
+    sub *s = sub_new(f, 1);
+    s->evs[0] = decode(f, json);
+    return s;
+}
+
+static void *submit_main(void *arg)
+{
+    sub *s = arg;
+    ms_error_clear(&s->err);
+    s->rc = ms_engine_submit(s->f->e, s->evs, s->n, s->res, &s->err);
+    return NULL;
+}
+
+static void submit_async(sub *s)
+{
+    assert_int_equal(pthread_create(&s->th, NULL, submit_main, s), 0);
+}
+
+static void submit_join(sub *s)
+{
+    assert_int_equal(pthread_join(s->th, NULL), 0);
+}
+
+static ms_err submit_sync(sub *s)
+{
+    submit_main(s);
+    return s->rc;
+}
+
+/* Reads one sample (exact "name{labels}" prefix) from the engine's metrics; -1 if absent. */
+static double engine_metric(fixture *f, const char *sample)
+{
+    ms_buf b = MS_BUF_INIT;
+    ms_engine_metrics_render(f->e, &b);
+    double v = -1;
+    size_t n = strlen(sample);
+    for (const char *p = b.data; p && *p;) {
+        if (strncmp(p, sample, n) == 0 && p[n] == ' ') {
+            v = strtod(p + n + 1, NULL);
+            break;
+        }
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : NULL;
+    }
+    ms_buf_free(&b);
+    return v;
+}
+
+#define FAST_EVENTS "metasync_lane_queue_events{lane=\"fast\"}"
+#define BULK_EVENTS "metasync_lane_queue_events{lane=\"bulk\"}"
+#define BULK_BYTES  "metasync_lane_queue_bytes{lane=\"bulk\"}"
+
+/* Waits (bounded, polling) until the sample equals want. */
+static void wait_metric(fixture *f, const char *sample, double want)
+{
+    double v = -1;
+    for (int i = 0; i < 20000; i++) {
+        v = engine_metric(f, sample);
+        if (v == want) return;
+        struct timespec ts = {0, 1000000}; /* poll every ms, bounded to ~20 s */
+        nanosleep(&ts, NULL);
+    }
+    print_error("%s is %g, want %g\n", sample, v, want);
+    fail();
+}
+
+static uint64_t max_seq(const sub *s)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->res[i].seq_last > m) m = s->res[i].seq_last;
+    return m;
+}
+
+static void assert_all_applied(const sub *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->res[i].status != MS_APPLY_APPLIED)
+            print_error("event %zu: status %d %s %s\n", i, s->res[i].status,
+                        ms_err_code(s->res[i].code), s->res[i].detail);
+        assert_int_equal(s->res[i].status, MS_APPLY_APPLIED);
+    }
+}
+
+/* ---- tests ------------------------------------------------------------------------------------
+ */
+
+/* Every event gets its own outcome; counters follow. */
+static void test_submit_results(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    sub *s = sub_new(f, 6);
+    s->evs[0] = decode(
+        f, "{\"id\":\"1\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    s->evs[1] = decode(
+        f, "{\"id\":\"1\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    s->evs[2] = decode(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    s->evs[3] =
+        decode(f, "{\"op\":\"patch\",\"qualified_name\":\"nope\",\"attributes\":{\"a\":1}}");
+    s->evs[4] = decode(
+        f,
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\",\"if_version\":5}");
+    s->evs[5] = decode(f, "{\"op\":\"tag\",\"qualified_name\":\"pg\",\"tag\":\"gold\"}");
+    assert_int_equal(submit_sync(s), MS_OK);
+    for (size_t i = 0; i < s->n; i++)
+        assert_null(s->evs[i]); /* ownership taken */
+    assert_int_equal(s->res[0].status, MS_APPLY_APPLIED);
+    assert_int_equal(s->res[1].status, MS_APPLY_DUPLICATE);
+    assert_int_equal(s->res[2].status, MS_APPLY_UNCHANGED);
+    assert_int_equal(s->res[3].status, MS_APPLY_REJECTED);
+    assert_int_equal(s->res[3].code, MS_ERR_NOT_FOUND);
+    assert_int_equal(s->res[4].status, MS_APPLY_REJECTED);
+    assert_int_equal(s->res[4].code, MS_ERR_VERSION_CONFLICT);
+    assert_int_equal(s->res[5].status, MS_APPLY_APPLIED);
+    assert_true(s->res[5].seq_first > s->res[0].seq_last);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 2);
+    assert_int_equal(ms_engine_last_seq(f->e, "other"), 0);
+    sub_free(s);
+
+    assert_int_equal(atomic_load(&f->metrics.events_received), 6);
+    assert_int_equal(atomic_load(&f->metrics.events_applied), 2);
+    assert_int_equal(atomic_load(&f->metrics.events_duplicate), 1);
+    assert_int_equal(atomic_load(&f->metrics.events_unchanged), 1);
+    assert_int_equal(atomic_load(&f->metrics.events_rejected[MS_ERR_NOT_FOUND]), 1);
+    assert_int_equal(atomic_load(&f->metrics.events_rejected[MS_ERR_VERSION_CONFLICT]), 1);
+    assert_int_equal(atomic_load(&f->metrics.changes_written), 2);
+    assert_true(atomic_load(&f->metrics.commits) >= 1);
+    assert_int_equal(engine_metric(f, "metasync_change_seq{tenant=\"default\"}"), 2);
+
+    /* an empty submission is fine */
+    ms_error err;
+    assert_int_equal(ms_engine_submit(f->e, NULL, 0, NULL, &err), MS_OK);
+}
+
+/* wait_seq: false on timeout while the commit is held, true once it lands. */
+static void test_wait_seq(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    uint64_t gen = ms_engine_generation(f->e);
+    gate_close();
+    sub *s = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    submit_async(s);
+    gate_wait_entered(1);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 0);
+    assert_false(ms_engine_wait_seq(f->e, "default", 0, 30));
+    assert_int_equal(ms_engine_generation(f->e), gen);
+    gate_open();
+    assert_true(ms_engine_wait_seq(f->e, "default", 0, 20000));
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 1);
+    assert_true(ms_engine_generation(f->e) != gen);
+    submit_join(s);
+    assert_int_equal(s->rc, MS_OK);
+    sub_free(s);
+    /* nothing after 1 yet: times out; another tenant is unaffected */
+    assert_false(ms_engine_wait_seq(f->e, "default", 1, 20));
+    assert_true(ms_engine_wait_seq(f->e, "default", 0, 0));
+    assert_false(ms_engine_wait_seq(f->e, "acme", 0, 10));
+    /* a waiter on a stopped engine returns at once */
+    ms_engine_stop(f->e);
+    assert_false(ms_engine_wait_seq(f->e, "default", 1, 60000));
+}
+
+/* A fast event submitted while a big bulk backlog is queued commits before the backlog ends. */
+static void test_fast_overtakes_bulk(void **state)
+{
+    fixture *f = *state;
+    ms_error err;
+    assert_int_equal(ms_config_set(&f->cfg, "engine.max_commit_events", "64", "test", &err), MS_OK);
+    engine_start(f);
+    gate_close();
+    sub *bulk = columns(f, "t", 3000);
+    submit_async(bulk);
+    gate_wait_entered(1); /* the writer took a first slice and is busy; the rest is queued */
+    double queued = engine_metric(f, BULK_EVENTS);
+    assert_true(queued >= 3000 - 64);
+    sub *fast =
+        one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"fastconn\"}");
+    submit_async(fast);
+    wait_metric(f, FAST_EVENTS, 1);
+    gate_open();
+    submit_join(fast);
+    assert_int_equal(fast->rc, MS_OK);
+    assert_all_applied(fast);
+    /* the fast submission is done; most of the backlog is still to come */
+    uint64_t fast_seq = fast->res[0].seq_last;
+    submit_join(bulk);
+    assert_int_equal(bulk->rc, MS_OK);
+    assert_all_applied(bulk);
+    uint64_t later = 0;
+    for (size_t i = 0; i < bulk->n; i++)
+        later += bulk->res[i].seq_last > fast_seq;
+    print_message("fast event seq %llu; %llu bulk events committed after it\n",
+                  (unsigned long long)fast_seq, (unsigned long long)later);
+    assert_true(fast_seq <= 64 + 1); /* at most one commit behind */
+    assert_true(later >= 3000 - 2 * 64);
+    assert_true(fast_seq < max_seq(bulk));
+    assert_int_equal(max_seq(bulk), 3001);
+    sub_free(fast);
+    sub_free(bulk);
+}
+
+/* An untyped event goes to the lane of an earlier event for the same asset in its batch. */
+static void test_untyped_follows_batch(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    sub *s = sub_new(f, 5);
+    s->evs[0] =
+        decode(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/c\","
+                  "\"attributes\":{\"data_type\":\"int\"}}");
+    s->evs[1] = decode(f, "{\"op\":\"tag\",\"qualified_name\":\"pg/db/s/t/c\",\"tag\":\"PII\"}");
+    s->evs[2] = decode(f, "{\"op\":\"patch\",\"qualified_name\":\"pg/db/s/t/c\","
+                          "\"attributes\":{\"nullable\":true}}");
+    s->evs[3] = decode(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    s->evs[4] = decode(f, "{\"op\":\"untag\",\"qualified_name\":\"pg/db/s/t/c\",\"tag\":\"PII\"}");
+    assert_int_equal(submit_sync(s), MS_OK);
+    /* if the tag, patch or untag had gone to the fast lane they would have run before the
+     * column's upsert (fast first) and been refused with not_found */
+    assert_all_applied(s);
+    assert_true(s->res[0].seq_last < s->res[1].seq_first);
+    assert_true(s->res[1].seq_last < s->res[2].seq_first);
+    assert_true(s->res[2].seq_last < s->res[4].seq_first);
+    /* the connection (fast) went first in the same commit */
+    assert_true(s->res[3].seq_last < s->res[0].seq_first);
+    sub_free(s);
+}
+
+/* An untyped event for a stored column goes to the bulk lane; for a stored connection, fast. */
+static void test_untyped_follows_store(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    sub *s = sub_new(f, 2);
+    s->evs[0] =
+        decode(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/c\","
+                  "\"attributes\":{\"data_type\":\"int\"}}");
+    s->evs[1] = decode(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    assert_int_equal(submit_sync(s), MS_OK);
+    assert_all_applied(s);
+    sub_free(s);
+
+    gate_close();
+    sub *hold = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"hold\"}");
+    submit_async(hold);
+    gate_wait_entered(2); /* the writer is busy with `hold` */
+    sub *tag_col = one(f, "{\"op\":\"tag\",\"qualified_name\":\"pg/db/s/t/c\",\"tag\":\"x\"}");
+    submit_async(tag_col);
+    wait_metric(f, BULK_EVENTS, 1);
+    assert_int_equal(engine_metric(f, FAST_EVENTS), 0);
+    sub *tag_conn = one(f, "{\"op\":\"tag\",\"qualified_name\":\"pg\",\"tag\":\"x\"}");
+    submit_async(tag_conn);
+    wait_metric(f, FAST_EVENTS, 1);
+    assert_int_equal(engine_metric(f, BULK_EVENTS), 1);
+    /* unknown asset: fast */
+    sub *tag_none = one(f, "{\"op\":\"tag\",\"qualified_name\":\"nothing\",\"tag\":\"x\"}");
+    submit_async(tag_none);
+    wait_metric(f, FAST_EVENTS, 2);
+    gate_open();
+    submit_join(hold);
+    submit_join(tag_col);
+    submit_join(tag_conn);
+    submit_join(tag_none);
+    assert_all_applied(hold);
+    assert_all_applied(tag_col);
+    assert_all_applied(tag_conn);
+    assert_int_equal(tag_none->res[0].status, MS_APPLY_REJECTED);
+    assert_int_equal(tag_none->res[0].code, MS_ERR_NOT_FOUND);
+    sub_free(hold);
+    sub_free(tag_col);
+    sub_free(tag_conn);
+    sub_free(tag_none);
+}
+
+/* Backpressure: a batch larger than the lane enters an empty lane; while the lane holds a batch
+ * and the writer is busy, another bulk batch waits enqueue_timeout_ms and gets
+ * MS_ERR_OVERLOADED with nothing enqueued; the fast lane is not affected. */
+static void test_backpressure(void **state)
+{
+    fixture *f = *state;
+    ms_error err;
+    assert_int_equal(ms_config_set(&f->cfg, "lanes.bulk_max_bytes", "1000", "test", &err), MS_OK);
+    assert_int_equal(ms_config_set(&f->cfg, "engine.enqueue_timeout_ms", "50", "test", &err),
+                     MS_OK);
+    engine_start(f);
+    gate_close();
+
+    sub *a = columns(f, "ta", 20); /* ~2.5 KB: larger than the lane */
+    size_t a_bytes = 0;
+    for (size_t i = 0; i < a->n; i++)
+        a_bytes += a->evs[i]->bytes;
+    assert_true(a_bytes > 1000);
+    submit_async(a);
+    gate_wait_entered(1); /* admitted into the empty lane, taken by the writer, held */
+
+    sub *b = columns(f, "tb", 20);
+    submit_async(b);
+    wait_metric(f, BULK_EVENTS, 20); /* the lane was empty again: admitted though too large */
+    double bytes = engine_metric(f, BULK_BYTES);
+    assert_true(bytes > 1000);
+
+    sub *c = columns(f, "tc", 20);
+    unsigned long long t0 = ms_now_ms();
+    assert_int_equal(submit_sync(c), MS_ERR_OVERLOADED);
+    unsigned long long waited = ms_now_ms() - t0;
+    assert_true(waited >= 40); /* it waited for room (about enqueue_timeout_ms) first */
+    assert_int_equal(c->err.code, MS_ERR_OVERLOADED);
+    assert_true(c->err.detail[0] != '\0');
+    assert_true(ms_err_is_retriable(MS_ERR_OVERLOADED));
+    /* nothing of it was enqueued, and the caller still owns its events */
+    assert_int_equal(engine_metric(f, BULK_EVENTS), 20);
+    assert_int_equal(engine_metric(f, BULK_BYTES), bytes);
+    for (size_t i = 0; i < c->n; i++)
+        assert_non_null(c->evs[i]);
+
+    /* the fast lane still takes work */
+    sub *fast = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}");
+    submit_async(fast);
+    wait_metric(f, FAST_EVENTS, 1);
+
+    gate_open();
+    submit_join(a);
+    submit_join(b);
+    submit_join(fast);
+    assert_int_equal(a->rc, MS_OK);
+    assert_int_equal(b->rc, MS_OK);
+    assert_int_equal(fast->rc, MS_OK);
+    assert_all_applied(a);
+    assert_all_applied(b);
+    assert_all_applied(fast);
+    /* once the lane drained, the refused batch goes in on retry */
+    assert_int_equal(submit_sync(c), MS_OK);
+    assert_all_applied(c);
+    sub_free(a);
+    sub_free(b);
+    sub_free(c);
+    sub_free(fast);
+}
+
+static void *stop_main(void *arg)
+{
+    ms_engine_stop(arg);
+    return NULL;
+}
+
+/* Stop refuses new submissions with MS_ERR_UNAVAILABLE but commits what is queued. */
+static void test_stop(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    gate_close();
+    sub *a = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"a\"}");
+    submit_async(a);
+    gate_wait_entered(1);
+    sub *b = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"b\"}");
+    submit_async(b);
+    wait_metric(f, FAST_EVENTS, 1);
+
+    pthread_t st;
+    assert_int_equal(pthread_create(&st, NULL, stop_main, f->e), 0);
+    for (int i = 0; i < 20000 && ms_engine_running(f->e); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_false(ms_engine_running(f->e));
+    sub *c = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c\"}");
+    assert_int_equal(submit_sync(c), MS_ERR_UNAVAILABLE);
+    assert_int_equal(c->err.code, MS_ERR_UNAVAILABLE);
+    assert_non_null(c->evs[0]); /* not taken */
+    gate_open();
+    assert_int_equal(pthread_join(st, NULL), 0);
+    submit_join(a);
+    submit_join(b);
+    assert_int_equal(a->rc, MS_OK);
+    assert_int_equal(b->rc, MS_OK);
+    assert_all_applied(a);
+    assert_all_applied(b);
+    ms_engine_stop(f->e); /* idempotent */
+    assert_int_equal(submit_sync(c), MS_ERR_UNAVAILABLE);
+    sub_free(a);
+    sub_free(b);
+    sub_free(c);
+}
+
+/* A failed commit answers MS_ERR_STORE; retrying the same ids is safe. */
+static void test_store_failure_retry(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    pthread_mutex_lock(&gate.mu);
+    gate.fail_next = 1;
+    pthread_mutex_unlock(&gate.mu);
+    const char *j0 =
+        "{\"id\":\"x1\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}";
+    const char *j1 = "{\"id\":\"x2\",\"op\":\"tag\",\"qualified_name\":\"pg\",\"tag\":\"t\"}";
+    sub *s = sub_new(f, 2);
+    s->evs[0] = decode(f, j0);
+    s->evs[1] = decode(f, j1);
+    assert_int_equal(submit_sync(s), MS_ERR_STORE);
+    assert_true(ms_err_is_retriable(s->rc));
+    assert_int_equal(s->res[0].status, MS_APPLY_REJECTED);
+    assert_int_equal(s->res[0].code, MS_ERR_STORE);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 0);
+    sub_free(s);
+    s = sub_new(f, 2);
+    s->evs[0] = decode(f, j0);
+    s->evs[1] = decode(f, j1);
+    assert_int_equal(submit_sync(s), MS_OK);
+    assert_all_applied(s);
+    sub_free(s);
+    s = sub_new(f, 2);
+    s->evs[0] = decode(f, j0);
+    s->evs[1] = decode(f, j1);
+    assert_int_equal(submit_sync(s), MS_OK);
+    assert_int_equal(s->res[0].status, MS_APPLY_DUPLICATE);
+    assert_int_equal(s->res[1].status, MS_APPLY_DUPLICATE);
+    sub_free(s);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 2);
+}
+
+static ms_transform_status drop_apply(void *ctx, ms_event *ev, ms_error *err)
+{
+    (void)ctx;
+    if (strncmp(ev->qn, "drop", 4) == 0) {
+        ms_error_set(err, MS_ERR_INVALID_FIELD, "no drops allowed");
+        return MS_TRANSFORM_DROP;
+    }
+    return MS_TRANSFORM_UNTOUCHED;
+}
+
+static const ms_transform_ops drop_ops = {MS_TRANSFORM_OPS_VERSION, "dropper", drop_apply};
+
+/* A transform that drops an event makes it rejected with the transform's code; the rest go on. */
+static void test_transform_drop(void **state)
+{
+    fixture *f = *state;
+    ms_transform tr = {&drop_ops, NULL};
+    f->transforms = &tr;
+    f->ntransforms = 1;
+    engine_start(f);
+    sub *s = sub_new(f, 2);
+    s->evs[0] =
+        decode(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"drop-me\"}");
+    s->evs[1] =
+        decode(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"keep\"}");
+    assert_int_equal(submit_sync(s), MS_OK);
+    assert_int_equal(s->res[0].status, MS_APPLY_REJECTED);
+    assert_int_equal(s->res[0].code, MS_ERR_INVALID_FIELD);
+    assert_non_null(strstr(s->res[0].detail, "no drops allowed"));
+    assert_int_equal(s->res[1].status, MS_APPLY_APPLIED);
+    assert_null(s->evs[0]);
+    assert_int_equal(atomic_load(&f->metrics.events_rejected[MS_ERR_INVALID_FIELD]), 1);
+    sub_free(s);
+    /* all dropped: nothing to commit */
+    s = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"drop2\"}");
+    assert_int_equal(submit_sync(s), MS_OK);
+    assert_int_equal(s->res[0].status, MS_APPLY_REJECTED);
+    sub_free(s);
+    ms_engine_free(f->e); /* before tr goes out of scope */
+    f->e = NULL;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fast_overtakes_bulk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_untyped_follows_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_untyped_follows_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failure_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transform_drop, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
