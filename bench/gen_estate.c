@@ -2,7 +2,7 @@
  * gen_estate.c — writes the benchmark's metadata estate as NDJSON upsert events.
  *
  *   bench_gen_estate --assets N --out FILE [--shuffled FILE] [--seed S]
- *   bench_gen_estate --columns N --out FILE [--seed S]
+ *   bench_gen_estate --columns N --out FILE [--tables-out FILE] [--seed S]
  *
  * Estate mode: N assets, 10% containers and 90% fields, in hierarchical order (depth first:
  * connection, its databases, each database's schemas, each schema's tables and views each
@@ -10,8 +10,10 @@
  * With --shuffled, the same lines (same event ids) are also written in an order shuffled by a
  * seeded PRNG (Fisher-Yates over xoshiro256**), so every run gets the same file.
  *
- * Columns mode: N column events under tables that are never sent (all in the bulk lane, all
- * orphans), used as the backlog of the fast-lane latency test.
+ * Columns mode: one connection, database and schema, N/9 tables, then N column events (all in
+ * the bulk lane, none orphan), used as the backlog of the fast-lane latency test. With
+ * --tables-out the containers go to that file and only the columns to --out, so that the
+ * containers can be loaded first and the backlog is columns only.
  *
  * Names, data types and attributes are drawn from word lists with the same seeded PRNG: a
  * column event is about 250 bytes, like the connectors' output.
@@ -340,22 +342,50 @@ static void estate(out *o, size_t total)
     free(per_leaf);
 }
 
+/* Lines before this index are the containers of the columns-only mode. */
+static size_t first_column_line;
+
 static void columns_only(out *o, size_t total)
 {
+    /* The containers first (one connection, database and schema, then every table), so that the
+     * columns that follow find their parents: the backlog is columns only, none of them orphans. */
+    size_t ntables = (total + 8) / 9;
+    unsigned char *stem = malloc(ntables ? ntables : 1);
+    if (!stem) exit(1);
+    begin(o, T_CONN, "backlog-db", NULL);
+    put(o, ",\"attributes\":{\"adapter\":\"postgresql\",\"owner\":\"%s\"}", PICK(owners));
+    end(o);
+    begin(o, T_DB, "backlog-db/warehouse", "backlog-db");
+    put(o, ",\"attributes\":{\"encoding\":\"UTF8\"}");
+    end(o);
+    begin(o, T_SCHEMA, "backlog-db/warehouse/staging", "backlog-db/warehouse");
+    put(o, ",\"attributes\":{\"owner\":\"%s\"}", PICK(owners));
+    end(o);
     char tqn[256];
-    size_t t = 0;
-    for (size_t done = 0; done < total; t++) {
-        snprintf(tqn, sizeof tqn, "backlog-db/warehouse/staging/%s_%06zu", PICK(table_stems), t);
+    for (size_t t = 0; t < ntables; t++) {
+        stem[t] = (unsigned char)rnd(COUNT(table_stems));
+        snprintf(tqn, sizeof tqn, "backlog-db/warehouse/staging/%s_%06zu", table_stems[stem[t]], t);
+        begin(o, T_TABLE, tqn, "backlog-db/warehouse/staging");
+        put(o, ",\"attributes\":{\"owner\":\"%s\",\"row_count\":%" PRIu64 "}", PICK(owners),
+            rnd(50000000));
+        end(o);
+    }
+    size_t done = 0;
+    first_column_line = o->nlines;
+    for (size_t t = 0; done < total; t++) {
+        snprintf(tqn, sizeof tqn, "backlog-db/warehouse/staging/%s_%06zu", table_stems[stem[t]], t);
         size_t n = 9;
         if (n > total - done) n = total - done;
         emit_columns(o, tqn, (int)n);
         done += n;
     }
+    free(stem);
 }
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
-static void write_lines(const out *o, const size_t *order, const char *path)
+/* Writes lines [from, to) of o (through order when given) to path. */
+static void write_lines(const out *o, const size_t *order, size_t from, size_t to, const char *path)
 {
     FILE *f = fopen(path, "wb");
     if (!f) {
@@ -363,7 +393,7 @@ static void write_lines(const out *o, const size_t *order, const char *path)
         exit(1);
     }
     setvbuf(f, NULL, _IOFBF, 1 << 20);
-    for (size_t i = 0; i < o->nlines; i++) {
+    for (size_t i = from; i < to; i++) {
         size_t k = order ? order[i] : i;
         size_t s = o->starts[k], e = k + 1 < o->nlines ? o->starts[k + 1] : o->len;
         fwrite(o->buf + s, 1, e - s, f);
@@ -377,7 +407,7 @@ static void write_lines(const out *o, const size_t *order, const char *path)
 static void usage(void)
 {
     fputs("usage: bench_gen_estate (--assets N | --columns N) --out FILE [--shuffled FILE]"
-          " [--seed S]\n",
+          " [--tables-out FILE] [--seed S]\n",
           stderr);
     exit(2);
 }
@@ -385,7 +415,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     size_t assets = 0, cols = 0;
-    const char *outp = NULL, *shuf = NULL;
+    const char *outp = NULL, *shuf = NULL, *tables = NULL;
     uint64_t seed = 20260302;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage();
@@ -397,6 +427,8 @@ int main(int argc, char **argv)
             outp = argv[++i];
         else if (strcmp(argv[i], "--shuffled") == 0)
             shuf = argv[++i];
+        else if (strcmp(argv[i], "--tables-out") == 0)
+            tables = argv[++i];
         else if (strcmp(argv[i], "--seed") == 0)
             seed = strtoull(argv[++i], NULL, 10);
         else
@@ -410,7 +442,12 @@ int main(int argc, char **argv)
         estate(&o, assets);
     else
         columns_only(&o, cols);
-    write_lines(&o, NULL, outp);
+    if (tables && cols) { /* containers and columns in two files */
+        write_lines(&o, NULL, 0, first_column_line, tables);
+        write_lines(&o, NULL, first_column_line, o.nlines, outp);
+    } else {
+        write_lines(&o, NULL, 0, o.nlines, outp);
+    }
     if (shuf) {
         size_t *order = malloc(o.nlines * sizeof *order);
         if (!order) exit(1);
@@ -421,7 +458,7 @@ int main(int argc, char **argv)
             order[i - 1] = order[j];
             order[j] = t;
         }
-        write_lines(&o, order, shuf);
+        write_lines(&o, order, 0, o.nlines, shuf);
         free(order);
     }
     fprintf(stderr,

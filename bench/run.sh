@@ -10,8 +10,9 @@
 #   BENCH_BATCH=5000 BENCH_PARALLEL=2   metasync ingest --batch / --parallel
 #   BENCH_SYNC=full        store.synchronous for the server and the raw loop (full|normal)
 #   BENCH_ORDERS="hierarchical shuffled"   which orders to run
-#   BENCH_ENGINE_SQL=1     also run the raw loop with the engine's extra lookups (attribution)
-#   BENCH_FASTLANE=1       run the fast-lane test; BENCH_PROBES=200 probes
+#   BENCH_ENGINE_SQL="hierarchical"   orders for which the raw loop also runs with the engine's
+#                          extra lookups (attribution; "" for none: the shuffled one takes minutes)
+#   BENCH_FASTLANE=1       run the fast-lane test; BENCH_PROBES=500 probes
 #   BENCH_BACKLOG_PARALLEL=8 BENCH_BACKLOG_BATCH=10000   ingest settings of the backlog
 #   BENCH_PERF=0           1: record `perf` of the server during the hierarchical ingest
 #   BENCH_KEEP=0           1: keep the data directories afterwards
@@ -27,10 +28,10 @@ DIR=${BENCH_DIR:-/tmp/metasync-bench}
 BATCH=${BENCH_BATCH:-5000}
 PAR=${BENCH_PARALLEL:-2}
 SYNC=${BENCH_SYNC:-full}
-ORDERS=${BENCH_ORDERS:-hierarchical shuffled}
-ENGINE_SQL=${BENCH_ENGINE_SQL:-1}
+ORDERS=${BENCH_ORDERS-hierarchical shuffled}
+ENGINE_SQL=${BENCH_ENGINE_SQL-hierarchical}
 FASTLANE=${BENCH_FASTLANE:-1}
-PROBES=${BENCH_PROBES:-200}
+PROBES=${BENCH_PROBES:-500}
 BL_PAR=${BENCH_BACKLOG_PARALLEL:-8}
 BL_BATCH=${BENCH_BACKLOG_BATCH:-10000}
 PERF=${BENCH_PERF:-0}
@@ -87,14 +88,14 @@ cpu_secs() {
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# per-thread CPU seconds of the server: "name secs" lines, summed per thread name.
+# thread_cpu PID: CPU seconds of the server's live threads, busiest first (the request threads
+# of finished connections are gone by then; the busiest one is the writer).
 thread_cpu() {
   local hz; hz=$(getconf CLK_TCK)
   for t in /proc/"$1"/task/*; do
     [[ -r $t/stat ]] || continue
-    local comm; comm=$(cat "$t/comm" 2>/dev/null || echo '?')
-    awk -v c="$comm" -v hz="$hz" '{ sub(/^.*\) /, ""); print c, ($12 + $13) / hz }' "$t/stat"
-  done | awk '{ s[$1] += $2; n[$1]++ } END { for (k in s) printf "%s(x%d)=%.1fs ", k, n[k], s[k] }'
+    awk -v tid="${t##*/}" -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.1f tid %s\n", ($12 + $13) / hz, tid }' "$t/stat"
+  done | sort -rn | head -4 | awk '{ printf "%s%s=%ss", (NR > 1 ? ", " : ""), $2 " " $3, $1 }' || true
 }
 
 # hist_q FILE METRIC Q [LABEL]: quantile Q of a Prometheus histogram, linear inside the bucket
@@ -133,11 +134,12 @@ fmt_int() { printf "%'d" "${1%.*}" 2>/dev/null || printf "%s" "$1"; }
 HIER=$DIR/estate-$N-hierarchical.ndjson
 SHUF=$DIR/estate-$N-shuffled.ndjson
 COLS=$DIR/columns-$N.ndjson
+COLS_TABLES=$DIR/columns-$N-tables.ndjson
 STAMP=$DIR/estate-$N.stamp
-if [[ ! -s $HIER || ! -s $SHUF || ! -s $COLS || ! -f $STAMP || $GEN -nt $STAMP ]]; then
+if [[ ! -s $HIER || ! -s $SHUF || ! -s $COLS || ! -s $COLS_TABLES || ! -f $STAMP || $GEN -nt $STAMP ]]; then
   log "generating $N assets into $DIR"
   "$GEN" --assets "$N" --out "$HIER" --shuffled "$SHUF" 2>"$STAMP"
-  "$GEN" --columns "$N" --out "$COLS" 2>>"$STAMP"
+  "$GEN" --columns "$N" --out "$COLS" --tables-out "$COLS_TABLES" 2>>"$STAMP"
 fi
 ESTATE_DESC=$(head -1 "$STAMP" | sed 's/^gen_estate: //')
 log "estate: $ESTATE_DESC"
@@ -180,7 +182,7 @@ for order in $ORDERS; do
   T1=$(date +%s.%N)
   C1=$(cpu_secs "$SERVER_PID")
   [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
-  THREADS=$(thread_cpu "$SERVER_PID")
+  THREADS=$(thread_cpu "$SERVER_PID" || true)
   curl -fsS "$URL/metrics" >"$DIR/metrics-$order.txt"
   HWM=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER_PID/status")
   stop_server
@@ -220,7 +222,7 @@ for order in $ORDERS; do
   [[ $KEEP == 1 ]] || rm -rf "$RD"
   RATIO=$(awk -v a="$RATE" -v b="$RAW_RATE" 'BEGIN { printf "%.2f", b ? a / b : 0 }')
   ESQL_RATE=0
-  if [[ $ENGINE_SQL == 1 ]]; then
+  if [[ " $ENGINE_SQL " == *" $order "* ]]; then
     log "$order: raw loop with the engine's lookups too (attribution)"
     "$RAW" --file "$FILE" --dir "$RD" --txn "$PER_COMMIT" --sync "$SYNC" --engine-sql \
       --label "raw+lookups-$order" >"$DIR/rawsql-$order.out" 2>"$DIR/rawsql-$order.err"
@@ -246,6 +248,9 @@ FL_LINE=""
 if [[ $FASTLANE == 1 ]]; then
   DD=$DIR/data-fastlane
   start_server "$DD"
+  log "fast lane: loading the backlog's $(wc -l <"$COLS_TABLES") containers first"
+  "$MS" ingest "$COLS_TABLES" --server "$URL" --batch "$BATCH" --parallel "$PAR" --no-progress \
+    --quiet >"$DIR/ingest-backlog-tables.out" 2>&1 || true
   log "fast lane: backlog of $(fmt_int "$N") columns (ingest --parallel $BL_PAR --batch $BL_BATCH), $PROBES table events probed"
   "$MS" ingest "$COLS" --server "$URL" --batch "$BL_BATCH" --batch-bytes 16777216 \
     --parallel "$BL_PAR" --no-progress --quiet >"$DIR/ingest-backlog.out" 2>&1 &
@@ -261,14 +266,13 @@ if [[ $FASTLANE == 1 ]]; then
   [[ $KEEP == 1 ]] || rm -rf "$DD"
   FL_LINE=$(grep '^FASTLANE' "$DIR/fastlane.out" || echo "FASTLANE probes=0")
   head -1 "$DIR/fastlane.out" >&2 || true
-  FLAG_P99=$(hist_q "$DIR/metrics-fastlane.txt" metasync_ingest_lag_seconds 0.99 'lane="fast"')
   BLAG_P99=$(hist_q "$DIR/metrics-fastlane.txt" metasync_ingest_lag_seconds 0.99 'lane="bulk"')
   FLC_P99=$(hist_q "$DIR/metrics-fastlane.txt" metasync_commit_duration_seconds 0.99)
   fl() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$FL_LINE"; }
   R[fl.p50]=$(fl p50_ms); R[fl.p99]=$(fl p99_ms); R[fl.max]=$(fl max_ms)
   R[fl.n]=$(fl probes); R[fl.under]=$(fl under_backlog); R[fl.qmed]=$(fl bulk_queue_median)
-  R[fl.qmax]=$(fl bulk_queue_max); R[fl.hwm]=$FL_HWM
-  add fastlane "{\"probes\":${R[fl.n]:-0},\"under_backlog\":${R[fl.under]:-0},\"p50_ms\":${R[fl.p50]:-0},\"p99_ms\":${R[fl.p99]:-0},\"max_ms\":${R[fl.max]:-0},\"bulk_queue_median\":${R[fl.qmed]:-0},\"bulk_queue_max\":${R[fl.qmax]:-0},\"server_fast_lag_p99_s\":$FLAG_P99,\"server_bulk_lag_p99_s\":$BLAG_P99,\"commit_p99_s\":$FLC_P99,\"peak_rss_kib\":${FL_HWM:-0}}"
+  R[fl.qmax]=$(fl bulk_queue_max); R[fl.hwm]=$FL_HWM; R[fl.slag]=$(fl server_lag_p99_ms)
+  add fastlane "{\"probes\":${R[fl.n]:-0},\"under_backlog\":${R[fl.under]:-0},\"p50_ms\":${R[fl.p50]:-0},\"p99_ms\":${R[fl.p99]:-0},\"max_ms\":${R[fl.max]:-0},\"bulk_queue_median\":${R[fl.qmed]:-0},\"bulk_queue_max\":${R[fl.qmax]:-0},\"server_fast_lag_p99_ms\":${R[fl.slag]:-0},\"server_bulk_lag_p99_s\":$BLAG_P99,\"commit_p99_s\":$FLC_P99,\"peak_rss_kib\":${FL_HWM:-0}}"
 fi
 
 # ---- report ------------------------------------------------------------------------------------
@@ -297,7 +301,7 @@ done
 if [[ $FASTLANE == 1 ]]; then
   echo
   echo "fast lane under backlog: ${R[fl.n]:-0} probes (${R[fl.under]:-0} met a non-empty bulk lane; median ${R[fl.qmed]:-0}, max ${R[fl.qmax]:-0} events queued):"
-  echo "  posted → visible p50 ${R[fl.p50]:-?} ms, p99 ${R[fl.p99]:-?} ms, max ${R[fl.max]:-?} ms; server fast-lane lag p99 ${FLAG_P99}s, bulk-lane lag p99 ${BLAG_P99}s; peak RSS $(( ${R[fl.hwm]:-0} / 1024 )) MiB"
+  echo "  posted → visible p50 ${R[fl.p50]:-?} ms, p99 ${R[fl.p99]:-?} ms, max ${R[fl.max]:-?} ms; server-side enqueue → commit of the probes p99 ${R[fl.slag]:-?} ms; bulk-lane lag p99 ${BLAG_P99}s; peak RSS $(( ${R[fl.hwm]:-0} / 1024 )) MiB"
 fi
 echo
 echo "targets (2 cores): ratio ≥ 0.70 | hierarchical ≥ 100,000 assets/s | fast-lane p99 ≤ 50 ms | RSS ≤ 256 MiB"
