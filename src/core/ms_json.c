@@ -403,6 +403,11 @@ struct json_object *ms_json_parse(const char *text, size_t len, int max_depth, s
     }
     if (!ok) {
         json_object_put(obj);
+        char deep[64];
+        if (code == MS_ERR_TOO_DEEP) {
+            snprintf(deep, sizeof deep, "nesting is deeper than %d levels", max_depth);
+            msg = deep;
+        }
         parse_error(err, text, len, pos, code, msg);
         return NULL;
     }

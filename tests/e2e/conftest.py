@@ -176,6 +176,8 @@ class Server:
 
     def kill9(self):
         """SIGKILL: a crash. Nothing is flushed."""
+        if self.proc is None:
+            return
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=T(10))
         self._log.close()

@@ -8,6 +8,7 @@ variables (exit 2 naming the key); `serve` on a busy port (non-zero exit, clear 
 """
 import json
 import re
+import signal
 import socket
 import subprocess
 
@@ -150,6 +151,12 @@ def test_get(server):
     assert json.loads(r.stdout) == server.asset("pg")
     r = run_cli("get", "--server", server.url, "pg/nothing")
     assert r.returncode == 1 and "pg/nothing" in r.stderr and r.stdout == ""
+    # Special characters in a segment are percent-encoded by the command.
+    weird = "we ird/a%20b#c?d&e=f/ünï+x"
+    server.ingest_ok([conn(weird)])
+    r = run_cli("get", "--server", server.url, weird)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["qualified_name"] == weird
 
 
 def test_changes(server):
@@ -314,6 +321,17 @@ def test_client_commands_exit_3_when_the_server_is_unreachable():
     assert "127.0.0.1" in r.stderr
 
 
+def test_serve_stops_cleanly_on_sigint(make_server):
+    server = make_server()
+    server.ingest_ok([conn("x")])
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=T(30)) == 0
+    wait_until(lambda: "SIGINT received" in server.stderr(), 5, message="the SIGINT log line")
+    server.stop()
+    server.start()
+    assert server.asset("x")["version"] == 1
+
+
 def test_serve_stops_cleanly_on_sigterm_and_keeps_data(make_server):
     server = make_server()
     server.ingest_ok([conn("kept", attributes={"x": 1})])
@@ -322,3 +340,30 @@ def test_serve_stops_cleanly_on_sigterm_and_keeps_data(make_server):
     assert "SIGTERM received" in server.logs[-1]
     assert server.asset("kept")["attributes"] == {"x": 1}
     wait_until(lambda: server.get("/readyz").status_code == 200, 5, message="/readyz")
+
+
+def test_serve_reads_a_yaml_config_file(make_server, tmp_path):
+    cfg = tmp_path / "metasync.yaml"
+    cfg.write_text("http:\n  max_body_bytes: 64k\nsnapshots:\n  max_object_age_ms: 100\n"
+                   "log:\n  level: debug\n")
+    server = make_server("--config", str(cfg))
+    big = ndjson([conn(f"c{i}", attributes={"pad": "x" * 1000}) for i in range(80)])
+    r = server.post("/api/v1/events", big, "application/x-ndjson")
+    assert r.status_code == 413 and "65536" in r.json()["detail"]
+    server.ingest_ok([conn("small")])
+    wait_until(lambda: "snapshots: stored" in server.stderr(), 10,
+               message="a snapshot object stored (debug log)")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("http:\n  max_body_bytes: 1M\nbogus: 1\n")
+    r = run_cli("config", "--check", "--config", bad)
+    assert r.returncode == 2 and "bogus" in r.stderr and "line 3" in r.stderr, r.stderr
+    r = run_cli("serve", "--config", tmp_path / "missing.yaml")
+    assert r.returncode == 2 and "missing.yaml" in r.stderr
+
+
+def test_serve_with_an_unusable_data_dir_exits_4(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = run_cli("serve", "--listen", "127.0.0.1:0", "--data-dir", blocker / "data", timeout=30)
+    assert r.returncode == 4, r.stderr
+    assert "store_error" in r.stderr and str(blocker) in r.stderr

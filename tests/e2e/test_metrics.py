@@ -9,8 +9,6 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 from conftest import T, ndjson, wait_until
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

@@ -227,6 +227,7 @@ static void test_parse_depth(void **state)
     assert_int_equal(err.line, 1);
     assert_int_equal(err.offset, 64); /* the 65th '[' */
     assert_int_equal(err.column, 65);
+    assert_string_equal(err.detail, "nesting is deeper than 64 levels");
 
     /* Unclosed deep nesting is also too deep (not "unexpected end"). */
     o = ms_json_parse(s, n, 0, NULL, &err);
