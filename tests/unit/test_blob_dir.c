@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "ms_test_dir.h"
 
 extern const ms_blob_ops ms_blob_dir;
 
@@ -32,23 +33,11 @@ typedef struct fixture {
     void *blob;
 } fixture;
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    const char *base = getenv("MS_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0777);
-    snprintf(f->dir, sizeof f->dir, "%s/blob_XXXXXX", base);
-    if (!mkdtemp(f->dir)) return -1;
+    if (ms_test_mkdtemp(f->dir, sizeof f->dir, "blob") != 0) return -1;
     snprintf(f->url, sizeof f->url, "file://%s/objects", f->dir);
     ms_config_defaults(&f->cfg);
     ms_error err;
@@ -62,7 +51,7 @@ static int teardown(void **state)
     fixture *f = *state;
     if (f->blob) ms_blob_dir.close(f->blob);
     ms_config_free(&f->cfg);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ms_test_rmtree(f->dir);
     free(f);
     return 0;
 }

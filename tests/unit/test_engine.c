@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "ms_test_dir.h"
 
 extern const ms_store_ops ms_store_sqlite;
 
@@ -108,23 +109,11 @@ typedef struct fixture {
     size_t ntransforms;
 } fixture;
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    const char *base = getenv("MS_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0777);
-    snprintf(f->dir, sizeof f->dir, "%s/engine_XXXXXX", base);
-    if (!mkdtemp(f->dir)) return -1;
+    if (ms_test_mkdtemp(f->dir, sizeof f->dir, "engine") != 0) return -1;
     ms_config_defaults(&f->cfg);
     ms_error err;
     if (ms_config_set(&f->cfg, "data_dir", f->dir, "test", &err) != MS_OK) return -1;
@@ -169,7 +158,7 @@ static int teardown(void **state)
     ms_store_sqlite.close(f->store);
     ms_types_free(f->types);
     ms_config_free(&f->cfg);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ms_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "ms_test_dir.h"
 
 extern const ms_store_ops ms_store_sqlite;
 
@@ -50,22 +51,10 @@ typedef struct fixture {
     void *ctx;
 } fixture;
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Makes a fresh directory under $MS_TEST_TMP (or /tmp) into out. */
 static void make_tmpdir(char *out, size_t n, const char *tag)
 {
-    const char *base = getenv("MS_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0777);
-    snprintf(out, n, "%s/%s_XXXXXX", base, tag);
-    assert_non_null(mkdtemp(out));
+    assert_int_equal(ms_test_mkdtemp(out, n, tag), 0);
 }
 
 static void store_open(fixture *f)
@@ -109,7 +98,7 @@ static int teardown(void **state)
     store_close(f);
     ms_types_free(f->types);
     ms_config_free(&f->cfg);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ms_test_rmtree(f->dir);
     free(f);
     return 0;
 }
