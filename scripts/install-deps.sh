@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
   libjson-c-dev libmicrohttpd-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
-  libcmocka-dev
+  libcmocka-dev librdkafka-dev kcat
+  python3-confluent-kafka python3-avro
   curl python3 python3-pytest python3-requests prometheus
 )
 

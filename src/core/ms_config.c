@@ -30,6 +30,7 @@ typedef enum {
     CT_BOOL,     /* true/false, yes/no, on/off, 1/0 */
     CT_ENUM,     /* a string that must be one of the row's allowed values */
     CT_HOSTPORT, /* a string host:port, port 0..65535 */
+    CT_PROPS,    /* a family `key.NAME`: free-form NAME=VALUE lines passed to a library as is */
 } cfg_type;
 
 /* One configuration key. `allowed` is the '|'-separated value list of a CT_ENUM row. */
@@ -94,6 +95,36 @@ static const cfg_row cfg_rows[] = {
         "Milliseconds after which a non-empty snapshot object is closed"),
     ROW(CT_INT, "changes.max_wait_seconds", "60", changes_max_wait_seconds,
         "Longest wait, in seconds, a long-poll GET /changes may ask for"),
+    ROW(CT_STRING, "kafka.brokers", "", kafka_brokers,
+        "Kafka bootstrap servers (host:port,...); empty turns the Kafka source and sink off"),
+    ROW(CT_STRING, "kafka.group_id", "metasync", kafka_group_id,
+        "Consumer group of the Kafka source; every worker of one deployment uses the same"),
+    ROW(CT_STRING, "kafka.topics", "metasync.events", kafka_topics,
+        "Comma-separated topics of events for the fast path (all types; bulk types still go "
+        "to the bulk lane)"),
+    ROW(CT_STRING, "kafka.bulk_topics", "metasync.events.bulk", kafka_bulk_topics,
+        "Comma-separated topics of bulk events (columns, BI fields), consumed apart so they "
+        "never hold up the fast topics"),
+    ROW(CT_STRING, "kafka.changes_topic", "metasync.changes", kafka_changes_topic,
+        "Topic that receives every change record; empty turns the Kafka changes sink off"),
+    ROW(CT_BOOL, "kafka.changes_topic_per_tenant", "false", kafka_changes_topic_per_tenant,
+        "Prefix the changes topic with the tenant and a dot (acme.metasync.changes)"),
+    ENUM_ROW("kafka.changes_format", "json", kafka_changes_format, "json|avro",
+             "Value format of change records on Kafka: json, or avro (Confluent wire format, "
+             "schema registered)"),
+    ROW(CT_STRING, "kafka.dlq_topic", "metasync.dlq", kafka_dlq_topic,
+        "Dead-letter topic for undecodable or invalid messages"),
+    ROW(CT_INT, "kafka.batch_max_messages", "5000", kafka_batch_max_messages,
+        "Most Kafka messages submitted to the engine as one batch"),
+    ROW(CT_SIZE, "kafka.max_buffered_bytes", "64MiB", kafka_max_buffered_bytes,
+        "Bytes of consumed, not yet committed messages held before partitions are paused"),
+    ROW(CT_PROPS, "kafka.properties", "", kafka_properties,
+        "Any librdkafka property, passed through as is (kafka.properties.security.protocol, "
+        "kafka.properties.sasl.mechanism, ...)"),
+    ROW(CT_BOOL, "registry.enabled", "true", registry_enabled,
+        "Serve the embedded Confluent-compatible schema registry under /registry"),
+    ROW(CT_STRING, "registry.url", "", registry_url,
+        "URL of an external schema registry to use instead of the embedded one"),
 };
 
 #define CFG_NROWS      (sizeof cfg_rows / sizeof cfg_rows[0])
@@ -131,6 +162,44 @@ static const cfg_row *find_row_n(const char *name, size_t len)
 static const cfg_row *find_row(const char *name)
 {
     return find_row_n(name, strlen(name));
+}
+
+/* Returns the CT_PROPS row whose key prefixes name[0..len) followed by '.' and a non-empty
+ * property name; *sub is set to that name. NULL when there is none. */
+static const cfg_row *find_props_row(const char *name, size_t len, const char **sub)
+{
+    for (size_t i = 0; i < CFG_NROWS; i++) {
+        size_t k = strlen(cfg_rows[i].key);
+        if (cfg_rows[i].type == CT_PROPS && len > k + 1 && name_prefix(name, k, cfg_rows[i].key) &&
+            name[k] == '.') {
+            *sub = name + k + 1;
+            return &cfg_rows[i];
+        }
+    }
+    return NULL;
+}
+
+/* Sets property sub[0..sublen) of the CT_PROPS row to value: the field holds "name=value\n"
+ * lines, one per property, the last setting of a name replacing the earlier one. */
+static ms_err set_prop(ms_config *c, const cfg_row *row, const char *sub, size_t sublen,
+                       const char *value, ms_error *err)
+{
+    char **field = (char **)((char *)c + row->off);
+    if (strchr(value, '\n') || memchr(sub, '=', sublen) || memchr(sub, '\n', sublen))
+        return ms_error_set(err, MS_ERR_CONFIG, "%s.%.*s: a property name or value cannot hold "
+                            "'=' (in the name) or a line break", row->key, (int)sublen, sub);
+    ms_buf out = MS_BUF_INIT;
+    for (const char *p = *field ? *field : ""; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
+        if (!(strncmp(p, sub, sublen) == 0 && p[sublen] == '=')) ms_buf_append(&out, p, n);
+        p += n;
+    }
+    ms_buf_printf(&out, "%.*s=%s\n", (int)sublen, sub, value);
+    free(*field);
+    *field = ms_xstrdup(ms_buf_cstr(&out));
+    ms_buf_free(&out);
+    return MS_OK;
 }
 
 /* Writes the environment variable of key (`a.b_c` -> METASYNC_A_B_C) into out[0..n). */
@@ -361,6 +430,7 @@ static ms_err set_row(ms_config *c, const cfg_row *row, const char *value, const
         if (rc != MS_OK) break;
         /* fall through */
     case CT_STRING:
+    case CT_PROPS: /* set as a whole: "name=value" lines */
         free(*(char **)field);
         *(char **)field = ms_xstrdup(value);
         break;
@@ -390,6 +460,9 @@ void ms_config_defaults(ms_config *c)
 ms_err ms_config_set(ms_config *c, const char *key, const char *value, const char *origin,
                      ms_error *err)
 {
+    const char *sub = NULL;
+    const cfg_row *prow = key ? find_props_row(key, strlen(key), &sub) : NULL;
+    if (prow) return set_prop(c, prow, sub, strlen(sub), value ? value : "", err);
     const cfg_row *row = key ? find_row(key) : NULL;
     if (!row) {
         char tail[200];
@@ -407,7 +480,8 @@ void ms_config_free(ms_config *c)
     if (!c) return;
     for (size_t i = 0; i < CFG_NROWS; i++) {
         const cfg_row *row = &cfg_rows[i];
-        if (row->type == CT_STRING || row->type == CT_ENUM || row->type == CT_HOSTPORT) {
+        if (row->type == CT_STRING || row->type == CT_ENUM || row->type == CT_HOSTPORT ||
+            row->type == CT_PROPS) {
             char **field = (char **)((char *)c + row->off);
             free(*field);
             *field = NULL;
@@ -461,15 +535,19 @@ static bool yaml_is_null(const yaml_event_t *ev)
 static bool is_key_prefix(const char *prefix)
 {
     size_t n = strlen(prefix);
-    for (size_t i = 0; i < CFG_NROWS; i++)
+    const char *sub;
+    for (size_t i = 0; i < CFG_NROWS; i++) {
         if (name_prefix(prefix, n, cfg_rows[i].key) && cfg_rows[i].key[n] == '.') return true;
-    return false;
+        if (cfg_rows[i].type == CT_PROPS && name_eq(prefix, n, cfg_rows[i].key)) return true;
+    }
+    return find_props_row(prefix, n, &sub) != NULL;
 }
 
 /* Applies one leaf `key: value` met at line (1-based). */
 static ms_err yaml_leaf(yaml_ctx *y, const char *key, const yaml_event_t *ev, size_t line)
 {
-    if (!find_row(key))
+    const char *sub;
+    if (!find_row(key) && !find_props_row(key, strlen(key), &sub))
         return ms_error_set(y->err, MS_ERR_CONFIG, "unknown key '%s' (in %s line %zu)", key,
                             y->path, line);
     char origin[300];
@@ -512,7 +590,7 @@ static ms_err yaml_mapping(yaml_ctx *y, const char *prefix, int depth)
                 rc = yaml_leaf(y, key, &vev, line);
                 break;
             case YAML_MAPPING_START_EVENT:
-                if (find_row(key))
+                if (find_row(key) && find_row(key)->type != CT_PROPS)
                     rc = ms_error_set(y->err, MS_ERR_CONFIG,
                                       "%s: expected a single value, not a mapping (in %s line %zu)",
                                       key, y->path, line);
@@ -644,6 +722,22 @@ static ms_err load_env(ms_config *c, char *const *envp, ms_error *err)
             env_name(cfg_rows[r].key, name, sizeof name);
             if (strlen(name) == nlen && strncmp(name, var, nlen) == 0) row = &cfg_rows[r];
         }
+        for (size_t r = 0; r < CFG_NROWS && !row; r++) {
+            env_name(cfg_rows[r].key, name, sizeof name);
+            size_t k = strlen(name);
+            if (cfg_rows[r].type == CT_PROPS && nlen > k + 1 && strncmp(name, var, k) == 0 &&
+                var[k] == '_') {
+                /* METASYNC_KAFKA_PROPERTIES_SASL_MECHANISM -> sasl.mechanism */
+                ms_buf sub = MS_BUF_INIT;
+                for (const char *p = var + k + 1; p < eq; p++)
+                    ms_buf_putc(&sub, *p == '_' ? '.' : (char)tolower((unsigned char)*p));
+                ms_err rc = set_prop(c, &cfg_rows[r], ms_buf_cstr(&sub), sub.len, eq + 1, err);
+                ms_buf_free(&sub);
+                if (rc != MS_OK) return rc;
+                row = &cfg_rows[r];
+            }
+        }
+        if (row && row->type == CT_PROPS) continue;
         if (!row) {
             ms_buf guess = MS_BUF_INIT;
             for (const char *p = var + plen; p < eq; p++)
@@ -718,7 +812,18 @@ static ms_err load_flags(ms_config *c, int argc, char **argv, char **rest, int *
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         char origin[160];
         snprintf(origin, sizeof origin, "--%.*s", (int)(nlen < 150 ? nlen : 150), name);
-        const cfg_row *row = find_row_n(name, nlen);
+        const char *sub;
+        const cfg_row *row = find_props_row(name, nlen, &sub);
+        if (row) {
+            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!value)
+                return ms_error_set(err, MS_ERR_CONFIG, "%s: missing value (from %s)", origin + 2,
+                                    origin);
+            ms_err rc = set_prop(c, row, sub, (size_t)(name + nlen - sub), value, err);
+            if (rc != MS_OK) return rc;
+            continue;
+        }
+        row = find_row_n(name, nlen);
         if (row) {
             const char *value;
             if (eq)
@@ -783,6 +888,8 @@ static const char *metavar(const cfg_row *row)
         return row->allowed;
     case CT_HOSTPORT:
         return "HOST:PORT";
+    case CT_PROPS:
+        return "VALUE";
     case CT_STRING:
         break;
     }
@@ -803,6 +910,8 @@ static const char *type_name(const cfg_row *row)
         return "enum";
     case CT_HOSTPORT:
         return "host:port";
+    case CT_PROPS:
+        return "properties";
     case CT_STRING:
         break;
     }
@@ -816,6 +925,8 @@ static void help_flag(const cfg_row *row, char *out, size_t n)
     flag_name(row->key, flag, sizeof flag);
     if (row->type == CT_BOOL)
         snprintf(out, n, "--[no-]%s", flag + 2);
+    else if (row->type == CT_PROPS)
+        snprintf(out, n, "%s.NAME VALUE", flag);
     else
         snprintf(out, n, "%s %s", flag, metavar(row));
 }
@@ -835,6 +946,7 @@ void ms_config_print_help(FILE *out)
         const cfg_row *row = &cfg_rows[i];
         help_flag(row, col, sizeof col);
         env_name(row->key, env, sizeof env);
+        if (row->type == CT_PROPS) strncat(env, "_NAME", sizeof env - strlen(env) - 1);
         fprintf(out, "  %-*s  %s [default: %s] (env %s)\n", width, col, row->desc,
                 *row->def ? row->def : "\"\"", env);
     }
@@ -897,7 +1009,11 @@ void ms_config_markdown(FILE *out)
         char env[128], flag[96];
         env_name(row->key, env, sizeof env);
         flag_name(row->key, flag, sizeof flag);
-        fprintf(out, "| `%s` | ", row->key);
+        if (row->type == CT_PROPS) {
+            strncat(env, "_<NAME>", sizeof env - strlen(env) - 1);
+            strncat(flag, ".<name>", sizeof flag - strlen(flag) - 1);
+        }
+        fprintf(out, row->type == CT_PROPS ? "| `%s.<name>` | " : "| `%s` | ", row->key);
         if (row->type == CT_ENUM) {
             fputs("enum: ", out);
             for (const char *p = row->allowed; *p; p++)

@@ -42,6 +42,19 @@ typedef struct ms_config {
     int64_t snapshots_max_object_bytes; /* snapshots.max_object_bytes */
     int64_t snapshots_max_object_age_ms; /* snapshots.max_object_age_ms */
     int64_t changes_max_wait_seconds; /* changes.max_wait_seconds: long-poll cap */
+    char *kafka_brokers;          /* kafka.brokers: "" = no Kafka source or sink */
+    char *kafka_group_id;         /* kafka.group_id */
+    char *kafka_topics;           /* kafka.topics: comma-separated fast-path topics */
+    char *kafka_bulk_topics;      /* kafka.bulk_topics: comma-separated bulk topics */
+    char *kafka_changes_topic;    /* kafka.changes_topic: "" = no Kafka changes sink */
+    bool kafka_changes_topic_per_tenant; /* kafka.changes_topic_per_tenant */
+    char *kafka_changes_format;   /* kafka.changes_format: json|avro */
+    char *kafka_dlq_topic;        /* kafka.dlq_topic */
+    int64_t kafka_batch_max_messages; /* kafka.batch_max_messages */
+    int64_t kafka_max_buffered_bytes; /* kafka.max_buffered_bytes: pause partitions beyond */
+    char *kafka_properties;       /* kafka.properties.NAME: "name=value\n" lines for librdkafka */
+    bool registry_enabled;        /* registry.enabled: embedded registry under /registry */
+    char *registry_url;           /* registry.url: external registry ("" = embedded) */
 } ms_config;
 
 /* Fills c with the built-in defaults (strings are heap copies). */

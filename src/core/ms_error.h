@@ -52,7 +52,17 @@
     X(MS_ERR_BAD_PARAM, "invalid_parameter", 400, false, "a query parameter is invalid")          \
     X(MS_ERR_CONFIG, "invalid_config", 400, false, "the configuration is invalid")                \
     X(MS_ERR_USAGE, "usage", 400, false, "the command line is invalid")                           \
-    X(MS_ERR_CONNECT, "connect_failed", 503, true, "cannot reach the server")
+    X(MS_ERR_CONNECT, "connect_failed", 503, true, "cannot reach the server")                    \
+    X(MS_ERR_BAD_MAGIC, "unknown_magic_byte", 400, false,                                         \
+      "the message is neither Confluent-framed Avro (0x00) nor a JSON event")                    \
+    X(MS_ERR_UNKNOWN_SCHEMA, "unknown_schema_id", 400, false,                                     \
+      "the schema id is not known to the registry")                                              \
+    X(MS_ERR_AVRO_DECODE, "avro_decode_failed", 400, false,                                       \
+      "the Avro datum does not decode with its writer schema")                                   \
+    X(MS_ERR_INVALID_SCHEMA, "invalid_schema", 422, false, "the Avro schema is invalid")          \
+    X(MS_ERR_INCOMPATIBLE_SCHEMA, "incompatible_schema", 409, false,                              \
+      "the schema is not compatible with earlier versions under the subject's level")            \
+    X(MS_ERR_KAFKA, "kafka_error", 503, true, "Kafka failed")
 
 typedef enum {
 #define MS_ERR_ENUM_(name, code, status, retriable, msg) name,

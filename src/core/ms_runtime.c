@@ -34,7 +34,7 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
     for (const ms_sink_ops *const *s = ms_plugins_sinks(); *s; s++) {
         if ((*s)->version > MS_SINK_OPS_VERSION) continue;
         void *ctx = NULL;
-        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx};
+        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry};
         if ((rc = (*s)->init(&ia, &ctx, err)) != MS_OK) return rc;
         ms_sink_runner_args ra = {*s, ctx, rt->store, rt->store_ctx, rt->engine, &rt->log, 250};
         ms_sink_runner *r = ms_sink_runner_start(&ra, err);

@@ -28,6 +28,7 @@ typedef struct ms_runtime {
     const ms_store_ops *store;
     void *store_ctx;
     ms_engine *engine;
+    struct ms_registry *registry; /* schema registry (embedded or external); NULL if disabled */
     const ms_blob_ops *blob;
     void *blob_ctx;
     ms_sink_runner *sinks[MS_RUNTIME_MAX_PARTS];

@@ -41,6 +41,7 @@ typedef struct ms_sink_init_args {
     const ms_log *log;
     const ms_blob_ops *blob_ops; /* for sinks that write objects; may be NULL */
     void *blob;
+    struct ms_registry *registry; /* for sinks that write Avro; may be NULL */
 } ms_sink_init_args;
 
 typedef struct ms_sink_ops {

@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 1
+#define MS_STORE_OPS_VERSION 2
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -129,6 +129,20 @@ typedef struct ms_store_ops {
                         ms_error *err);
     ms_err (*types_load)(void *ctx, int (*cb)(void *ud, const char *tenant, const char *json),
                          void *ud, ms_error *err);
+
+    /* ---- version 2 ---- */
+    /*
+     * Control-plane records: small JSON documents keyed by (tenant, kind, key) — the schema
+     * registry's subjects, versions and settings now; tenants, API keys and connections later.
+     * ctl_put stores json under the key (replacing it; json == NULL deletes it) and is durable on
+     * return. ctl_list calls cb for every record of kind (of every tenant when tenant is NULL),
+     * ordered by tenant then key; cb returns non-zero to stop. Any thread.
+     */
+    ms_err (*ctl_put)(void *ctx, const char *tenant, const char *kind, const char *key,
+                      const char *json, ms_error *err);
+    ms_err (*ctl_list)(void *ctx, const char *tenant, const char *kind,
+                       int (*cb)(void *ud, const char *tenant, const char *key, const char *json),
+                       void *ud, ms_error *err);
 } ms_store_ops;
 
 #endif

@@ -266,6 +266,12 @@ static const struct {
     {MS_ERR_CONFIG, "invalid_config", 400, false},
     {MS_ERR_USAGE, "usage", 400, false},
     {MS_ERR_CONNECT, "connect_failed", 503, true},
+    {MS_ERR_BAD_MAGIC, "unknown_magic_byte", 400, false},
+    {MS_ERR_UNKNOWN_SCHEMA, "unknown_schema_id", 400, false},
+    {MS_ERR_AVRO_DECODE, "avro_decode_failed", 400, false},
+    {MS_ERR_INVALID_SCHEMA, "invalid_schema", 422, false},
+    {MS_ERR_INCOMPATIBLE_SCHEMA, "incompatible_schema", 409, false},
+    {MS_ERR_KAFKA, "kafka_error", 503, true},
 };
 
 /* The documented table: code, status and retriable flag of every error. */

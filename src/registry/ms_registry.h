@@ -1,0 +1,69 @@
+/*
+ * ms_registry.h — the schema registry: Confluent Schema Registry compatible subjects, versions,
+ * global schema ids and compatibility levels, embedded in `metasync serve` under /registry, or a
+ * client of an external registry (registry.url) behind the same functions.
+ *
+ * Embedded: state lives in memory, written through to the store's control-plane records
+ * (ctl_put/ctl_list, kind "registry.*") so it survives restarts; every registered version also
+ * becomes an asset of type `kafka_schema` (submitted through the engine, so it has history and
+ * change records). Subjects belong to a tenant; schema ids are global (one id per distinct
+ * schema text, as Confluent does), so a decoder can resolve an id before it knows the tenant.
+ * External: lookups by id are fetched over HTTP (libcurl) once and cached.
+ *
+ * Thread rules: every function may be called from any thread (one internal lock). Schemas
+ * returned by ms_registry_schema_by_id stay valid until ms_registry_free.
+ */
+#ifndef MS_REGISTRY_H
+#define MS_REGISTRY_H
+
+#include "ms_avro.h"
+#include "ms_buf.h"
+#include "ms_config.h"
+#include "ms_error.h"
+#include "ms_log.h"
+#include "ms_store.h"
+
+#include <stdint.h>
+
+typedef struct ms_registry ms_registry;
+struct ms_engine;
+
+typedef struct ms_registry_args {
+    const ms_config *cfg;
+    const ms_log *log;
+    const ms_store_ops *store; /* control-plane persistence (embedded mode) */
+    void *store_ctx;
+    struct ms_engine *engine; /* for kafka_schema assets; may be NULL (then none are written) */
+} ms_registry_args;
+
+/* Opens the registry (embedded unless cfg->registry_url is set) and loads its state. */
+ms_err ms_registry_open(const ms_registry_args *args, ms_registry **out, ms_error *err);
+void ms_registry_free(ms_registry *r);
+
+/* The parsed schema with global id `id`. MS_ERR_UNKNOWN_SCHEMA when there is none. */
+ms_err ms_registry_schema_by_id(ms_registry *r, uint32_t id, const ms_avro_schema **out,
+                                ms_error *err);
+
+/*
+ * Registers schema text under tenant's subject (as POST /subjects/{s}/versions does): returns
+ * the existing id when the subject already has this schema, checks compatibility otherwise
+ * (MS_ERR_INCOMPATIBLE_SCHEMA), MS_ERR_INVALID_SCHEMA for a bad schema.
+ */
+ms_err ms_registry_register(ms_registry *r, const char *tenant, const char *subject,
+                            const char *text, size_t len, uint32_t *id, ms_error *err);
+
+/* One HTTP request to the registry API, path relative to /registry ("/subjects"), query the raw
+ * query string without '?' (may be NULL). Fills *status and the JSON body; *content_type is a
+ * static string. Never fails: errors are Confluent error bodies. */
+typedef struct ms_registry_request {
+    const char *tenant;
+    const char *method;
+    const char *path;
+    const char *query;
+    const char *body;
+    size_t body_len;
+} ms_registry_request;
+void ms_registry_http(ms_registry *r, const ms_registry_request *req, int *status,
+                      const char **content_type, ms_buf *out);
+
+#endif
