@@ -9,6 +9,7 @@ PKGS=(
   libcmocka-dev librdkafka-dev kcat
   python3-confluent-kafka python3-avro
   curl python3 python3-pytest python3-requests prometheus
+  yamllint python3-yaml
 )
 
 missing=()
