@@ -270,6 +270,17 @@ def test_chart_config_passes_metasync_check(tmp_path):
         assert r.returncode == 0, f"{name}: {r.stderr}"
 
 
+def test_chart_config_serves_the_probes(make_server, tmp_path):
+    """The pod's command with the chart's default metasync.yaml (data_dir and listen moved to the
+    test's): it starts and answers the probes and the scrape."""
+    need_bin()
+    f = tmp_path / "metasync.yaml"
+    f.write_text(yaml.safe_dump(values()["config"]))
+    s = make_server("--config", str(f))
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert s.http.get(s.url + path, timeout=10).status_code == 200, path
+
+
 def test_secret_variables_name_config_keys(tmp_path):
     """The Secret's METASYNC_* variables (and the ones the docs tell users to put in an existing
     Secret) are accepted by metasync: an unknown METASYNC_* variable stops it at start."""
