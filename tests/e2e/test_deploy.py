@@ -1,7 +1,7 @@
 """The deployment files under deploy/, checked without a cluster, a container engine or helm
 (none of them is a Debian 12 package):
 
-- yamllint over every YAML file that is not a Go template (.yamllint at the top);
+- yamllint over the YAML files of deploy/ that are not Go templates (.yamllint at the top);
 - the Helm chart: Chart.yaml fields; each template with its Go-template actions blanked parses
   as YAML and is of the expected kind and apiVersion; every `.Values.x.y` a template reads is
   declared in values.yaml and every value is read; the tenant example sets only declared values;
@@ -75,7 +75,8 @@ def config_check(cfg, tmp_path, env=None):
 def test_yamllint():
     if not shutil.which("yamllint"):
         pytest.skip("yamllint is not installed (scripts/install-deps.sh installs it)")
-    r = subprocess.run(["yamllint", "-s", "-c", ".yamllint", "."], cwd=REPO,
+    # deploy/ only: YAML elsewhere may be test input that is malformed on purpose.
+    r = subprocess.run(["yamllint", "-s", "-c", ".yamllint", ".yamllint", "deploy"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
