@@ -234,6 +234,7 @@ def test_deployment():
     assert "configMap" in vols["config"]
     assert "emptyDir" in vols["data"] and "emptyDir" in vols["tmp"]
     assert mounts["tmp"]["mountPath"] == "/tmp"
+    assert "mountPath: {{ .Values.config.data_dir }}" in (TEMPLATES / "deployment.yaml").read_text()
     (cm,) = by_kind()["ConfigMap"]
     assert list(cm["data"]) == ["metasync.yaml"]
     v = values()
