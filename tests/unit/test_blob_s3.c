@@ -1,13 +1,13 @@
 /*
  * test_blob_s3.c — unit tests of the pure parts of the S3 blob store (blob_s3_int.h): s3:// URL
- * parsing and bucket-name rules, SigV4 percent-encoding of keys (slash kept) and query values
- * (slash encoded), the canonical query string (encoded, sorted), the shared credentials file
- * (profiles, comments, spacing, CRLF, missing profile or secret, malformed lines, and no secret
- * in any error), the retry decision (5xx, 429, transport errors yes; other 4xx and local errors
- * no), the jittered backoff bounds, SHA-256 hex, and the S3 XML error body. Last, the store
- * itself against an endpoint where nothing listens: open() still succeeds (the sink retries) and
- * put() fails with the retriable MS_ERR_IO. The signed requests themselves are checked against
- * real peers in tests/e2e/test_s3.py.
+ * parsing and bucket-name rules, the base URL (endpoint, path or virtual-hosted style), SigV4
+ * percent-encoding of keys (slash kept) and query values (slash encoded), the canonical query
+ * string (encoded, sorted), the shared credentials file (profiles, comments, spacing, CRLF, missing
+ * profile or secret, malformed lines, and no secret in any error), the retry decision (5xx, 429,
+ * transport errors yes; other 4xx and local errors no), the jittered backoff bounds, SHA-256 hex,
+ * and the S3 XML error body. Last, the store itself against an endpoint where nothing listens:
+ * open() still succeeds (the sink retries) and put() fails with the retriable MS_ERR_IO. The signed
+ * requests themselves are checked against real peers in tests/e2e/test_s3.py.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -52,6 +52,38 @@ static void test_url_parse(void **state)
         assert_null(p);
         assert_non_null(strstr(err.detail, "snapshots.url"));
     }
+}
+
+static void check_base(const char *endpoint, const char *region, bool path_style, const char *want)
+{
+    ms_buf b = MS_BUF_INIT;
+    ms_error err;
+    ms_err rc = ms_s3_base_url(&b, endpoint, region, "snap.bkt", path_style, &err);
+    if (want) {
+        assert_int_equal(rc, MS_OK);
+        assert_string_equal(ms_buf_cstr(&b), want);
+    } else {
+        assert_int_equal(rc, MS_ERR_CONFIG);
+        assert_true(strstr(err.detail, "s3.endpoint") || strstr(err.detail, "s3.region"));
+    }
+    ms_buf_free(&b);
+}
+
+static void test_base_url(void **state)
+{
+    (void)state;
+    check_base("", "eu-west-1", false, "https://snap.bkt.s3.eu-west-1.amazonaws.com");
+    check_base(NULL, "us-east-1", true, "https://s3.us-east-1.amazonaws.com/snap.bkt");
+    check_base("http://127.0.0.1:9000/", "us-east-1", true, "http://127.0.0.1:9000/snap.bkt");
+    check_base("http://minio.local:9000", "us-east-1", false, "http://snap.bkt.minio.local:9000");
+    check_base("https://s3.example.com//", "x1", true, "https://s3.example.com/snap.bkt");
+    check_base("ftp://example.com", "us-east-1", true, NULL);
+    check_base("example.com", "us-east-1", true, NULL);
+    check_base("http://", "us-east-1", true, NULL);
+    check_base("http://user:pw@example.com", "us-east-1", true, NULL);
+    check_base("http://example.com/?x=1", "us-east-1", true, NULL);
+    check_base("", "eu:west", true, NULL);
+    check_base("", "EU-WEST-1", true, NULL);
 }
 
 static void check_encode(const char *in, bool keep_slash, const char *want)
@@ -258,15 +290,11 @@ static void test_unreachable_endpoint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_parse),
-        cmocka_unit_test(test_uri_encode),
-        cmocka_unit_test(test_canonical_query),
-        cmocka_unit_test(test_creds_parse),
-        cmocka_unit_test(test_retriable),
-        cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_sha256),
-        cmocka_unit_test(test_xml_error),
-        cmocka_unit_test(test_unreachable_endpoint),
+        cmocka_unit_test(test_url_parse),   cmocka_unit_test(test_base_url),
+        cmocka_unit_test(test_uri_encode),  cmocka_unit_test(test_canonical_query),
+        cmocka_unit_test(test_creds_parse), cmocka_unit_test(test_retriable),
+        cmocka_unit_test(test_backoff),     cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_xml_error),   cmocka_unit_test(test_unreachable_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,6 +81,35 @@ ms_err ms_s3_url_parse(const char *url, char **bucket, char **prefix, ms_error *
     return MS_OK;
 }
 
+ms_err ms_s3_base_url(ms_buf *out, const char *endpoint, const char *region, const char *bucket,
+                      bool path_style, ms_error *err)
+{
+    if (!*region || strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region))
+        return ms_error_set(err, MS_ERR_CONFIG,
+                            "s3.region: '%s' may hold only a-z, 0-9 and '-' (like eu-west-1)",
+                            region);
+    ms_buf e = MS_BUF_INIT;
+    if (endpoint && *endpoint)
+        ms_buf_puts(&e, endpoint);
+    else
+        ms_buf_printf(&e, "https://s3.%s.amazonaws.com", region);
+    while (e.len && e.data[e.len - 1] == '/')
+        e.data[--e.len] = '\0';
+    size_t scheme = strncmp(e.data, "https://", 8) == 0  ? 8
+                    : strncmp(e.data, "http://", 7) == 0 ? 7
+                                                         : 0;
+    ms_err rc = MS_OK;
+    if (!scheme || e.len == scheme || strpbrk(e.data + scheme, "?#@"))
+        rc = ms_error_set(err, MS_ERR_CONFIG,
+                          "s3.endpoint: '%s' is not an http:// or https:// URL of a host", e.data);
+    else if (path_style)
+        ms_buf_printf(out, "%s/%s", e.data, bucket);
+    else /* virtual-hosted style: the bucket becomes the first label of the host */
+        ms_buf_printf(out, "%.*s%s.%s", (int)scheme, e.data, bucket, e.data + scheme);
+    ms_buf_free(&e);
+    return rc;
+}
+
 void ms_s3_uri_encode(ms_buf *out, const char *s, size_t n, bool keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -600,24 +629,8 @@ static ms_err s3_open(const char *url, const ms_config *cfg, const ms_log *log, 
     ms_buf b = MS_BUF_INIT;
     ms_buf_printf(&b, "aws:amz:%s:s3", region);
     s->sigv4 = ms_buf_steal(&b);
-    if (cfg->s3_endpoint && *cfg->s3_endpoint)
-        ms_buf_puts(&b, cfg->s3_endpoint);
-    else
-        ms_buf_printf(&b, "https://s3.%s.amazonaws.com", region);
-    while (b.len && b.data[b.len - 1] == '/')
-        b.data[--b.len] = '\0';
-    const char *sep = strstr(b.data, "://");
-    if (!sep) {
-        rc = ms_error_set(err, MS_ERR_CONFIG, "s3.endpoint: '%s' is not an http(s) URL", b.data);
-    } else if (cfg->s3_path_style) {
-        ms_buf_printf(&b, "/%s", bucket);
-        s->base = ms_buf_steal(&b);
-    } else { /* virtual-hosted style: the bucket becomes the first label of the host */
-        ms_buf v = MS_BUF_INIT;
-        ms_buf_printf(&v, "%.*s://%s.%s", (int)(sep - b.data), b.data, bucket, sep + 3);
-        s->base = ms_buf_steal(&v);
-    }
-    ms_buf_free(&b);
+    rc = ms_s3_base_url(&b, cfg->s3_endpoint, region, bucket, cfg->s3_path_style, err);
+    s->base = ms_buf_steal(&b);
     if (rc == MS_OK) {
         s->easy = curl_easy_init();
         if (!s->easy) {

@@ -27,6 +27,16 @@
 ms_err ms_s3_url_parse(const char *url, char **bucket, char **prefix, ms_error *err);
 
 /*
+ * Appends the URL that object keys are appended to (after a '/'): the endpoint (or
+ * https://s3.REGION.amazonaws.com when endpoint is NULL or "") without trailing '/', then with
+ * path_style "/BUCKET", else the bucket as the first label of the host ("https://BUCKET.HOST").
+ * Returns MS_OK, or MS_ERR_CONFIG when the endpoint is not an http(s) URL without query,
+ * fragment or user info, or the region is not a-z 0-9 '-' (it goes into the signing scope).
+ */
+ms_err ms_s3_base_url(ms_buf *out, const char *endpoint, const char *region, const char *bucket,
+                      bool path_style, ms_error *err);
+
+/*
  * Appends s[0..n) percent-encoded the SigV4 way ("UriEncode"): A-Z a-z 0-9 - . _ ~ kept, every
  * other byte as %XX with upper-case hex. keep_slash keeps '/' (object keys in the path) or
  * encodes it as %2F (query names and values).
