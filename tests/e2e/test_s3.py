@@ -11,7 +11,8 @@ the payload hash, the SigV4 encoding of the key (a prefix with a space, unicode,
 and that no header is sent empty. With verify=True the proxy answers a bad signature itself with
 S3's 403 SignatureDoesNotMatch. Objects are read back with boto3.
 
-Covered: snapshots land in the bucket and match the change log; a 503 on a PUT is retried;
+Covered: snapshots land in the bucket and match the change log; a 503 on a PUT is retried
+inside put(); a 403 is not, is logged as such, and the sink stores the object once S3 accepts it;
 s3rver stopped mid-stream and restarted on the same port and directory → snapshots resume and
 are complete; a missing bucket, rejected credentials and a broken or incomplete credentials file
 stop the start with a clear error; an unreachable endpoint does not; the session token is sent
@@ -120,14 +121,15 @@ class Recorded:
 
 class RecordingProxy:
     """An HTTP/1.1 proxy on loopback that records each request and forwards it verbatim (Host
-    included, so the signature still holds) to upstream. fail_puts > 0 answers that many PUTs
-    with 503 SlowDown instead of forwarding them; verify answers a request whose signature
+    included, so the signature still holds) to upstream. fail_puts is a list of (status, S3 error
+    code, message) answers given, in order, to the next PUTs instead of forwarding them; verify
+    answers a request whose signature
     check_signature rejects with 403 SignatureDoesNotMatch, as S3 does."""
 
     def __init__(self, upstream_port, verify=False):
         self.records = []
         self.verify = verify
-        self.fail_puts = 0
+        self.fail_puts = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -143,9 +145,8 @@ class RecordingProxy:
                 rec = Recorded(self.command, self.path, list(self.headers.items()), body)
                 with proxy.lock:
                     proxy.records.append(rec)
-                    fail = self.command == "PUT" and proxy.fail_puts > 0
-                    if fail:
-                        proxy.fail_puts -= 1
+                    fail = proxy.fail_puts.pop(0) if self.command == "PUT" and \
+                        proxy.fail_puts else None
                 if proxy.verify:
                     try:
                         check_signature(rec)
@@ -156,9 +157,10 @@ class RecordingProxy:
                                     b"signature you provided.</Message></Error>")
                         return
                 if fail:
-                    self.answer(503, [("Content-Type", "application/xml")],
-                                b"<?xml version='1.0'?><Error><Code>SlowDown</Code>"
-                                b"<Message>Please reduce your request rate.</Message></Error>")
+                    status, code, message = fail
+                    self.answer(status, [("Content-Type", "application/xml")],
+                                f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>"
+                                f"{message}</Message></Error>".encode())
                     return
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=T(30))
                 try:
@@ -329,7 +331,8 @@ def check_signature(rec, token=None):
 def test_snapshots_land_in_s3_signed_correctly(make_server, s3rver, aws_env, tmp_path):
     proxy = RecordingProxy(s3rver.port)
     try:
-        proxy.fail_puts = 1  # the first PUT gets a 503 SlowDown: put() retries it
+        # The first PUT gets a 503 SlowDown: put() retries it.
+        proxy.fail_puts = [(503, "SlowDown", "Please reduce your request rate.")]
         server = make_server(*s3_args(proxy.url), "--snapshots.max-object-bytes", "4k")
         assert "s3: bucket snap reachable" in server.stderr()
         last = traffic(server, "pg")
@@ -383,6 +386,27 @@ def test_session_token_is_sent_and_signed(make_server, s3rver, aws_env, tmp_path
     assert token not in server.stderr()
     assert "credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)" in \
         server.stderr()
+
+
+def test_refused_put_is_logged_and_retried_by_the_sink(make_server, s3rver, aws_env, tmp_path):
+    """A 403 is not retried inside put(), but it is still MS_ERR_IO to the sink: the object is
+    kept and stored once S3 accepts it."""
+    proxy = RecordingProxy(s3rver.port)
+    try:
+        server = make_server(*s3_args(proxy.url))
+        proxy.fail_puts = [(403, "AccessDenied", "Access Denied")] * 2
+        last = traffic(server, "denied", rounds=1)
+        s3 = s3rver.client()
+        wait_until(lambda: covered(s3, tmp_path, last), 30, message="objects after the 403s")
+        assert_bucket_matches_feed(s3, server, tmp_path)
+        stderr = server.stderr()
+    finally:
+        proxy.close()
+    refused = re.findall(r"error s3: PUT s3://snap/.+ refused \(HTTP 403 AccessDenied: Access "
+                         r"Denied\); not a transient failure, but reported as a retriable", stderr)
+    assert len(refused) == 2, stderr[-3000:]
+    assert "snapshots: cannot store" in stderr
+    assert "retry 1 of" not in stderr  # no in-put retries of a 403
 
 
 # ---- outage ---------------------------------------------------------------------------------
