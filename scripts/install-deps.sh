@@ -10,6 +10,7 @@ PKGS=(
   python3-confluent-kafka python3-avro
   curl python3 python3-pytest python3-requests prometheus
   yamllint python3-yaml
+  libssl-dev nodejs npm python3-boto3 python3-botocore
 )
 
 missing=()
@@ -18,6 +19,14 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+# NodeSource's nodejs package bundles npm (it Provides and Conflicts with Debian's npm): an npm
+# command already on the PATH counts as installed.
+kept=()
+for p in "${missing[@]}"; do
+  [ "$p" = npm ] && command -v npm >/dev/null && continue
+  kept+=("$p")
+done
+missing=("${kept[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""

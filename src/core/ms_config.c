@@ -93,6 +93,19 @@ static const cfg_row cfg_rows[] = {
         "Size at which the current snapshot object is closed and a new one started"),
     ROW(CT_INT, "snapshots.max_object_age_ms", "60000", snapshots_max_object_age_ms,
         "Milliseconds after which a non-empty snapshot object is closed"),
+    ROW(CT_STRING, "s3.endpoint", "", s3_endpoint,
+        "S3 endpoint URL for snapshots.url=s3://...; empty means "
+        "https://s3.<region>.amazonaws.com"),
+    ROW(CT_STRING, "s3.region", "us-east-1", s3_region,
+        "Region the S3 requests are signed for (SigV4)"),
+    ROW(CT_BOOL, "s3.path_style", "false", s3_path_style,
+        "Put the bucket in the URL path instead of the host name (MinIO, s3rver, buckets with "
+        "dots)"),
+    ROW(CT_INT, "s3.timeout_ms", "30000", s3_timeout_ms,
+        "Milliseconds one S3 request may take, connecting included"),
+    ROW(CT_INT, "s3.max_retries", "4", s3_max_retries,
+        "Retries of one S3 PUT on 5xx, 429, timeouts and connection errors (jittered backoff), "
+        "before the snapshot sink takes over and tries again later"),
     ROW(CT_INT, "changes.max_wait_seconds", "60", changes_max_wait_seconds,
         "Longest wait, in seconds, a long-poll GET /changes may ask for"),
     ROW(CT_STRING, "kafka.brokers", "", kafka_brokers,

@@ -41,6 +41,11 @@ typedef struct ms_config {
     char *snapshots_url;          /* snapshots.url: "" = file://<data_dir>/snapshots */
     int64_t snapshots_max_object_bytes; /* snapshots.max_object_bytes */
     int64_t snapshots_max_object_age_ms; /* snapshots.max_object_age_ms */
+    char *s3_endpoint;            /* s3.endpoint: "" = https://s3.<region>.amazonaws.com */
+    char *s3_region;              /* s3.region: SigV4 region */
+    bool s3_path_style;           /* s3.path_style: bucket in the path, not the host */
+    int64_t s3_timeout_ms;        /* s3.timeout_ms: one S3 request */
+    int64_t s3_max_retries;       /* s3.max_retries: retries of one PUT */
     int64_t changes_max_wait_seconds; /* changes.max_wait_seconds: long-poll cap */
     char *kafka_brokers;          /* kafka.brokers: "" = no Kafka source or sink */
     char *kafka_group_id;         /* kafka.group_id */
