@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ms_avro.h"
+#include "ms_test_avro.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +27,7 @@ static void data_path(char *buf, size_t len, const char *name)
 static ms_avro_schema *parse_json(json_object *j)
 {
     const char *t = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
-    ms_avro_schema *s = NULL;
-    ms_error err;
-    if (ms_avro_schema_parse(t, strlen(t), &s, &err) != MS_OK)
-        print_error("%s: %s\n", t, err.detail);
-    assert_non_null(s);
-    return s;
+    return ms_test_avro_schema(t);
 }
 
 static void test_compat_pairs_table(void **state)
@@ -72,10 +68,7 @@ static void test_compat_pairs_table(void **state)
 /* Asserts that reader cannot read writer and that the why text contains want. */
 static void expect_why(const char *reader, const char *writer, const char *want)
 {
-    ms_avro_schema *r = NULL, *w = NULL;
-    ms_error err;
-    assert_int_equal(ms_avro_schema_parse(reader, strlen(reader), &r, &err), MS_OK);
-    assert_int_equal(ms_avro_schema_parse(writer, strlen(writer), &w, &err), MS_OK);
+    ms_avro_schema *r = ms_test_avro_schema(reader), *w = ms_test_avro_schema(writer);
     ms_buf why = MS_BUF_INIT;
     assert_false(ms_avro_can_read(r, w, &why));
     assert_false(ms_avro_can_read(r, w, NULL));
