@@ -117,6 +117,11 @@ static void test_decode_resolution(void **state)
     /* a=3, gone="zz", e=Z(2), u=branch 1 int 7, old="hi" */
     expect_decode(w, r, "\x06\x04zz\x04\x02\x0e\x04hi", 10,
                   "{\"a\":3.0,\"d\":{\"k\":2.0},\"e\":\"X\",\"f\":null,\"new\":\"hi\",\"u\":7}");
+    /* A bytes default is code points U+0000..U+00FF, one byte each (not the UTF-8 of them). */
+    expect_decode("{\"type\":\"record\",\"name\":\"R\",\"fields\":[]}",
+                  "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":"
+                  "\"bytes\",\"default\":\"\\u00ff\"}]}",
+                  "", 0, "{\"b\":\"\xc3\xbf\"}");
     /* Writer union read by a non-union reader, and the other way round. */
     expect_decode("[\"int\",\"long\"]", "\"long\"", "\x00\x04", 2, "2");
     expect_decode("\"int\"", "[\"null\",\"string\",\"double\"]", "\x04", 1, "2.0");
