@@ -527,6 +527,7 @@ typedef struct enc {
     ms_error *err;
     ms_buf path; /* JSON pointer of the value being encoded */
     int depth;
+    bool strict; /* choosing a union branch, first pass: numbers only where they stay exact */
 } enc;
 
 static bool efail(enc *e, const char *what, const av_node *n)
@@ -640,6 +641,11 @@ static bool enc_value(enc *e, const av_node *n, json_object *v)
     case AV_DOUBLE:
         if (jt != json_type_int && jt != json_type_double) {
             ok = efail(e, "expected a number", n);
+        } else if (e->strict) {
+            /* An integer belongs to an int/long branch, a double to a branch keeping it exact. */
+            double x = json_object_get_double(v);
+            ok =
+                jt == json_type_double && (n->type == AV_DOUBLE || x != x || (double)(float)x == x);
         } else if (e->out) {
             double x = json_object_get_double(v);
             uint8_t tmp[8];
@@ -739,12 +745,22 @@ static bool enc_value(enc *e, const av_node *n, json_object *v)
         ok = enc_record(e, n, v);
         break;
     case AV_UNION: {
-        /* The first branch the value fits, checked without writing. */
+        /* The first branch the value fits, checked without writing: exact fits first (3 goes
+         * to "long" rather than "float", 0.1 to "double" rather than "float"), then the first
+         * branch that takes the value at all. */
         ms_buf *saved = e->out;
+        bool saved_strict = e->strict;
         e->out = NULL;
         size_t b = 0;
+        e->strict = true;
         while (b < n->nbranches && !enc_value(e, n->branches[b], v))
             b++;
+        e->strict = saved_strict;
+        if (b == n->nbranches && !saved_strict) {
+            b = 0;
+            while (b < n->nbranches && !enc_value(e, n->branches[b], v))
+                b++;
+        }
         e->out = saved;
         if (b == n->nbranches) {
             ok = efail(e, "the value fits no branch of the union", n);

@@ -72,7 +72,9 @@ ms_err ms_avro_decode(const ms_avro_schema *writer, const ms_avro_schema *reader
 
 /*
  * Encodes natural JSON `value` as a binary datum of schema s, appended to out. A union takes the
- * first branch the value fits. Errors: MS_ERR_INVALID_FIELD naming the path of the value that
+ * first branch the value fits exactly (an integer an int/long branch, a double a float branch only
+ * when float holds it exactly), else the first branch that accepts it at all. A record field
+ * absent from the value takes its default; a key that is not a field is an error. Errors: MS_ERR_INVALID_FIELD naming the path of the value that
  * does not fit the schema (out is then left with a partial datum the caller discards).
  */
 ms_err ms_avro_encode(const ms_avro_schema *s, json_object *value, ms_buf *out, ms_error *err);

@@ -247,6 +247,12 @@ static void test_encode(void **state)
     expect_encode("[\"null\",\"long\",\"string\"]", "null", "\x00", 1);
     expect_encode("[\"int\",\"double\"]", "1.5", "\x02\x00\x00\x00\x00\x00\x00\xf8\x3f", 9);
     expect_encode("\"bytes\"", "\"\\u00ff\\u0000\"", "\x04\xff\x00", 3);
+    /* Union choice: exact fits first, then any branch that takes the value. */
+    expect_encode("[\"float\",\"long\"]", "3", "\x02\x06", 2);
+    expect_encode("[\"float\",\"double\"]", "0.5", "\x00\x00\x00\x00\x3f", 5);
+    expect_encode("[\"float\",\"double\"]", "0.1", "\x02\x9a\x99\x99\x99\x99\x99\xb9\x3f", 9);
+    expect_encode("[\"null\",\"float\"]", "0.1", "\x02\xcd\xcc\xcc\x3d", 5);
+    expect_encode("[\"null\",\"double\"]", "7", "\x02\x00\x00\x00\x00\x00\x00\x1c\x40", 9);
     expect_encode("{\"type\":\"array\",\"items\":\"int\"}", "[1,2]", "\x04\x02\x04\x00", 4);
     expect_encode("{\"type\":\"array\",\"items\":\"int\"}", "[]", "\x00", 1);
     expect_encode(
