@@ -157,6 +157,10 @@ static ms_err read_len(dec *d, size_t *out)
         d->p = at;
         return dfail(d, "truncated datum: length %lld but only %zu bytes left", (long long)n, rem);
     }
+    if (n > INT32_MAX) { /* json-c string lengths are ints (> 2 GiB input only) */
+        d->p = at;
+        return dfail(d, "length %lld is more than MetaSync takes", (long long)n);
+    }
     *out = (size_t)n;
     return MS_OK;
 }
@@ -177,19 +181,17 @@ static const long *field_map(dec *d, const av_node *w, const av_node *r)
 {
     for (size_t i = 0; i < d->nmaps; i++)
         if (d->maps[i].w == w && d->maps[i].r == r) return d->maps[i].w_to_r;
+    /* Reader-driven, as the checker matches: each reader field takes the writer field of its
+     * name, else of its first alias the writer has. */
     long *m = ms_xmalloc((w->nfields ? w->nfields : 1) * sizeof *m);
-    for (size_t i = 0; i < w->nfields; i++) {
-        const char *wn = w->fields[i].name;
+    for (size_t i = 0; i < w->nfields; i++)
         m[i] = -1;
-        if (i < r->nfields && strcmp(r->fields[i].name, wn) == 0) {
-            m[i] = (long)i; /* same position: the common case of near-identical schemas */
-            continue;
-        }
-        for (size_t k = 0; k < r->nfields && m[i] < 0; k++)
-            if (strcmp(r->fields[k].name, wn) == 0) m[i] = (long)k;
-        for (size_t k = 0; k < r->nfields && m[i] < 0; k++)
-            for (size_t a = 0; a < r->fields[k].naliases && m[i] < 0; a++)
-                if (strcmp(r->fields[k].aliases[a], wn) == 0) m[i] = (long)k;
+    for (size_t k = 0; k < r->nfields; k++) {
+        const av_field *rf = &r->fields[k];
+        long i = k < w->nfields && strcmp(w->fields[k].name, rf->name) == 0
+                     ? (long)k /* same position: the common case of near-identical schemas */
+                     : av_writer_field(w, rf);
+        if (i >= 0) m[i] = (long)k;
     }
     d->maps = ms_xrealloc(d->maps, (d->nmaps + 1) * sizeof *d->maps);
     d->maps[d->nmaps++] = (fmap){w, r, m};
@@ -308,6 +310,10 @@ static ms_err dec_blocks(dec *d, const av_node *w, const av_node *r, bool is_map
                 if (!ms_utf8_valid((const char *)d->p, n, &bad)) {
                     d->p += bad;
                     return dfail(d, "map key is not valid UTF-8");
+                }
+                if (memchr(d->p, 0, n)) {
+                    d->p += (const uint8_t *)memchr(d->p, 0, n) - d->p;
+                    return dfail(d, "map key contains U+0000, which natural JSON cannot hold");
                 }
                 char *key = ms_xstrndup((const char *)d->p, n);
                 d->p += n;
@@ -461,15 +467,13 @@ static ms_err dec_value(dec *d, const av_node *w, const av_node *r, json_object 
                                r->fullname);
                 break;
             }
-            const char *found = NULL;
-            for (size_t k = 0; k < r->nsymbols && !found; k++)
-                if (strcmp(r->symbols[k], sym) == 0) found = r->symbols[k];
-            if (!found && r->enum_default >= 0) found = r->symbols[r->enum_default];
-            if (!found) {
+            long k = av_lookup(r, sym);
+            if (k < 0) k = r->enum_default;
+            if (k < 0) {
                 rc = dincompat(d, "symbol '%s' is not in the reader enum '%s'", sym, r->fullname);
                 break;
             }
-            sym = found;
+            sym = r->symbols[k];
         }
         *out = json_object_new_string(sym);
         break;
@@ -693,10 +697,7 @@ static bool enc_value(enc *e, const av_node *n, json_object *v)
         break;
     }
     case AV_ENUM: {
-        long idx = -1;
-        if (jt == json_type_string)
-            for (size_t i = 0; i < n->nsymbols && idx < 0; i++)
-                if (strcmp(n->symbols[i], json_object_get_string(v)) == 0) idx = (long)i;
+        long idx = jt == json_type_string ? av_lookup(n, json_object_get_string(v)) : -1;
         if (idx < 0)
             ok = efail(e, "expected a symbol of the enum", n);
         else if (e->out)

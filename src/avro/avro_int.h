@@ -32,6 +32,12 @@ typedef enum {
 
 typedef struct av_node av_node;
 
+/* One entry of a node's sorted name index (field names of a record, symbols of an enum). */
+typedef struct av_name_ix {
+    const char *name; /* points into the node's own strings */
+    size_t idx;       /* field or symbol index */
+} av_name_ix;
+
 typedef struct av_field {
     char *name;
     av_node *type;
@@ -56,7 +62,8 @@ struct av_node {
     av_node *items;     /* array items / map values */
     av_node **branches; /* union */
     size_t nbranches;
-    size_t size; /* fixed */
+    size_t size;       /* fixed */
+    av_name_ix *index; /* record field names or enum symbols, sorted by name (strcmp) */
 };
 
 struct ms_avro_schema {
@@ -76,6 +83,13 @@ static inline bool av_is_named(const av_node *n)
 }
 /* Name used in messages: the full name of a named type, else the type keyword. */
 const char *av_node_label(const av_node *n);
+
+/* Index of the record field or enum symbol called name in n, or -1: a binary search of the
+ * index built at parse time, so lookups stay O(log n) on wide records and enums. */
+long av_lookup(const av_node *n, const char *name);
+/* Index of the writer field that reader field rf reads (by rf's name, else by its aliases in
+ * order), or -1 — the one matching rule of the checker and the decoder. */
+long av_writer_field(const av_node *w, const av_field *rf);
 
 /* Natural JSON for a field default as written in the schema (validated at parse): float/double
  * become doubles; everything else is copied. Returns a new reference (NULL for null). */

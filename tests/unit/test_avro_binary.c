@@ -122,6 +122,13 @@ static void test_decode_resolution(void **state)
                   "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":"
                   "\"bytes\",\"default\":\"\\u00ff\"}]}",
                   "", 0, "{\"b\":\"\xc3\xbf\"}");
+    /* Matching is reader-driven: reader field b takes writer field b by name even though its
+     * alias names writer field a, which comes first; a is then skipped. */
+    expect_decode("{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":"
+                  "\"int\"},{\"name\":\"b\",\"type\":\"int\"}]}",
+                  "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":"
+                  "\"int\",\"aliases\":[\"a\"]}]}",
+                  "\x02\x04", 2, "{\"b\":2}");
     /* Writer union read by a non-union reader, and the other way round. */
     expect_decode("[\"int\",\"long\"]", "\"long\"", "\x00\x04", 2, "2");
     expect_decode("\"int\"", "[\"null\",\"string\",\"double\"]", "\x04", 1, "2.0");
@@ -188,6 +195,11 @@ static void test_bad_datums(void **state)
     expect_decode_error("\"int\"", NULL, "\x02\x00", 2, MS_ERR_AVRO_DECODE,
                         "1 trailing bytes after the datum", 1);
     expect_decode_error("\"boolean\"", NULL, "\x02", 1, MS_ERR_AVRO_DECODE, "boolean byte is 2", 0);
+    expect_decode_error("{\"type\":\"map\",\"values\":\"int\"}", NULL,
+                        "\x02\x06"
+                        "a\x00"
+                        "b\x02\x00",
+                        7, MS_ERR_AVRO_DECODE, "map key contains U+0000", 3);
     /* Depth bomb: a recursive record nested 100 deep. */
     ms_buf b = MS_BUF_INIT;
     for (int i = 0; i < 100; i++)
