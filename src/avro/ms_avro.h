@@ -65,7 +65,10 @@ bool ms_avro_can_read(const ms_avro_schema *reader, const ms_avro_schema *writer
  * absent fields, writer-only fields skipped, promotions applied); the two must be compatible.
  * The whole buffer must be consumed. Errors: MS_ERR_AVRO_DECODE with the byte offset (truncated
  * datum, bad varint, negative length, union index out of range, invalid UTF-8 in a string,
- * trailing bytes, too deep), MS_ERR_INCOMPATIBLE_SCHEMA when the datum can't be resolved.
+ * trailing bytes, too deep; also a map key holding U+0000, which json-c keys cannot carry, and
+ * more than 65536 array items that encode to no bytes, such as nulls), MS_ERR_INCOMPATIBLE_SCHEMA
+ * when the datum can't be resolved (checked as the datum is read: a part of the reader the datum
+ * does not reach is not checked; use ms_avro_can_read for the whole schemas).
  */
 ms_err ms_avro_decode(const ms_avro_schema *writer, const ms_avro_schema *reader,
                       const uint8_t *buf, size_t len, json_object **out, ms_error *err);
