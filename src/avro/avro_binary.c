@@ -198,18 +198,6 @@ static const long *field_map(dec *d, const av_node *w, const av_node *r)
     return m;
 }
 
-/* The reader union branch for writer node w: same kind and name first, then a promotion. */
-static const av_node *pick_branch(const av_node *r, const av_node *w)
-{
-    for (size_t i = 0; i < r->nbranches; i++) {
-        const av_node *b = r->branches[i];
-        if (b->type == w->type && (!av_is_named(b) || av_names_match(b, w))) return b;
-    }
-    for (size_t i = 0; i < r->nbranches; i++)
-        if (av_shallow_match(r->branches[i], w)) return r->branches[i];
-    return NULL;
-}
-
 static ms_err dec_value(dec *d, const av_node *w, const av_node *r, json_object **out);
 
 static ms_err dec_record(dec *d, const av_node *w, const av_node *r, json_object **out)
@@ -368,7 +356,7 @@ static ms_err dec_value(dec *d, const av_node *w, const av_node *r, json_object 
         goto out;
     }
     if (r->type == AV_UNION) {
-        const av_node *rb = pick_branch(r, w);
+        const av_node *rb = av_pick_branch(r, w);
         if (!rb) {
             rc = dincompat(d, "no branch of the reader union reads the writer's %s",
                            av_node_label(w));

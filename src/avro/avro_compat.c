@@ -93,6 +93,18 @@ bool av_shallow_match(const av_node *r, const av_node *w)
     return promotes(r->type, w->type);
 }
 
+const av_node *av_pick_branch(const av_node *r, const av_node *w)
+{
+    for (size_t i = 0; i < r->nbranches; i++) {
+        const av_node *b = r->branches[i];
+        if (b->type == w->type && (!av_is_named(b) || strcmp(b->fullname, w->fullname) == 0))
+            return b;
+    }
+    for (size_t i = 0; i < r->nbranches; i++)
+        if (av_shallow_match(r->branches[i], w)) return r->branches[i];
+    return NULL;
+}
+
 static void why_line(cctx *c, const char *fmt, const char *a, const char *b)
 {
     if (!c->why) return;
@@ -208,16 +220,20 @@ static bool check_(cctx *c, const av_node *r, const av_node *w)
         return ok;
     }
     if (r->type == AV_UNION) {
-        /* Prefer a branch of the same kind and name, as decoding does, then any that reads. */
-        ms_buf *saved = c->why;
-        c->why = NULL;
-        bool ok = false;
-        for (size_t i = 0; i < r->nbranches && !ok; i++)
-            ok = check(c, r->branches[i], w);
-        c->why = saved;
-        if (!ok)
+        /* The branch decoding will use (av_pick_branch), checked in full: so that a pair judged
+         * compatible also decodes. */
+        const av_node *rb = av_pick_branch(r, w);
+        if (!rb) {
             why_line(c, "no branch of the reader union can read the writer's %s%s",
                      av_node_label(w), "");
+            return false;
+        }
+        size_t bi = 0;
+        while (r->branches[bi] != rb)
+            bi++;
+        size_t old = push(c, "/%zu (reader branch %s)", bi, av_node_label(rb));
+        bool ok = check(c, rb, w);
+        pop(c, old);
         return ok;
     }
     if (r->type == w->type) {

@@ -98,6 +98,10 @@ json_object *av_default_to_natural(const av_node *n, json_object *def);
 /* True when the writer's node can be read as the reader's node at the top level (same kind and
  * name/alias match, or a promotion) — the union branch choice of decoding, without recursion. */
 bool av_shallow_match(const av_node *r, const av_node *w);
+/* The reader union r's branch that reads writer node w (not a union): the same type with the
+ * same full name, else the first that reads it by an alias or a promotion; NULL when none. The
+ * one choice of both the checker and the decoder (the spec's "first schema that matches"). */
+const av_node *av_pick_branch(const av_node *r, const av_node *w);
 /* True when reader names/aliases accept writer's full name. */
 bool av_names_match(const av_node *r, const av_node *w);
 

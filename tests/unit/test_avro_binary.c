@@ -129,6 +129,14 @@ static void test_decode_resolution(void **state)
                   "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":"
                   "\"int\",\"aliases\":[\"a\"]}]}",
                   "\x02\x04", 2, "{\"b\":2}");
+    /* A reader union prefers the branch of the writer's own full name over one that aliases it. */
+    expect_decode("{\"type\":\"record\",\"name\":\"X\",\"fields\":[{\"name\":\"a\",\"type\":"
+                  "\"int\"}]}",
+                  "[{\"type\":\"record\",\"name\":\"Y\",\"aliases\":[\"X\"],\"fields\":[{\"name\":"
+                  "\"a\",\"type\":\"long\"},{\"name\":\"y\",\"type\":\"int\",\"default\":1}]},"
+                  "{\"type\":\"record\",\"name\":\"X\",\"fields\":[{\"name\":\"a\",\"type\":"
+                  "\"int\"}]}]",
+                  "\x04", 1, "{\"a\":2}");
     /* Writer union read by a non-union reader, and the other way round. */
     expect_decode("[\"int\",\"long\"]", "\"long\"", "\x00\x04", 2, "2");
     expect_decode("\"int\"", "[\"null\",\"string\",\"double\"]", "\x04", 1, "2.0");
