@@ -16,6 +16,7 @@
 #include "ms_engine.h"
 #include "ms_json.h"
 
+#include <curl/curl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -803,6 +804,7 @@ void ms_registry_free(ms_registry *r)
     for (size_t i = 0; i < r->ntenants; i++)
         free(r->tenants[i].tenant);
     free(r->tenants);
+    if (r->url) curl_global_cleanup();
     free(r->url);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -820,6 +822,11 @@ ms_err ms_registry_open(const ms_registry_args *args, ms_registry **out, ms_erro
     r->next_id = 1;
     pthread_mutex_init(&r->mu, NULL);
     if (args->cfg && args->cfg->registry_url && *args->cfg->registry_url) {
+        /* Reference-counted by libcurl; open runs on the main thread before any transfer. */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            ms_registry_free(r);
+            return ms_error_set(err, MS_ERR_INTERNAL, "registry: libcurl cannot start");
+        }
         r->url = ms_xstrdup(args->cfg->registry_url);
         size_t n = strlen(r->url);
         while (n && r->url[n - 1] == '/')

@@ -103,9 +103,12 @@ def test_register_lookup_and_read(server):
     err(call(server, "POST", "/subjects/orders-value/versions", {"schema": "\"int\""},
              content_type="text/plain"), 415)
     # percent-encoded subject names
-    enc = register(server, "a b+c", REC_A)
-    assert enc == a
-    assert "a b+c" in ok(call(server, "GET", "/subjects"))
+    for name in ("a b+c", "team/orders-value", "100%"):
+        assert register(server, name, REC_A) == a
+        assert name in ok(call(server, "GET", "/subjects"))
+        quoted = urllib.parse.quote(name, safe="")
+        assert ok(call(server, "GET", f"/subjects/{quoted}/versions")) == [1]
+        assert server.asset("registry/" + name)["type"] == "kafka_subject"
 
 
 def test_deletes(server):
@@ -315,6 +318,8 @@ def test_confluent_client(server):
     client = SchemaRegistryClient({"url": base(server)})
     sid = client.register_schema("client-value", Schema(json.dumps(REC_A), "AVRO"))
     assert sid > 0
+    assert client.register_schema("ns/slashed", Schema(json.dumps(REC_A), "AVRO")) == sid
+    assert client.get_latest_version("ns/slashed").subject == "ns/slashed"
     got = client.lookup_schema("client-value", Schema(json.dumps(REC_A), "AVRO"))
     assert got.schema_id == sid and got.version == 1 and got.subject == "client-value"
     latest = client.get_latest_version("client-value")

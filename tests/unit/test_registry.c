@@ -12,6 +12,7 @@
 
 #include "ms_engine.h"
 #include "ms_registry.h"
+#include "ms_runtime.h"
 #include "ms_test_dir.h"
 #include "ms_types.h"
 
@@ -141,6 +142,18 @@ static int err_code(fixture *f, const char *method, const char *path, const char
     int code = json_object_get_int(c);
     json_object_put(o);
     return code;
+}
+
+/* The HTTP status ms_registry_http answers GET path with on registry r. */
+static int err_code_of(ms_registry *r, const char *path)
+{
+    ms_registry_request rq = {.tenant = "default", .method = "GET", .path = path};
+    int status = 0;
+    const char *ct = NULL;
+    ms_buf out = MS_BUF_INIT;
+    ms_registry_http(r, &rq, &status, &ct, &out);
+    ms_buf_free(&out);
+    return status;
 }
 
 static int64_t int_field(json_object *o, const char *k)
@@ -537,6 +550,68 @@ static void test_assets(void **state)
     ms_buf_free(&b);
 }
 
+/* An external registry (registry.url) answered by an embedded one served over HTTP by a whole
+ * runtime in this process: register, resolve ids (then cached), built-in ids, errors. */
+static void test_external_client(void **state)
+{
+    fixture *f = *state;
+    ms_config scfg;
+    ms_config_defaults(&scfg);
+    ms_error err;
+    char d[600];
+    snprintf(d, sizeof d, "%s/server", f->dir);
+    assert_int_equal(ms_config_set(&scfg, "data_dir", d, "test", &err), MS_OK);
+    assert_int_equal(ms_config_set(&scfg, "listen", "127.0.0.1:0", "test", &err), MS_OK);
+    assert_int_equal(ms_config_set(&scfg, "log.level", "error", "test", &err), MS_OK);
+    ms_runtime rt;
+    assert_int_equal(ms_runtime_open(&rt, &scfg, &err), MS_OK);
+    assert_int_equal(ms_runtime_start_sources(&rt, &err), MS_OK);
+    assert_non_null(rt.registry);
+
+    ms_config ccfg;
+    ms_config_defaults(&ccfg);
+    char url[400];
+    snprintf(url, sizeof url, "http://%s/registry/", rt.listen_addr);
+    assert_int_equal(ms_config_set(&ccfg, "registry.url", url, "test", &err), MS_OK);
+    ms_registry_args a = {&ccfg, &f->log, NULL, NULL, NULL};
+    ms_registry *ext = NULL;
+    assert_int_equal(ms_registry_open(&a, &ext, &err), MS_OK);
+
+    uint32_t id = 0, id2 = 0;
+    assert_int_equal(
+        ms_registry_register(ext, "default", "ext/value", REC_A, strlen(REC_A), &id, &err), MS_OK);
+    assert_int_equal(
+        ms_registry_register(rt.registry, "default", "ext/value", REC_A, strlen(REC_A), &id2, &err),
+        MS_OK);
+    assert_int_equal(id, id2); /* it landed in the served registry, slash in the name and all */
+    assert_int_equal(
+        ms_registry_register(ext, "default", "ext/value", REC_AC, strlen(REC_AC), &id2, &err),
+        MS_ERR_INCOMPATIBLE_SCHEMA);
+    assert_int_equal(
+        ms_registry_register(ext, "default", "ext/value", "{\"type\":1}", 10, &id2, &err),
+        MS_ERR_INVALID_SCHEMA);
+    const ms_avro_schema *s1 = NULL, *s2 = NULL;
+    assert_int_equal(ms_registry_schema_by_id(ext, id, &s1, &err), MS_OK);
+    assert_int_equal(ms_registry_schema_by_id(ext, id, &s2, &err), MS_OK);
+    assert_ptr_equal(s1, s2); /* cached */
+    assert_int_equal(ms_registry_schema_by_id(ext, 987654, &s1, &err), MS_ERR_UNKNOWN_SCHEMA);
+    assert_int_equal(ms_registry_builtin_id(ext, "metasync.changes-value"),
+                     ms_registry_builtin_id(rt.registry, "metasync.changes-value"));
+    assert_int_equal(err_code_of(ext, "/subjects"), 404); /* its own /registry is off */
+    ms_registry_free(ext);
+    ms_config_free(&ccfg);
+
+    /* an unreachable external registry is an error, not a crash */
+    ms_runtime_close(&rt);
+    assert_int_equal(ms_config_set(&ccfg, "registry.url", url, "test", &err), MS_OK);
+    assert_int_equal(ms_registry_open(&a, &ext, &err), MS_OK);
+    assert_int_equal(ms_registry_schema_by_id(ext, 1, &s1, &err), MS_ERR_CONNECT);
+    assert_int_equal(ms_registry_builtin_id(ext, "metasync.changes-value"), 0);
+    ms_registry_free(ext);
+    ms_config_free(&ccfg);
+    ms_config_free(&scfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +622,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_builtins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_external_client, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
