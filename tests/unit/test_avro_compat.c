@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ms_avro.h"
+#include "ms_test_avro.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +27,7 @@ static void data_path(char *buf, size_t len, const char *name)
 static ms_avro_schema *parse_json(json_object *j)
 {
     const char *t = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
-    ms_avro_schema *s = NULL;
-    ms_error err;
-    if (ms_avro_schema_parse(t, strlen(t), &s, &err) != MS_OK)
-        print_error("%s: %s\n", t, err.detail);
-    assert_non_null(s);
-    return s;
+    return ms_test_avro_schema(t);
 }
 
 static void test_compat_pairs_table(void **state)
@@ -72,10 +68,7 @@ static void test_compat_pairs_table(void **state)
 /* Asserts that reader cannot read writer and that the why text contains want. */
 static void expect_why(const char *reader, const char *writer, const char *want)
 {
-    ms_avro_schema *r = NULL, *w = NULL;
-    ms_error err;
-    assert_int_equal(ms_avro_schema_parse(reader, strlen(reader), &r, &err), MS_OK);
-    assert_int_equal(ms_avro_schema_parse(writer, strlen(writer), &w, &err), MS_OK);
+    ms_avro_schema *r = ms_test_avro_schema(reader), *w = ms_test_avro_schema(writer);
     ms_buf why = MS_BUF_INIT;
     assert_false(ms_avro_can_read(r, w, &why));
     assert_false(ms_avro_can_read(r, w, NULL));
@@ -114,11 +107,49 @@ static void test_why_lines(void **state)
                "/1 (writer branch int): no branch of the reader union can read the writer's int");
 }
 
+/* Wide records (fields in opposite orders) and long chains of named references stay cheap. */
+static void test_wide_and_deep(void **state)
+{
+    (void)state;
+    ms_buf a = MS_BUF_INIT, b = MS_BUF_INIT;
+    ms_buf_puts(&a, "{\"type\":\"record\",\"name\":\"W\",\"fields\":[");
+    ms_buf_puts(&b, "{\"type\":\"record\",\"name\":\"W\",\"fields\":[");
+    for (int i = 0; i < 5000; i++) {
+        ms_buf_printf(&a, "%s{\"name\":\"f%d\",\"type\":\"int\"}", i ? "," : "", i);
+        ms_buf_printf(&b, "%s{\"name\":\"f%d\",\"type\":\"long\"}", i ? "," : "", 4999 - i);
+    }
+    ms_buf_puts(&a, "]}");
+    ms_buf_puts(&b, "]}");
+    ms_avro_schema *w = ms_test_avro_schema(a.data), *r = ms_test_avro_schema(b.data);
+    assert_true(ms_avro_can_read(r, w, NULL));
+    assert_false(ms_avro_can_read(w, r, NULL));
+    ms_avro_schema_free(w);
+    ms_avro_schema_free(r);
+
+    /* R0 <- R1 <- ... <- R1999: each record's field is the previous record. */
+    ms_buf_reset(&a);
+    ms_buf_puts(&a, "[{\"type\":\"record\",\"name\":\"R0\",\"fields\":[]}");
+    for (int i = 1; i < 2000; i++)
+        ms_buf_printf(&a,
+                      ",{\"type\":\"record\",\"name\":\"R%d\",\"fields\":[{\"name\":\"p\","
+                      "\"type\":\"R%d\"}]}",
+                      i, i - 1);
+    ms_buf_puts(&a, "]");
+    ms_avro_schema *deep = ms_test_avro_schema(a.data);
+    /* The union's branches are checked in order and each record pair is memoized, so the chain
+     * is checked one level at a time (the depth guard of the checker is never reached here). */
+    assert_true(ms_avro_can_read(deep, deep, NULL));
+    ms_avro_schema_free(deep);
+    ms_buf_free(&a);
+    ms_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compat_pairs_table),
         cmocka_unit_test(test_why_lines),
+        cmocka_unit_test(test_wide_and_deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,25 +10,16 @@
 #include <cmocka.h>
 
 #include "ms_avro.h"
+#include "ms_test_avro.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static ms_avro_schema *parse_ok(const char *text)
-{
-    ms_avro_schema *s = NULL;
-    ms_error err;
-    if (ms_avro_schema_parse(text, strlen(text), &s, &err) != MS_OK)
-        print_error("schema %s: %s\n", text, err.detail);
-    assert_non_null(s);
-    return s;
-}
-
 /* Returns the canonical form of text (caller frees). */
 static char *canonical_of(const char *text)
 {
-    ms_avro_schema *s = parse_ok(text);
+    ms_avro_schema *s = ms_test_avro_schema(text);
     ms_buf b = MS_BUF_INIT;
     ms_avro_schema_canonical(s, &b);
     ms_avro_schema_free(s);
@@ -102,7 +93,7 @@ static void test_spec_canonical_and_fingerprints(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof spec_cases / sizeof *spec_cases; i++) {
-        ms_avro_schema *s = parse_ok(spec_cases[i].in);
+        ms_avro_schema *s = ms_test_avro_schema(spec_cases[i].in);
         ms_buf b = MS_BUF_INIT;
         ms_avro_schema_canonical(s, &b);
         if (strcmp(ms_buf_cstr(&b), spec_cases[i].canon) != 0)
@@ -138,11 +129,12 @@ static void test_names_and_namespaces(void **state)
            "{\"name\":\"f\",\"type\":{\"name\":\"F\",\"type\":\"fixed\",\"size\":2}},"
            "{\"name\":\"f2\",\"type\":\"F\"}]}");
     free(c);
-    ms_avro_schema *s = parse_ok("{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n\","
-                                 "\"fields\":[]}");
+    ms_avro_schema *s =
+        ms_test_avro_schema("{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n\","
+                            "\"fields\":[]}");
     assert_string_equal(ms_avro_schema_name(s), "n.R");
     ms_avro_schema_free(s);
-    s = parse_ok("[\"null\",\"string\"]");
+    s = ms_test_avro_schema("[\"null\",\"string\"]");
     assert_string_equal(ms_avro_schema_name(s), "union");
     ms_avro_schema_free(s);
     /* logicalType is an annotation: canonical form drops it; unknown ones are allowed. */
@@ -153,18 +145,19 @@ static void test_names_and_namespaces(void **state)
     assert_string_equal(c, "\"bytes\"");
     free(c);
     /* Defaults of every kind that are valid. */
-    s = parse_ok("{\"type\":\"record\",\"name\":\"D\",\"fields\":["
-                 "{\"name\":\"a\",\"type\":[\"null\",\"int\"],\"default\":null},"
-                 "{\"name\":\"b\",\"type\":\"float\",\"default\":1},"
-                 "{\"name\":\"c\",\"type\":\"bytes\",\"default\":\"\\u00ff\\u0000\"},"
-                 "{\"name\":\"d\",\"type\":{\"type\":\"fixed\",\"name\":\"F2\",\"size\":2},"
-                 "\"default\":\"ab\"},"
-                 "{\"name\":\"e\",\"type\":{\"type\":\"map\",\"values\":\"long\"},"
-                 "\"default\":{\"x\":1}},"
-                 "{\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"string\"},"
-                 "\"default\":[\"q\"]},"
-                 "{\"name\":\"g\",\"type\":{\"type\":\"enum\",\"name\":\"G\",\"symbols\":[\"X\","
-                 "\"Y\"],\"default\":\"Y\"},\"default\":\"X\"}]}");
+    s = ms_test_avro_schema(
+        "{\"type\":\"record\",\"name\":\"D\",\"fields\":["
+        "{\"name\":\"a\",\"type\":[\"null\",\"int\"],\"default\":null},"
+        "{\"name\":\"b\",\"type\":\"float\",\"default\":1},"
+        "{\"name\":\"c\",\"type\":\"bytes\",\"default\":\"\\u00ff\\u0000\"},"
+        "{\"name\":\"d\",\"type\":{\"type\":\"fixed\",\"name\":\"F2\",\"size\":2},"
+        "\"default\":\"ab\"},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"map\",\"values\":\"long\"},"
+        "\"default\":{\"x\":1}},"
+        "{\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"string\"},"
+        "\"default\":[\"q\"]},"
+        "{\"name\":\"g\",\"type\":{\"type\":\"enum\",\"name\":\"G\",\"symbols\":[\"X\","
+        "\"Y\"],\"default\":\"Y\"},\"default\":\"X\"}]}");
     ms_avro_schema_free(s);
 }
 
@@ -266,7 +259,7 @@ static void test_recursive_and_canonical_reparse(void **state)
                     "\"fields\":[{\"name\":\"v\",\"type\":\"int\",\"default\":0},"
                     "{\"name\":\"kids\",\"type\":{\"type\":\"array\",\"items\":\"Node\"}},"
                     "{\"name\":\"next\",\"type\":[\"null\",\"q.Node\"]}]}";
-    ms_avro_schema *s = parse_ok(t);
+    ms_avro_schema *s = ms_test_avro_schema(t);
     ms_buf b = MS_BUF_INIT;
     ms_avro_schema_canonical(s, &b);
     assert_string_equal(
@@ -274,7 +267,7 @@ static void test_recursive_and_canonical_reparse(void **state)
         "{\"name\":\"q.Node\",\"type\":\"record\",\"fields\":[{\"name\":\"v\","
         "\"type\":\"int\"},{\"name\":\"kids\",\"type\":{\"type\":\"array\","
         "\"items\":\"q.Node\"}},{\"name\":\"next\",\"type\":[\"null\",\"q.Node\"]}]}");
-    ms_avro_schema *s2 = parse_ok(ms_buf_cstr(&b));
+    ms_avro_schema *s2 = ms_test_avro_schema(ms_buf_cstr(&b));
     assert_true(ms_avro_schema_fingerprint(s) == ms_avro_schema_fingerprint(s2));
     ms_buf_free(&b);
     ms_avro_schema_free(s2);
