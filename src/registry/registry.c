@@ -484,8 +484,11 @@ int rg_check(ms_registry *r, const char *tenant, const char *subject, int v, con
     pthread_mutex_lock(&r->mu);
     rg_subject *s = rg_locked_subject(r, tenant, subject, false);
     int rc = RG_OK;
-    if (!rg_live_count(s))
+    /* Like Confluent 7: with no version or "latest", a subject without live versions has
+     * nothing to be incompatible with; a numbered version must exist. */
+    if (!rg_live_count(s) && v > 0)
         rc = rg_failf(f, RG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
+    if (!rg_live_count(s) && v <= 0) v = 0;
     rg_version *x = rc == RG_OK && v != 0 ? rg_locked_version(s, v, false) : NULL;
     if (rc == RG_OK && v != 0 && !x)
         rc = rg_failf(f, RG_VERSION_NOT_FOUND, "Version %d not found.", v);
