@@ -22,5 +22,6 @@ int ms_cmd_get(int argc, char **argv, char **envp);
 int ms_cmd_changes(int argc, char **argv, char **envp);
 int ms_cmd_demo(int argc, char **argv, char **envp);
 int ms_cmd_config(int argc, char **argv, char **envp);
+int ms_cmd_dlq(int argc, char **argv, char **envp);
 
 #endif
