@@ -9,9 +9,10 @@
  * to kafka.batch_max_messages, or whatever is queued), decode it, submit it (ms_engine_submit
  * blocks until committed), dead-letter the failures, and then commit the batch's offsets
  * synchronously. A bulk batch blocking in the engine therefore never delays fast-topic messages.
- * When a queue holds more than half of kafka.max_buffered_bytes, the consumer thread pauses the
- * assigned partitions of that worker's topics, and resumes them once the queue has drained
- * below a quarter.
+ * Memory: half of kafka.max_buffered_bytes is librdkafka's prefetch (queued.max.messages.kbytes,
+ * unless set in kafka.properties), a quarter each worker queue: when a queue holds more than its
+ * quarter, the consumer thread pauses the assigned partitions of that worker's topics, and
+ * resumes them once the queue has drained below half of that.
  *
  * Rebalance: the eager protocol (librdkafka's default range,roundrobin). On revoke the callback
  * (on the consumer thread) drops the messages still queued (not processed, so not committed:
@@ -611,7 +612,8 @@ static ms_err ks_start(ms_runtime *rt, void **ctx, ms_error *err)
     s->rt = rt;
     s->log = &rt->log;
     s->batch_max = cfg->kafka_batch_max_messages > 0 ? (size_t)cfg->kafka_batch_max_messages : 1;
-    s->max_queue_bytes = (size_t)(cfg->kafka_max_buffered_bytes / 2);
+    /* kafka.max_buffered_bytes: half for librdkafka's prefetch, a quarter per worker queue. */
+    s->max_queue_bytes = (size_t)(cfg->kafka_max_buffered_bytes / 4);
     const char *kinds[2] = {"fast", "bulk"};
     for (int i = 0; i < 2; i++) {
         ks_worker *w = &s->w[i];
@@ -631,7 +633,12 @@ static ms_err ks_start(ms_runtime *rt, void **ctx, ms_error *err)
         return ms_error_set(err, MS_ERR_CONFIG, "kafka.topics and kafka.bulk_topics are empty");
     }
 
-    static const char *const consumer_defaults[] = {"auto.offset.reset", "earliest", NULL};
+    /* librdkafka's prefetch queue counts against the same memory budget: half of it. */
+    char prefetch_kb[24];
+    long long kb = cfg->kafka_max_buffered_bytes / 2 / 1024;
+    snprintf(prefetch_kb, sizeof prefetch_kb, "%lld", kb < 1024 ? 1024 : kb);
+    const char *const consumer_defaults[] = {"auto.offset.reset", "earliest",
+                                             "queued.max.messages.kbytes", prefetch_kb, NULL};
     static const char *const consumer_forced[] = {"enable.auto.commit", "false",
                                                   "enable.auto.offset.store", "false", NULL};
     rd_kafka_conf_t *cc = ms_kafka_conf_new(cfg, consumer_defaults, consumer_forced, err);
