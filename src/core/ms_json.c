@@ -69,6 +69,20 @@ static int utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+bool ms_utf8_valid(const char *s, size_t n, size_t *bad)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        int k = u[i] < 0x80 ? 1 : utf8_seq_len(u + i, n - i);
+        if (k <= 0) {
+            if (bad) *bad = i;
+            return false;
+        }
+        i += (size_t)k;
+    }
+    return true;
+}
+
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

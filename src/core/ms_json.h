@@ -12,6 +12,7 @@
 #include "ms_error.h"
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -32,6 +33,11 @@ void ms_json_canonical(struct json_object *o, ms_buf *out);
 /* RFC 7396: returns target with patch merged in, as a new object; neither argument changes.
  * target may be NULL (treated as absent). */
 struct json_object *ms_json_merge_patch(struct json_object *target, struct json_object *patch);
+
+/* True when s[0..n) is well-formed UTF-8 (the same rules as parsing: no overlong forms, surrogates
+ * or code points above U+10FFFF); otherwise *bad (when not NULL) gets the first bad byte's offset.
+ */
+bool ms_utf8_valid(const char *s, size_t n, size_t *bad);
 
 /* 1-based line and column (in bytes) of byte offset `offset` in text[0..len). */
 void ms_json_position(const char *text, size_t len, size_t offset, long *line, long *column);
