@@ -23,6 +23,7 @@
 #include "ms_log.h"
 #include "ms_store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct ms_registry ms_registry;
@@ -52,9 +53,31 @@ ms_err ms_registry_schema_by_id(ms_registry *r, uint32_t id, const ms_avro_schem
 ms_err ms_registry_register(ms_registry *r, const char *tenant, const char *subject,
                             const char *text, size_t len, uint32_t *id, ms_error *err);
 
-/* One HTTP request to the registry API, path relative to /registry ("/subjects"), query the raw
- * query string without '?' (may be NULL). Fills *status and the JSON body; *content_type is a
- * static string. Never fails: errors are Confluent error bodies. */
+/*
+ * The global id of a built-in schema (the repository's .avsc files in schemas/, embedded in the
+ * binary and registered at open under the default tenant): "metasync.events-value" (schemas/
+ * metasync-event.avsc) and "metasync.changes-value" (schemas/metasync-change.avsc). 0 when the
+ * subject is not built in or could not be registered. With an external registry the schema is
+ * registered there on the first call (and the id cached); that call does HTTP.
+ */
+uint32_t ms_registry_builtin_id(ms_registry *r, const char *subject);
+/* The embedded text of a built-in schema, or NULL. */
+const char *ms_registry_builtin_text(const char *subject);
+
+/*
+ * One HTTP request to the registry API, path relative to /registry ("/subjects"), its segments
+ * percent-encoded (decoded here: "/subjects/a%2Fb/versions" names subject "a/b"); query the raw
+ * query string without '?' (may be NULL). content_type is the request's Content-Type (NULL =
+ * none; application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json,
+ * application/json and application/octet-stream are accepted, else 415). too_large tells that
+ * the body was over the transport's limit and was dropped; bodies over MS_AVRO_MAX_SCHEMA_BYTES
+ * are refused the same way (413). Fills *status and the JSON body (content type
+ * application/vnd.schemaregistry.v1+json, or text for the /schema routes that return raw schema
+ * text); *content_type is a static string. Never fails: errors are Confluent error bodies
+ * {"error_code":N,"message":"..."} with HTTP status the first three digits of N.
+ * r may be NULL (registry disabled) or external (registry.url): every request then answers 404
+ * with error_code 404 saying so.
+ */
 typedef struct ms_registry_request {
     const char *tenant;
     const char *method;
@@ -62,6 +85,8 @@ typedef struct ms_registry_request {
     const char *query;
     const char *body;
     size_t body_len;
+    const char *content_type;
+    bool too_large;
 } ms_registry_request;
 void ms_registry_http(ms_registry *r, const ms_registry_request *req, int *status,
                       const char **content_type, ms_buf *out);
