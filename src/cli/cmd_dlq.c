@@ -13,6 +13,7 @@
 #include "ms_buf.h"
 #include "ms_cli.h"
 #include "ms_config.h"
+#include "ms_json.h"
 #include "source/kafka/kafka_conf.h"
 
 #include "cli_http.h"
@@ -118,24 +119,6 @@ static int parse_args(int nrest, char **rest, dlq_opts *o)
     return MS_EXIT_OK;
 }
 
-/* True when s[0..n) is valid UTF-8 without NUL bytes. */
-static bool is_utf8(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t k = c < 0x80             ? 0
-                   : (c & 0xe0) == 0xc0 ? 1
-                   : (c & 0xf0) == 0xe0 ? 2
-                   : (c & 0xf8) == 0xf0 ? 3
-                                        : 9;
-        if (c == 0 || k == 9 || (k == 1 && c < 0xc2) || (k && i + k >= n)) return false;
-        for (size_t j = 1; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80) return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 static void put_base64(ms_buf *b, const unsigned char *s, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -156,7 +139,7 @@ static void put_bytes(ms_buf *b, const char *name, const void *p, size_t n)
 {
     if (!p) {
         ms_buf_printf(b, "\"%s\":null", name);
-    } else if (is_utf8(p, n)) {
+    } else if (ms_utf8_valid(p, n, NULL)) {
         ms_buf_printf(b, "\"%s\":", name);
         ms_buf_put_jstrn(b, p, n);
     } else {

@@ -1,7 +1,10 @@
 /*
  * sink_kafka.c — the Kafka changes sink: produces every change record to kafka.changes_topic
  * ("<tenant>.<topic>" when kafka.changes_topic_per_tenant), keyed by the qualified name, with
- * headers `tenant`, `seq`, `cause` (the event id, when there is one) and `traceparent`.
+ * headers `tenant`, `seq`, `cause` (the event id, when there is one) and `traceparent`. The value
+ * is the change record as JSON (kafka.changes_format=json) or, for avro, a Confluent frame (the
+ * registry id of subject metasync.changes-value) and an Avro datum of
+ * schemas/metasync-change.avsc, with before/after as JSON text.
  *
  * Durability: the producer is idempotent with acks=all. deliver() produces the whole batch, then
  * waits for every delivery report, and reports as durable the seq of the last record of the
@@ -16,7 +19,10 @@
  * Disabled (init leaves *ctx NULL) when kafka.brokers or kafka.changes_topic is empty.
  * Thread rules: callbacks run on the sink runner's thread only (ms_sink.h).
  */
+#include "ms_avro.h"
 #include "ms_buf.h"
+#include "ms_json.h"
+#include "ms_registry.h"
 #include "ms_sink.h"
 #include "source/kafka/kafka_conf.h"
 
@@ -29,6 +35,11 @@ typedef struct ksink {
     const ms_log *log;
     rd_kafka_t *rk;
     signed char *state; /* per record of the batch being delivered: 0 pending, 1 ok, -1 failed */
+    /* kafka.changes_format=avro: the schema of schemas/metasync-change.avsc and its id in the
+     * registry (subject metasync.changes-value; looked up again while 0). */
+    ms_registry *registry;
+    ms_avro_schema *schema;
+    uint32_t schema_id;
     size_t cap;
 } ksink;
 
@@ -66,20 +77,32 @@ static ms_err ksink_init(const ms_sink_init_args *a, void **ctx, ms_error *err)
     if (!cfg->kafka_brokers || !*cfg->kafka_brokers || !cfg->kafka_changes_topic ||
         !*cfg->kafka_changes_topic)
         return MS_OK; /* disabled */
-    if (strcmp(cfg->kafka_changes_format, "json") != 0)
+    bool avro = strcmp(cfg->kafka_changes_format, "avro") == 0;
+    if (avro && !a->registry)
         return ms_error_set(err, MS_ERR_CONFIG,
-                            "kafka.changes_format: '%s' is not available in this build (json)",
-                            cfg->kafka_changes_format);
+                            "kafka.changes_format=avro needs a schema registry (registry.enabled "
+                            "or registry.url)");
     ksink *k = ms_xcalloc(1, sizeof *k);
     k->cfg = cfg;
     k->log = a->log;
-    ms_err rc = producer_new(k, err);
+    ms_err rc = MS_OK;
+    if (avro) {
+        const char *avsc = ms_registry_builtin_text("metasync.changes-value");
+        k->registry = a->registry;
+        rc = avsc ? ms_avro_schema_parse(avsc, strlen(avsc), &k->schema, err)
+                  : ms_error_set(err, MS_ERR_INTERNAL, "no built-in metasync.changes-value");
+        if (rc == MS_OK)
+            k->schema_id = ms_registry_builtin_id(a->registry, "metasync.changes-value");
+    }
+    if (rc == MS_OK) rc = producer_new(k, err);
     if (rc != MS_OK) {
+        ms_avro_schema_free(k->schema);
         free(k);
         return rc;
     }
-    ms_log_info(a->log, "kafka: changes go to %s%s (json)",
-                cfg->kafka_changes_topic_per_tenant ? "<tenant>." : "", cfg->kafka_changes_topic);
+    ms_log_info(a->log, "kafka: changes go to %s%s (%s)",
+                cfg->kafka_changes_topic_per_tenant ? "<tenant>." : "", cfg->kafka_changes_topic,
+                avro ? "avro" : "json");
     *ctx = k;
     return MS_OK;
 }
@@ -105,11 +128,46 @@ static void traceparent(const char *tenant, uint64_t seq, char out[56])
              (unsigned long long)c);
 }
 
+static json_object *jstr_or_null(const char *s)
+{
+    return s ? json_object_new_string(s) : NULL;
+}
+
+/* Appends the Confluent frame and the Avro datum (schemas/metasync-change.avsc) of c. */
+static bool change_to_avro(ksink *k, const ms_change *c, ms_buf *out)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "seq", json_object_new_int64((int64_t)c->seq));
+    json_object_object_add(o, "tenant", json_object_new_string(c->tenant));
+    json_object_object_add(o, "op", json_object_new_string(c->op));
+    json_object_object_add(o, "qualified_name", json_object_new_string(c->qn));
+    json_object_object_add(o, "type", jstr_or_null(c->type));
+    json_object_object_add(o, "version", json_object_new_int64(c->version));
+    json_object_object_add(o, "before", jstr_or_null(c->before));
+    json_object_object_add(o, "after", jstr_or_null(c->after));
+    ms_error err;
+    ms_error_clear(&err);
+    json_object *changed = ms_json_parse(c->changed, strlen(c->changed), 0, NULL, &err);
+    json_object_object_add(o, "changed", changed ? changed : json_object_new_array());
+    json_object_object_add(o, "cause", jstr_or_null(c->cause));
+    json_object_object_add(o, "ts", json_object_new_string(c->ts ? c->ts : ""));
+    ms_avro_frame_header(k->schema_id, out);
+    bool ok = ms_avro_encode(k->schema, o, out, &err) == MS_OK;
+    if (!ok)
+        ms_log_error(k->log, "kafka: change %llu does not encode as Avro: %s",
+                     (unsigned long long)c->seq, err.detail);
+    json_object_put(o);
+    return ok;
+}
+
 /* Queues record i; returns false if librdkafka refuses it (after waiting for queue room). */
 static bool produce_one(ksink *k, const char *topic, const ms_change *c, size_t i, ms_buf *val)
 {
     ms_buf_reset(val);
-    ms_change_to_json(c, val);
+    if (!k->schema)
+        ms_change_to_json(c, val);
+    else if (!change_to_avro(k, c, val))
+        return false;
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
     char seq[24], tp[56];
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
@@ -154,6 +212,10 @@ static ms_sink_status ksink_deliver(void *ctx, const char *tenant, const ms_chan
         snprintf(topic, sizeof topic, "%s.%s", tenant, k->cfg->kafka_changes_topic);
     else
         snprintf(topic, sizeof topic, "%s", k->cfg->kafka_changes_topic);
+    if (k->schema && !k->schema_id) { /* an external registry that was not reachable yet */
+        k->schema_id = ms_registry_builtin_id(k->registry, "metasync.changes-value");
+        if (!k->schema_id) return MS_SINK_RETRY;
+    }
     ms_buf val = MS_BUF_INIT;
     size_t queued = 0;
     while (queued < n && produce_one(k, topic, &c[queued], queued, &val))
@@ -203,6 +265,7 @@ static void ksink_destroy(void *ctx)
         rd_kafka_flush(k->rk, 1000);
         rd_kafka_destroy(k->rk);
     }
+    ms_avro_schema_free(k->schema);
     free(k->state);
     free(k);
 }

@@ -24,7 +24,9 @@
  * delivered again (after a crash before the offset commit) is a duplicate, a no-op.
  */
 #include "kafka_conf.h"
+#include "ms_avro.h"
 #include "ms_json.h"
+#include "ms_registry.h"
 #include "ms_runtime.h"
 #include "ms_source.h"
 
@@ -68,6 +70,7 @@ typedef struct ksource {
     const ms_log *log;
     rd_kafka_t *consumer;
     rd_kafka_t *dlq;        /* producer of dead letters */
+    ms_avro_schema *reader; /* schemas/metasync-event.avsc, to read Avro events with */
     ks_worker w[2];         /* [0] fast, [1] bulk */
     size_t max_queue_bytes; /* per worker */
     size_t batch_max;
@@ -142,52 +145,26 @@ static char *header_str(rd_kafka_message_t *m, const char *name)
 
 /* ---- decoding one message ---- */
 
+/* Records why a message is dead-lettered; returns NULL for the caller to return. */
+static ms_event *refuse(ks_item *it, ms_err code, const char *detail)
+{
+    it->code = code;
+    snprintf(it->detail, sizeof it->detail, "%s", detail);
+    return NULL;
+}
+
 /*
- * Decodes message m into an event (caller frees) or fills code/detail of item. The tenant comes
- * from the `tenant` header, else the event's own `tenant`, else "default".
+ * Decodes the JSON event text[0..len) of message m. The tenant comes from the `tenant` header,
+ * else the event's own `tenant`, else "default". An event without an id gets the derived one.
  */
-static ms_event *decode_message(ksource *s, ks_item *it)
+static ms_event *decode_json(ksource *s, ks_item *it, const char *text, size_t len)
 {
     rd_kafka_message_t *m = it->m;
-    const char *v = m->payload;
-    size_t len = m->payload ? m->len : 0;
+    const ms_config *cfg = s->rt->cfg;
     ms_error err;
     ms_error_clear(&err);
-    if (len == 0) {
-        it->code = MS_ERR_BAD_MAGIC;
-        snprintf(it->detail, sizeof it->detail, "the message is empty");
-        return NULL;
-    }
-    unsigned char b0 = (unsigned char)v[0];
-    if (b0 == 0x00) {
-        /* Confluent-framed Avro: magic 0, 4-byte big-endian schema id, datum. */
-        if (len < 5) {
-            it->code = MS_ERR_AVRO_DECODE;
-            snprintf(it->detail, sizeof it->detail,
-                     "truncated Confluent frame: %zu bytes, the header needs 5", len);
-            return NULL;
-        }
-        const unsigned char *u = (const unsigned char *)v;
-        unsigned id = (unsigned)u[1] << 24 | (unsigned)u[2] << 16 | (unsigned)u[3] << 8 | u[4];
-        it->code = MS_ERR_UNKNOWN_SCHEMA;
-        snprintf(it->detail, sizeof it->detail,
-                 "schema id %u: Avro events are not decoded by this build yet", id);
-        return NULL;
-    }
-    if (b0 != '{' && b0 != ' ' && b0 != '\t' && b0 != '\n' && b0 != '\r') {
-        it->code = MS_ERR_BAD_MAGIC;
-        snprintf(it->detail, sizeof it->detail,
-                 "first byte 0x%02x: neither 0x00 (Confluent-framed Avro) nor '{' (a JSON event)",
-                 b0);
-        return NULL;
-    }
-    const ms_config *cfg = s->rt->cfg;
-    json_object *o = ms_json_parse(v, len, (int)cfg->limits_max_depth, NULL, &err);
-    if (err.code != MS_OK) {
-        it->code = err.code;
-        snprintf(it->detail, sizeof it->detail, "%s", err.detail);
-        return NULL;
-    }
+    json_object *o = ms_json_parse(text, len, (int)cfg->limits_max_depth, NULL, &err);
+    if (err.code != MS_OK) return refuse(it, err.code, err.detail);
     char *tenant = header_str(m, "tenant");
     json_object *t = NULL;
     if (!tenant && json_object_is_type(o, json_type_object) &&
@@ -197,13 +174,9 @@ static ms_event *decode_message(ksource *s, ks_item *it)
     ms_decode_opts opts = {tenant ? tenant : MS_DEFAULT_TENANT, s->rt->types,
                            (size_t)cfg->limits_max_event_bytes, (int)cfg->limits_max_depth};
     ms_event *ev = NULL;
-    if (ms_event_decode(v, len, &opts, &ev, &err) != MS_OK) {
-        it->code = err.code;
-        snprintf(it->detail, sizeof it->detail, "%s", err.detail);
-        free(tenant);
-        return NULL;
-    }
+    ms_err rc = ms_event_decode(text, len, &opts, &ev, &err);
     free(tenant);
+    if (rc != MS_OK) return refuse(it, err.code, err.detail);
     if (!ev->id) {
         char id[MS_MAX_ID_BYTES];
         snprintf(id, sizeof id, "kafka:%s:%d:%lld", rd_kafka_topic_name(m->rkt), m->partition,
@@ -211,6 +184,78 @@ static ms_event *decode_message(ksource *s, ks_item *it)
         ev->id = ms_xstrdup(id);
     }
     return ev;
+}
+
+/*
+ * Decodes a Confluent-framed Avro event: the writer schema by id from the registry, resolved to
+ * the reader schema (schemas/metasync-event.avsc), then mapped to the JSON event (null fields
+ * left out, `attributes` parsed from its JSON text) and decoded as one.
+ */
+static ms_event *decode_avro(ksource *s, ks_item *it)
+{
+    rd_kafka_message_t *m = it->m;
+    ms_error err;
+    ms_error_clear(&err);
+    uint32_t id = 0;
+    const uint8_t *datum = NULL;
+    size_t dlen = 0;
+    if (ms_avro_frame_parse(m->payload, m->len, &id, &datum, &dlen, &err) != MS_OK)
+        return refuse(it, err.code, err.detail);
+    if (!s->rt->registry || !s->reader) {
+        char d[120];
+        snprintf(d, sizeof d, "schema id %u: no schema registry (registry.enabled, registry.url)",
+                 (unsigned)id);
+        return refuse(it, MS_ERR_UNKNOWN_SCHEMA, d);
+    }
+    const ms_avro_schema *writer = NULL;
+    if (ms_registry_schema_by_id(s->rt->registry, id, &writer, &err) != MS_OK)
+        return refuse(it, err.code, err.detail);
+    json_object *o = NULL;
+    if (ms_avro_decode(writer, s->reader, datum, dlen, &o, &err) != MS_OK)
+        return refuse(it, err.code, err.detail);
+    json_object *ev = json_object_new_object();
+    json_object_object_foreach(o, key, val)
+    {
+        if (!val) continue;
+        if (strcmp(key, "attributes") == 0 && json_object_is_type(val, json_type_string)) {
+            const char *text = json_object_get_string(val);
+            json_object *attrs = ms_json_parse(text, strlen(text), 0, NULL, &err);
+            if (err.code != MS_OK) {
+                json_object_put(ev);
+                json_object_put(o);
+                char d[320];
+                snprintf(d, sizeof d, "attributes: not JSON text: %.280s", err.detail);
+                return refuse(it, MS_ERR_INVALID_FIELD, d);
+            }
+            json_object_object_add(ev, key, attrs);
+        } else {
+            json_object_object_add(ev, key, json_object_get(val));
+        }
+    }
+    json_object_put(o);
+    const char *text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
+    ms_event *out = decode_json(s, it, text, strlen(text));
+    json_object_put(ev);
+    return out;
+}
+
+/* Decodes message m into an event (caller frees), or fills code/detail of it. */
+static ms_event *decode_message(ksource *s, ks_item *it)
+{
+    rd_kafka_message_t *m = it->m;
+    const char *v = m->payload;
+    size_t len = m->payload ? m->len : 0;
+    if (len == 0) return refuse(it, MS_ERR_BAD_MAGIC, "the message is empty");
+    unsigned char b0 = (unsigned char)v[0];
+    if (b0 == 0x00) return decode_avro(s, it);
+    if (b0 != '{' && b0 != ' ' && b0 != '\t' && b0 != '\n' && b0 != '\r') {
+        char d[120];
+        snprintf(d, sizeof d,
+                 "first byte 0x%02x: neither 0x00 (Confluent-framed Avro) nor '{' (a JSON event)",
+                 b0);
+        return refuse(it, MS_ERR_BAD_MAGIC, d);
+    }
+    return decode_json(s, it, v, len);
 }
 
 /* ---- dead letters ---- */
@@ -560,6 +605,7 @@ static void ks_free(ksource *s)
         rd_kafka_flush(s->dlq, 1000); /* serves the purge's delivery reports */
         rd_kafka_destroy(s->dlq);
     }
+    ms_avro_schema_free(s->reader);
     for (int i = 0; i < 2; i++) {
         ks_worker *w = &s->w[i];
         worker_quiesce(w);
@@ -622,6 +668,11 @@ static ms_err ks_start(ms_runtime *rt, void **ctx, ms_error *err)
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->work, NULL);
         pthread_cond_init(&w->idle, NULL);
+    }
+    const char *avsc = ms_registry_builtin_text("metasync.events-value");
+    if (avsc && ms_avro_schema_parse(avsc, strlen(avsc), &s->reader, err) != MS_OK) {
+        ks_free(s);
+        return MS_ERR_INTERNAL;
     }
     split_topics(cfg->kafka_topics, s->w[0].topics, &s->w[0].ntopics);
     split_topics(cfg->kafka_bulk_topics, s->w[1].topics, &s->w[1].ntopics);
