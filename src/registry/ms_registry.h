@@ -4,11 +4,13 @@
  * client of an external registry (registry.url) behind the same functions.
  *
  * Embedded: state lives in memory, written through to the store's control-plane records
- * (ctl_put/ctl_list, kind "registry.*") so it survives restarts; every registered version also
- * becomes an asset of type `kafka_schema` (submitted through the engine, so it has history and
- * change records). Subjects belong to a tenant; schema ids are global (one id per distinct
- * schema text, as Confluent does), so a decoder can resolve an id before it knows the tenant.
- * External: lookups by id are fetched over HTTP (libcurl) once and cached.
+ * (ctl_put/ctl_list, kind "registry.*") so it survives restarts; every version registered
+ * through the API or ms_registry_register also becomes an asset of type `kafka_schema` (submitted
+ * through the engine, so it has history and change records; the built-in schemas registered at
+ * open do not). docs/registry.md describes the API, the records and the semantics. Subjects belong
+ * to a tenant; schema ids are global (one id per distinct schema text, as Confluent does), so a
+ * decoder can resolve an id before it knows the tenant. External: lookups by id are fetched over
+ * HTTP (libcurl) once and cached.
  *
  * Thread rules: every function may be called from any thread (one internal lock). Schemas
  * returned by ms_registry_schema_by_id stay valid until ms_registry_free.
@@ -37,7 +39,9 @@ typedef struct ms_registry_args {
     struct ms_engine *engine; /* for kafka_schema assets; may be NULL (then none are written) */
 } ms_registry_args;
 
-/* Opens the registry (embedded unless cfg->registry_url is set) and loads its state. */
+/* Opens the registry (embedded unless cfg->registry_url is set), loads its state and registers
+ * the built-in schemas (embedded mode). Call after the engine has started; free before the store
+ * closes. Errors: the store's, when its records can't be read. */
 ms_err ms_registry_open(const ms_registry_args *args, ms_registry **out, ms_error *err);
 void ms_registry_free(ms_registry *r);
 

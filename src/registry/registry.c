@@ -573,7 +573,7 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
     pthread_mutex_unlock(&r->mu);
     ms_avro_schema_free(neu);
     free(norm);
-    if (rc == RG_OK) submit_version_assets(r, tenant, subject, x.version, &snapshot);
+    if (rc == RG_OK && !r->opening) submit_version_assets(r, tenant, subject, x.version, &snapshot);
     return rc;
 }
 
@@ -769,9 +769,12 @@ static ms_err load(ms_registry *r, ms_error *err)
 }
 
 /* Registers the built-in schemas under the default tenant; a failure is logged, not fatal (an
- * operator may have made the subject's level stricter than the built-in's evolution). */
+ * operator may have made the subject's level stricter than the built-in's evolution). They are
+ * MetaSync's own wire formats, not the estate's metadata: no kafka_schema assets, so a fresh
+ * store stays empty (its change log starts with what users send). */
 static void register_builtins(ms_registry *r)
 {
+    r->opening = true;
     for (size_t i = 0; i < sizeof builtin_schemas / sizeof builtin_schemas[0]; i++) {
         uint32_t id = 0;
         int version = 0;
@@ -786,6 +789,7 @@ static void register_builtins(ms_registry *r)
         r->builtin[r->nbuiltin].subject = builtin_schemas[i].subject;
         r->builtin[r->nbuiltin++].id = id;
     }
+    r->opening = false;
 }
 
 void ms_registry_free(ms_registry *r)

@@ -93,6 +93,7 @@ struct ms_registry {
         uint32_t id;
     } builtin[RG_BUILTIN_MAX];
     size_t nbuiltin;
+    bool opening; /* true while open registers the built-ins: they get no assets */
 
     pthread_mutex_t mu;
     rg_schema **schemas; /* ascending ids (embedded), or the cache (external) */
