@@ -51,6 +51,8 @@ def test_json_events_become_assets_and_changes_go_out(kafka, kserver):
                                                        None)])
     wait_until(lambda: kserver.asset_status("pg/sales/public/orders/amount") == 200, 30,
                message="the column consumed from the bulk topic")
+    wait_until(lambda: kserver.asset_status("pg/sales/public/orders") == 200, 30,
+               message="the table consumed from the fast topic")
     assert kserver.asset("pg/sales/public/orders")["type"] == "table"
     changes = kserver.all_changes(after=base)
     assert len(changes) == 5
