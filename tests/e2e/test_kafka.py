@@ -203,3 +203,56 @@ def test_broker_down_and_up_loses_nothing(kafka, kserver):
 
     wait_until(all_changes_out, 60, message="every change on metasync.changes")
     kserver.assert_healthy()
+
+
+def test_changes_topic_per_tenant(kafka, make_server):
+    server = make_server("--kafka.brokers", kafka.bootstrap, "--kafka.changes-topic-per-tenant=true",
+                         "--kafka.properties.log_level", "3")
+    produce(kafka.bootstrap, "metasync.events",
+            [(b"t", json.dumps(upsert("tt-1", "connection")), [("tenant", b"acme")]),
+             upsert("tt-2", "connection")])
+    wait_until(lambda: server.asset_status("tt-2") == 200, 30, message="tt-2")
+
+    def on(topic, qn):
+        try:
+            return [m for m in read_topic(kafka.bootstrap, topic) if m["key"] == qn.encode()]
+        except Exception:  # the topic is created by the first produce
+            return None
+
+    acme = wait_until(lambda: on("acme.metasync.changes", "tt-1"), 30, message="acme's topic")
+    assert acme[0]["headers"]["tenant"] == "acme"
+    assert wait_until(lambda: on("default.metasync.changes", "tt-2"), 30,
+                      message="default's topic")
+
+
+def test_bad_kafka_property_is_named(kafka, make_server):
+    server = make_server("--kafka.brokers", kafka.bootstrap, "--kafka.properties.no.such.thing",
+                         "1", start=False)
+    with pytest.raises(AssertionError, match="kafka.properties.no.such.thing"):
+        server.start()
+    assert server.stop(check=False) == 2
+
+
+def test_dlq_filters_by_offset_and_limit(kafka, kserver):
+    produce(kafka.bootstrap, "metasync.events",
+            [(b"same-key", f"junk-{i}".encode(), None) for i in range(5)])
+    wait_until(lambda: len(dead_letters(kafka.bootstrap)) == 5, 30, message="5 dead letters")
+    flags = ["--kafka.brokers", kafka.bootstrap]
+
+    def listed(*args):
+        r = run_cli("dlq", "list", *args, *flags)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    everything = listed()
+    assert [x["value"] for x in everything] == [f"junk-{i}" for i in range(5)]  # one partition
+    assert [x["value"] for x in listed("--since", "1", "--until", "3")] == \
+        ["junk-1", "junk-2", "junk-3"]
+    assert len(listed("--limit", "2")) == 2
+    assert listed("--code", "no_such_code") == []
+    r = run_cli("dlq", "replay", "--to", "elsewhere", *flags)
+    assert r.returncode == 0, r.stderr
+    assert [m["value"] for m in read_topic(kafka.bootstrap, "elsewhere")] == \
+        [f"junk-{i}".encode() for i in range(5)]
+    r = run_cli("dlq", "list", "--to", "x", *flags)
+    assert r.returncode == 2 and "replay" in r.stderr
