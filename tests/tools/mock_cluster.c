@@ -24,6 +24,8 @@
 #define MS_MOCK_BROKERS    3
 #define MS_MOCK_PARTITIONS 4
 
+/* The one global of this file: set by the SIGTERM/SIGINT handler (which cannot be handed a
+ * context), read by the command loop. */
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
