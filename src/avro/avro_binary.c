@@ -157,6 +157,10 @@ static ms_err read_len(dec *d, size_t *out)
         d->p = at;
         return dfail(d, "truncated datum: length %lld but only %zu bytes left", (long long)n, rem);
     }
+    if (n > INT32_MAX) { /* json-c string lengths are ints (> 2 GiB input only) */
+        d->p = at;
+        return dfail(d, "length %lld is more than MetaSync takes", (long long)n);
+    }
     *out = (size_t)n;
     return MS_OK;
 }
@@ -177,35 +181,21 @@ static const long *field_map(dec *d, const av_node *w, const av_node *r)
 {
     for (size_t i = 0; i < d->nmaps; i++)
         if (d->maps[i].w == w && d->maps[i].r == r) return d->maps[i].w_to_r;
+    /* Reader-driven, as the checker matches: each reader field takes the writer field of its
+     * name, else of its first alias the writer has. */
     long *m = ms_xmalloc((w->nfields ? w->nfields : 1) * sizeof *m);
-    for (size_t i = 0; i < w->nfields; i++) {
-        const char *wn = w->fields[i].name;
+    for (size_t i = 0; i < w->nfields; i++)
         m[i] = -1;
-        if (i < r->nfields && strcmp(r->fields[i].name, wn) == 0) {
-            m[i] = (long)i; /* same position: the common case of near-identical schemas */
-            continue;
-        }
-        for (size_t k = 0; k < r->nfields && m[i] < 0; k++)
-            if (strcmp(r->fields[k].name, wn) == 0) m[i] = (long)k;
-        for (size_t k = 0; k < r->nfields && m[i] < 0; k++)
-            for (size_t a = 0; a < r->fields[k].naliases && m[i] < 0; a++)
-                if (strcmp(r->fields[k].aliases[a], wn) == 0) m[i] = (long)k;
+    for (size_t k = 0; k < r->nfields; k++) {
+        const av_field *rf = &r->fields[k];
+        long i = k < w->nfields && strcmp(w->fields[k].name, rf->name) == 0
+                     ? (long)k /* same position: the common case of near-identical schemas */
+                     : av_writer_field(w, rf);
+        if (i >= 0) m[i] = (long)k;
     }
     d->maps = ms_xrealloc(d->maps, (d->nmaps + 1) * sizeof *d->maps);
     d->maps[d->nmaps++] = (fmap){w, r, m};
     return m;
-}
-
-/* The reader union branch for writer node w: same kind and name first, then a promotion. */
-static const av_node *pick_branch(const av_node *r, const av_node *w)
-{
-    for (size_t i = 0; i < r->nbranches; i++) {
-        const av_node *b = r->branches[i];
-        if (b->type == w->type && (!av_is_named(b) || av_names_match(b, w))) return b;
-    }
-    for (size_t i = 0; i < r->nbranches; i++)
-        if (av_shallow_match(r->branches[i], w)) return r->branches[i];
-    return NULL;
 }
 
 static ms_err dec_value(dec *d, const av_node *w, const av_node *r, json_object **out);
@@ -309,6 +299,10 @@ static ms_err dec_blocks(dec *d, const av_node *w, const av_node *r, bool is_map
                     d->p += bad;
                     return dfail(d, "map key is not valid UTF-8");
                 }
+                if (memchr(d->p, 0, n)) {
+                    d->p += (const uint8_t *)memchr(d->p, 0, n) - d->p;
+                    return dfail(d, "map key contains U+0000, which natural JSON cannot hold");
+                }
                 char *key = ms_xstrndup((const char *)d->p, n);
                 d->p += n;
                 rc = dec_value(d, w->items, r->items, &v);
@@ -362,7 +356,7 @@ static ms_err dec_value(dec *d, const av_node *w, const av_node *r, json_object 
         goto out;
     }
     if (r->type == AV_UNION) {
-        const av_node *rb = pick_branch(r, w);
+        const av_node *rb = av_pick_branch(r, w);
         if (!rb) {
             rc = dincompat(d, "no branch of the reader union reads the writer's %s",
                            av_node_label(w));
@@ -461,15 +455,13 @@ static ms_err dec_value(dec *d, const av_node *w, const av_node *r, json_object 
                                r->fullname);
                 break;
             }
-            const char *found = NULL;
-            for (size_t k = 0; k < r->nsymbols && !found; k++)
-                if (strcmp(r->symbols[k], sym) == 0) found = r->symbols[k];
-            if (!found && r->enum_default >= 0) found = r->symbols[r->enum_default];
-            if (!found) {
+            long k = av_lookup(r, sym);
+            if (k < 0) k = r->enum_default;
+            if (k < 0) {
                 rc = dincompat(d, "symbol '%s' is not in the reader enum '%s'", sym, r->fullname);
                 break;
             }
-            sym = found;
+            sym = r->symbols[k];
         }
         *out = json_object_new_string(sym);
         break;
@@ -527,6 +519,7 @@ typedef struct enc {
     ms_error *err;
     ms_buf path; /* JSON pointer of the value being encoded */
     int depth;
+    bool strict; /* choosing a union branch, first pass: numbers only where they stay exact */
 } enc;
 
 static bool efail(enc *e, const char *what, const av_node *n)
@@ -640,6 +633,11 @@ static bool enc_value(enc *e, const av_node *n, json_object *v)
     case AV_DOUBLE:
         if (jt != json_type_int && jt != json_type_double) {
             ok = efail(e, "expected a number", n);
+        } else if (e->strict) {
+            /* An integer belongs to an int/long branch, a double to a branch keeping it exact. */
+            double x = json_object_get_double(v);
+            ok =
+                jt == json_type_double && (n->type == AV_DOUBLE || x != x || (double)(float)x == x);
         } else if (e->out) {
             double x = json_object_get_double(v);
             uint8_t tmp[8];
@@ -687,10 +685,7 @@ static bool enc_value(enc *e, const av_node *n, json_object *v)
         break;
     }
     case AV_ENUM: {
-        long idx = -1;
-        if (jt == json_type_string)
-            for (size_t i = 0; i < n->nsymbols && idx < 0; i++)
-                if (strcmp(n->symbols[i], json_object_get_string(v)) == 0) idx = (long)i;
+        long idx = jt == json_type_string ? av_lookup(n, json_object_get_string(v)) : -1;
         if (idx < 0)
             ok = efail(e, "expected a symbol of the enum", n);
         else if (e->out)
@@ -739,12 +734,22 @@ static bool enc_value(enc *e, const av_node *n, json_object *v)
         ok = enc_record(e, n, v);
         break;
     case AV_UNION: {
-        /* The first branch the value fits, checked without writing. */
+        /* The first branch the value fits, checked without writing: exact fits first (3 goes
+         * to "long" rather than "float", 0.1 to "double" rather than "float"), then the first
+         * branch that takes the value at all. */
         ms_buf *saved = e->out;
+        bool saved_strict = e->strict;
         e->out = NULL;
         size_t b = 0;
+        e->strict = true;
         while (b < n->nbranches && !enc_value(e, n->branches[b], v))
             b++;
+        e->strict = saved_strict;
+        if (b == n->nbranches && !saved_strict) {
+            b = 0;
+            while (b < n->nbranches && !enc_value(e, n->branches[b], v))
+                b++;
+        }
         e->out = saved;
         if (b == n->nbranches) {
             ok = efail(e, "the value fits no branch of the union", n);

@@ -15,15 +15,50 @@
 
 typedef struct memo_entry {
     size_t r, w;
-    int state; /* 1 in progress, 2 compatible, 3 incompatible */
+    int state; /* 0 free slot, 1 in progress, 2 compatible, 3 incompatible */
 } memo_entry;
 
 typedef struct cctx {
-    memo_entry *memo;
-    size_t nmemo;
+    memo_entry *memo; /* open-addressing hash table of record pairs */
+    size_t cap, used;
     ms_buf *why;
     ms_buf path;
+    int depth;
 } cctx;
+
+/* Checks nest along chains of named references as well as inline; deeper than this, data could
+ * not be decoded anyway (MS_AVRO_MAX_DEPTH bounds datums), and the stack stays bounded. */
+#define AV_CHECK_MAX_DEPTH (4 * MS_AVRO_MAX_DEPTH)
+
+static size_t memo_hash(size_t r, size_t w, size_t cap)
+{
+    uint64_t h = (uint64_t)r * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)w + 0x632BE59BD9B4E019ULL);
+    h ^= h >> 29;
+    return (size_t)(h & (cap - 1));
+}
+
+/* The memo slot of the pair (r, w): the existing one, or a free one to fill. */
+static memo_entry *memo_slot(cctx *c, size_t r, size_t w)
+{
+    if (2 * (c->used + 1) > c->cap) {
+        size_t ncap = c->cap ? 2 * c->cap : 64;
+        memo_entry *nm = ms_xcalloc(ncap, sizeof *nm);
+        for (size_t i = 0; i < c->cap; i++) {
+            if (!c->memo[i].state) continue;
+            size_t h = memo_hash(c->memo[i].r, c->memo[i].w, ncap);
+            while (nm[h].state)
+                h = (h + 1) & (ncap - 1);
+            nm[h] = c->memo[i];
+        }
+        free(c->memo);
+        c->memo = nm;
+        c->cap = ncap;
+    }
+    size_t h = memo_hash(r, w, c->cap);
+    while (c->memo[h].state && (c->memo[h].r != r || c->memo[h].w != w))
+        h = (h + 1) & (c->cap - 1);
+    return &c->memo[h];
+}
 
 bool av_names_match(const av_node *r, const av_node *w)
 {
@@ -58,6 +93,18 @@ bool av_shallow_match(const av_node *r, const av_node *w)
     return promotes(r->type, w->type);
 }
 
+const av_node *av_pick_branch(const av_node *r, const av_node *w)
+{
+    for (size_t i = 0; i < r->nbranches; i++) {
+        const av_node *b = r->branches[i];
+        if (b->type == w->type && (!av_is_named(b) || strcmp(b->fullname, w->fullname) == 0))
+            return b;
+    }
+    for (size_t i = 0; i < r->nbranches; i++)
+        if (av_shallow_match(r->branches[i], w)) return r->branches[i];
+    return NULL;
+}
+
 static void why_line(cctx *c, const char *fmt, const char *a, const char *b)
 {
     if (!c->why) return;
@@ -87,12 +134,8 @@ static bool check_record(cctx *c, const av_node *r, const av_node *w)
     bool ok = true;
     for (size_t i = 0; i < r->nfields; i++) {
         const av_field *rf = &r->fields[i];
-        const av_field *wf = NULL;
-        for (size_t k = 0; k < w->nfields && !wf; k++)
-            if (strcmp(w->fields[k].name, rf->name) == 0) wf = &w->fields[k];
-        for (size_t a = 0; a < rf->naliases && !wf; a++)
-            for (size_t k = 0; k < w->nfields && !wf; k++)
-                if (strcmp(w->fields[k].name, rf->aliases[a]) == 0) wf = &w->fields[k];
+        long k = av_writer_field(w, rf);
+        const av_field *wf = k >= 0 ? &w->fields[k] : NULL;
         size_t old = push(c, "/fields/%zu (field '%s')", i, rf->name);
         if (!wf) {
             if (!rf->has_default) {
@@ -129,10 +172,7 @@ static bool check_named(cctx *c, const av_node *r, const av_node *w)
         if (r->enum_default >= 0) return true;
         bool ok = true;
         for (size_t i = 0; i < w->nsymbols; i++) {
-            bool found = false;
-            for (size_t k = 0; k < r->nsymbols && !found; k++)
-                found = strcmp(r->symbols[k], w->symbols[i]) == 0;
-            if (!found) {
+            if (av_lookup(r, w->symbols[i]) < 0) {
                 why_line(c,
                          "writer symbol '%s' is not in the reader enum '%s', which has no default",
                          w->symbols[i], r->fullname);
@@ -141,19 +181,34 @@ static bool check_named(cctx *c, const av_node *r, const av_node *w)
         }
         return ok;
     }
-    /* record, memoized */
-    for (size_t i = 0; i < c->nmemo; i++)
-        if (c->memo[i].r == r->id && c->memo[i].w == w->id) return c->memo[i].state != 3;
-    size_t slot = c->nmemo++;
-    c->memo = ms_xrealloc(c->memo, c->nmemo * sizeof *c->memo);
-    c->memo[slot] = (memo_entry){r->id, w->id, 1};
+    /* record, memoized (a pair under check counts as compatible when met again) */
+    memo_entry *m = memo_slot(c, r->id, w->id);
+    if (m->state) return m->state != 3;
+    *m = (memo_entry){r->id, w->id, 1};
+    c->used++;
     bool ok = check_record(c, r, w);
-    c->memo[slot].state = ok ? 2 : 3;
+    memo_slot(c, r->id, w->id)->state = ok ? 2 : 3; /* the table may have moved */
     return ok;
 }
 
 /* True when data of writer node w reads as reader node r; appends why lines otherwise. */
+static bool check_(cctx *c, const av_node *r, const av_node *w);
+
 static bool check(cctx *c, const av_node *r, const av_node *w)
+{
+    if (c->depth >= AV_CHECK_MAX_DEPTH) {
+        char lim[16];
+        snprintf(lim, sizeof lim, "%d", AV_CHECK_MAX_DEPTH);
+        why_line(c, "schemas nest deeper than %s levels%s", lim, "");
+        return false;
+    }
+    c->depth++;
+    bool ok = check_(c, r, w);
+    c->depth--;
+    return ok;
+}
+
+static bool check_(cctx *c, const av_node *r, const av_node *w)
 {
     if (w->type == AV_UNION) {
         bool ok = true;
@@ -165,16 +220,20 @@ static bool check(cctx *c, const av_node *r, const av_node *w)
         return ok;
     }
     if (r->type == AV_UNION) {
-        /* Prefer a branch of the same kind and name, as decoding does, then any that reads. */
-        ms_buf *saved = c->why;
-        c->why = NULL;
-        bool ok = false;
-        for (size_t i = 0; i < r->nbranches && !ok; i++)
-            ok = check(c, r->branches[i], w);
-        c->why = saved;
-        if (!ok)
+        /* The branch decoding will use (av_pick_branch), checked in full: so that a pair judged
+         * compatible also decodes. */
+        const av_node *rb = av_pick_branch(r, w);
+        if (!rb) {
             why_line(c, "no branch of the reader union can read the writer's %s%s",
                      av_node_label(w), "");
+            return false;
+        }
+        size_t bi = 0;
+        while (r->branches[bi] != rb)
+            bi++;
+        size_t old = push(c, "/%zu (reader branch %s)", bi, av_node_label(rb));
+        bool ok = check(c, rb, w);
+        pop(c, old);
         return ok;
     }
     if (r->type == w->type) {

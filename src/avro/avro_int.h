@@ -32,6 +32,12 @@ typedef enum {
 
 typedef struct av_node av_node;
 
+/* One entry of a node's sorted name index (field names of a record, symbols of an enum). */
+typedef struct av_name_ix {
+    const char *name; /* points into the node's own strings */
+    size_t idx;       /* field or symbol index */
+} av_name_ix;
+
 typedef struct av_field {
     char *name;
     av_node *type;
@@ -56,7 +62,8 @@ struct av_node {
     av_node *items;     /* array items / map values */
     av_node **branches; /* union */
     size_t nbranches;
-    size_t size; /* fixed */
+    size_t size;       /* fixed */
+    av_name_ix *index; /* record field names or enum symbols, sorted by name (strcmp) */
 };
 
 struct ms_avro_schema {
@@ -77,6 +84,13 @@ static inline bool av_is_named(const av_node *n)
 /* Name used in messages: the full name of a named type, else the type keyword. */
 const char *av_node_label(const av_node *n);
 
+/* Index of the record field or enum symbol called name in n, or -1: a binary search of the
+ * index built at parse time, so lookups stay O(log n) on wide records and enums. */
+long av_lookup(const av_node *n, const char *name);
+/* Index of the writer field that reader field rf reads (by rf's name, else by its aliases in
+ * order), or -1 — the one matching rule of the checker and the decoder. */
+long av_writer_field(const av_node *w, const av_field *rf);
+
 /* Natural JSON for a field default as written in the schema (validated at parse): float/double
  * become doubles; everything else is copied. Returns a new reference (NULL for null). */
 json_object *av_default_to_natural(const av_node *n, json_object *def);
@@ -84,6 +98,10 @@ json_object *av_default_to_natural(const av_node *n, json_object *def);
 /* True when the writer's node can be read as the reader's node at the top level (same kind and
  * name/alias match, or a promotion) — the union branch choice of decoding, without recursion. */
 bool av_shallow_match(const av_node *r, const av_node *w);
+/* The reader union r's branch that reads writer node w (not a union): the same type with the
+ * same full name, else the first that reads it by an alias or a promotion; NULL when none. The
+ * one choice of both the checker and the decoder (the spec's "first schema that matches"). */
+const av_node *av_pick_branch(const av_node *r, const av_node *w);
 /* True when reader names/aliases accept writer's full name. */
 bool av_names_match(const av_node *r, const av_node *w);
 

@@ -68,6 +68,7 @@ static void free_node(av_node *n)
     free(n->fields);
     free_strv(n->symbols, n->nsymbols);
     free(n->branches);
+    free(n->index);
     free(n);
 }
 
@@ -289,9 +290,7 @@ static const char *check_default(const av_node *n, json_object *v)
                    : "fixed default has the wrong length";
     case AV_ENUM:
         if (jt != json_type_string) return "expected an enum symbol";
-        for (size_t i = 0; i < n->nsymbols; i++)
-            if (strcmp(n->symbols[i], json_object_get_string(v)) == 0) return NULL;
-        return "not a symbol of the enum";
+        return av_lookup(n, json_object_get_string(v)) >= 0 ? NULL : "not a symbol of the enum";
     case AV_ARRAY:
         if (jt != json_type_array) return "expected an array";
         for (size_t i = 0; i < json_object_array_length(v); i++) {
@@ -346,6 +345,53 @@ static void path_pop(pctx *c, size_t old)
     if (c->path.data) c->path.data[old] = '\0';
 }
 
+static int ix_cmp(const void *a, const void *b)
+{
+    const av_name_ix *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Builds n->index from names[0..count) (field names or symbols). Returns the index of a name
+ * that repeats an earlier one (the later of the two), or -1 when all are distinct. */
+static long build_index(av_node *n, char *const *names, size_t stride, size_t count)
+{
+    n->index = ms_xmalloc((count ? count : 1) * sizeof *n->index);
+    for (size_t i = 0; i < count; i++)
+        n->index[i] = (av_name_ix){*(char *const *)((const char *)names + i * stride), i};
+    qsort(n->index, count, sizeof *n->index, ix_cmp);
+    long dup = -1;
+    for (size_t i = 1; i < count; i++)
+        if (strcmp(n->index[i - 1].name, n->index[i].name) == 0 &&
+            (dup < 0 || (long)n->index[i].idx < dup))
+            dup = (long)n->index[i].idx;
+    return dup;
+}
+
+long av_lookup(const av_node *n, const char *name)
+{
+    size_t lo = 0, hi = n->type == AV_RECORD ? n->nfields : n->nsymbols;
+    if (!n->index) return -1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(n->index[mid].name, name);
+        if (c == 0) return (long)n->index[mid].idx;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+long av_writer_field(const av_node *w, const av_field *rf)
+{
+    long k = av_lookup(w, rf->name);
+    for (size_t a = 0; k < 0 && a < rf->naliases; a++)
+        k = av_lookup(w, rf->aliases[a]);
+    return k;
+}
+
 static ms_err parse_fields(pctx *c, json_object *j, av_node *n, const char *ns, int depth)
 {
     json_object *fa = NULL;
@@ -361,9 +407,6 @@ static ms_err parse_fields(pctx *c, json_object *j, av_node *n, const char *ns, 
         if (!json_object_is_type(fj, json_type_object)) return perr(c, "a field must be an object");
         if (get_str(c, fj, "name", true, &name)) return c->err->code;
         if (!valid_name(name, strlen(name))) return perr(c, "bad field name '%s'", name);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(n->fields[k].name, name) == 0)
-                return perr(c, "duplicate field '%s' in record '%s'", name, n->fullname);
         f->name = ms_xstrdup(name);
         n->nfields = i + 1;
         if (get_aliases(c, fj, ns, false, &f->aliases, &f->naliases)) return c->err->code;
@@ -380,6 +423,11 @@ static ms_err parse_fields(pctx *c, json_object *j, av_node *n, const char *ns, 
             f->def = json_object_get(dj);
         }
         path_pop(c, old);
+    }
+    long dup = build_index(n, &n->fields[0].name, sizeof *n->fields, n->nfields);
+    if (dup >= 0) {
+        path_push(c, "fields/%zu", NULL, (size_t)dup);
+        return perr(c, "duplicate field '%s' in record '%s'", n->fields[dup].name, n->fullname);
     }
     return MS_OK;
 }
@@ -421,19 +469,18 @@ static ms_err parse_named(pctx *c, json_object *j, av_type t, const char *ns, in
                 rc = perr(c, "enum '%s': symbol %zu is not a valid name", n->fullname, i);
                 goto out;
             }
-            for (size_t k = 0; k < i; k++)
-                if (strcmp(n->symbols[k], sym) == 0) {
-                    rc = perr(c, "enum '%s': duplicate symbol '%s'", n->fullname, sym);
-                    goto out;
-                }
             n->symbols[i] = ms_xstrdup(sym);
             n->nsymbols = i + 1;
+        }
+        long dup = build_index(n, n->symbols, sizeof *n->symbols, n->nsymbols);
+        if (dup >= 0) {
+            rc = perr(c, "enum '%s': duplicate symbol '%s'", n->fullname, n->symbols[dup]);
+            goto out;
         }
         const char *def = NULL;
         if ((rc = get_str(c, j, "default", false, &def))) goto out;
         if (def) {
-            for (size_t i = 0; i < n->nsymbols; i++)
-                if (strcmp(n->symbols[i], def) == 0) n->enum_default = (long)i;
+            n->enum_default = av_lookup(n, def);
             if (n->enum_default < 0) {
                 rc = perr(c, "enum '%s': default '%s' is not a symbol", n->fullname, def);
                 goto out;

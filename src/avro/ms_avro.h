@@ -65,14 +65,19 @@ bool ms_avro_can_read(const ms_avro_schema *reader, const ms_avro_schema *writer
  * absent fields, writer-only fields skipped, promotions applied); the two must be compatible.
  * The whole buffer must be consumed. Errors: MS_ERR_AVRO_DECODE with the byte offset (truncated
  * datum, bad varint, negative length, union index out of range, invalid UTF-8 in a string,
- * trailing bytes, too deep), MS_ERR_INCOMPATIBLE_SCHEMA when the datum can't be resolved.
+ * trailing bytes, too deep; also a map key holding U+0000, which json-c keys cannot carry, and
+ * more than 65536 array items that encode to no bytes, such as nulls), MS_ERR_INCOMPATIBLE_SCHEMA
+ * when the datum can't be resolved (checked as the datum is read: a part of the reader the datum
+ * does not reach is not checked; use ms_avro_can_read for the whole schemas).
  */
 ms_err ms_avro_decode(const ms_avro_schema *writer, const ms_avro_schema *reader,
                       const uint8_t *buf, size_t len, json_object **out, ms_error *err);
 
 /*
  * Encodes natural JSON `value` as a binary datum of schema s, appended to out. A union takes the
- * first branch the value fits. Errors: MS_ERR_INVALID_FIELD naming the path of the value that
+ * first branch the value fits exactly (an integer an int/long branch, a double a float branch only
+ * when float holds it exactly), else the first branch that accepts it at all. A record field
+ * absent from the value takes its default; a key that is not a field is an error. Errors: MS_ERR_INVALID_FIELD naming the path of the value that
  * does not fit the schema (out is then left with a partial datum the caller discards).
  */
 ms_err ms_avro_encode(const ms_avro_schema *s, json_object *value, ms_buf *out, ms_error *err);

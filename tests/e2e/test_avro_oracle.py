@@ -300,8 +300,11 @@ def crc64_avro(text):
     return fp
 
 
-@pytest.mark.parametrize("schema", [s for s, _ in VALUE_CASES] + [W, R],
-                         ids=[str(i) for i in range(len(VALUE_CASES) + 2)])
+REPO_SCHEMAS = [json.loads(p.read_text()) for p in sorted((REPO / "schemas").glob("*.avsc"))]
+
+
+@pytest.mark.parametrize("schema", [s for s, _ in VALUE_CASES] + [W, R] + REPO_SCHEMAS,
+                         ids=[str(i) for i in range(len(VALUE_CASES) + 2 + len(REPO_SCHEMAS))])
 def test_canonical_form_and_fingerprint(tmp_path, schema):
     r = metasync("fingerprint", write_schema(tmp_path, schema, "s.avsc"))
     assert r.returncode == 0, r.stderr

@@ -122,6 +122,21 @@ static void test_decode_resolution(void **state)
                   "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":"
                   "\"bytes\",\"default\":\"\\u00ff\"}]}",
                   "", 0, "{\"b\":\"\xc3\xbf\"}");
+    /* Matching is reader-driven: reader field b takes writer field b by name even though its
+     * alias names writer field a, which comes first; a is then skipped. */
+    expect_decode("{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":"
+                  "\"int\"},{\"name\":\"b\",\"type\":\"int\"}]}",
+                  "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":"
+                  "\"int\",\"aliases\":[\"a\"]}]}",
+                  "\x02\x04", 2, "{\"b\":2}");
+    /* A reader union prefers the branch of the writer's own full name over one that aliases it. */
+    expect_decode("{\"type\":\"record\",\"name\":\"X\",\"fields\":[{\"name\":\"a\",\"type\":"
+                  "\"int\"}]}",
+                  "[{\"type\":\"record\",\"name\":\"Y\",\"aliases\":[\"X\"],\"fields\":[{\"name\":"
+                  "\"a\",\"type\":\"long\"},{\"name\":\"y\",\"type\":\"int\",\"default\":1}]},"
+                  "{\"type\":\"record\",\"name\":\"X\",\"fields\":[{\"name\":\"a\",\"type\":"
+                  "\"int\"}]}]",
+                  "\x04", 1, "{\"a\":2}");
     /* Writer union read by a non-union reader, and the other way round. */
     expect_decode("[\"int\",\"long\"]", "\"long\"", "\x00\x04", 2, "2");
     expect_decode("\"int\"", "[\"null\",\"string\",\"double\"]", "\x04", 1, "2.0");
@@ -188,6 +203,11 @@ static void test_bad_datums(void **state)
     expect_decode_error("\"int\"", NULL, "\x02\x00", 2, MS_ERR_AVRO_DECODE,
                         "1 trailing bytes after the datum", 1);
     expect_decode_error("\"boolean\"", NULL, "\x02", 1, MS_ERR_AVRO_DECODE, "boolean byte is 2", 0);
+    expect_decode_error("{\"type\":\"map\",\"values\":\"int\"}", NULL,
+                        "\x02\x06"
+                        "a\x00"
+                        "b\x02\x00",
+                        7, MS_ERR_AVRO_DECODE, "map key contains U+0000", 3);
     /* Depth bomb: a recursive record nested 100 deep. */
     ms_buf b = MS_BUF_INIT;
     for (int i = 0; i < 100; i++)
@@ -247,6 +267,12 @@ static void test_encode(void **state)
     expect_encode("[\"null\",\"long\",\"string\"]", "null", "\x00", 1);
     expect_encode("[\"int\",\"double\"]", "1.5", "\x02\x00\x00\x00\x00\x00\x00\xf8\x3f", 9);
     expect_encode("\"bytes\"", "\"\\u00ff\\u0000\"", "\x04\xff\x00", 3);
+    /* Union choice: exact fits first, then any branch that takes the value. */
+    expect_encode("[\"float\",\"long\"]", "3", "\x02\x06", 2);
+    expect_encode("[\"float\",\"double\"]", "0.5", "\x00\x00\x00\x00\x3f", 5);
+    expect_encode("[\"float\",\"double\"]", "0.1", "\x02\x9a\x99\x99\x99\x99\x99\xb9\x3f", 9);
+    expect_encode("[\"null\",\"float\"]", "0.1", "\x02\xcd\xcc\xcc\x3d", 5);
+    expect_encode("[\"null\",\"double\"]", "7", "\x02\x00\x00\x00\x00\x00\x00\x1c\x40", 9);
     expect_encode("{\"type\":\"array\",\"items\":\"int\"}", "[1,2]", "\x04\x02\x04\x00", 4);
     expect_encode("{\"type\":\"array\",\"items\":\"int\"}", "[]", "\x00", 1);
     expect_encode(

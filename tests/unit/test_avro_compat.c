@@ -107,11 +107,49 @@ static void test_why_lines(void **state)
                "/1 (writer branch int): no branch of the reader union can read the writer's int");
 }
 
+/* Wide records (fields in opposite orders) and long chains of named references stay cheap. */
+static void test_wide_and_deep(void **state)
+{
+    (void)state;
+    ms_buf a = MS_BUF_INIT, b = MS_BUF_INIT;
+    ms_buf_puts(&a, "{\"type\":\"record\",\"name\":\"W\",\"fields\":[");
+    ms_buf_puts(&b, "{\"type\":\"record\",\"name\":\"W\",\"fields\":[");
+    for (int i = 0; i < 5000; i++) {
+        ms_buf_printf(&a, "%s{\"name\":\"f%d\",\"type\":\"int\"}", i ? "," : "", i);
+        ms_buf_printf(&b, "%s{\"name\":\"f%d\",\"type\":\"long\"}", i ? "," : "", 4999 - i);
+    }
+    ms_buf_puts(&a, "]}");
+    ms_buf_puts(&b, "]}");
+    ms_avro_schema *w = ms_test_avro_schema(a.data), *r = ms_test_avro_schema(b.data);
+    assert_true(ms_avro_can_read(r, w, NULL));
+    assert_false(ms_avro_can_read(w, r, NULL));
+    ms_avro_schema_free(w);
+    ms_avro_schema_free(r);
+
+    /* R0 <- R1 <- ... <- R1999: each record's field is the previous record. */
+    ms_buf_reset(&a);
+    ms_buf_puts(&a, "[{\"type\":\"record\",\"name\":\"R0\",\"fields\":[]}");
+    for (int i = 1; i < 2000; i++)
+        ms_buf_printf(&a,
+                      ",{\"type\":\"record\",\"name\":\"R%d\",\"fields\":[{\"name\":\"p\","
+                      "\"type\":\"R%d\"}]}",
+                      i, i - 1);
+    ms_buf_puts(&a, "]");
+    ms_avro_schema *deep = ms_test_avro_schema(a.data);
+    /* The union's branches are checked in order and each record pair is memoized, so the chain
+     * is checked one level at a time (the depth guard of the checker is never reached here). */
+    assert_true(ms_avro_can_read(deep, deep, NULL));
+    ms_avro_schema_free(deep);
+    ms_buf_free(&a);
+    ms_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compat_pairs_table),
         cmocka_unit_test(test_why_lines),
+        cmocka_unit_test(test_wide_and_deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
