@@ -123,3 +123,47 @@ def test_bulk_backlog_does_not_hold_up_fast_events(kafka, make_server):
     assert peak[0] < (600 if SANITIZED else 200) * 1024, f"peak RSS {peak[0]} KiB"
     m = server.metrics()
     assert "metasync_kafka_paused_partitions 0" in m  # resumed once drained
+
+
+def test_rebalance_mid_stream_loses_and_repeats_nothing(kafka, make_server):
+    """Another member joins the group mid-stream (taking partitions, committing nothing) and
+    leaves again: MetaSync's revoke path commits what it applied before giving partitions up,
+    and resumes from the committed offsets when they come back."""
+    from confluent_kafka import Consumer
+    assets, rounds = 40, 10
+    server = make_server("--kafka.brokers", kafka.bootstrap, "--kafka.batch-max-messages", "20",
+                         "--kafka.properties.log_level", "3",
+                         "--kafka.properties.session.timeout.ms", "6000")
+    base = server.last_seq()
+    p = producer(kafka.bootstrap)
+
+    def produce_round(k):
+        for i in range(assets):
+            qn = f"rb/c{i}"
+            ev = {"id": f"rb-{i}-{k}", "op": "upsert", "type": "connection", "qualified_name": qn,
+                  "attributes": {"n": k}}
+            p.produce("metasync.events", key=qn, value=json.dumps(ev))
+        assert p.flush(T(30)) == 0
+
+    for k in range(rounds // 2):
+        produce_round(k)
+    wait_until(lambda: server.last_seq() >= base + assets, 30, message="a first part applied")
+    intruder = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "metasync",
+                         "enable.auto.commit": False, "log_level": 3,
+                         "session.timeout.ms": 6000})
+    intruder.subscribe(["metasync.events", "metasync.events.bulk"])
+    wait_until(lambda: intruder.poll(0.1) is None and len(intruder.assignment()) > 0, 60,
+               message="the intruder gets partitions")
+    for k in range(rounds // 2, rounds):
+        produce_round(k)
+    intruder.close()  # leaves the group without committing: MetaSync gets everything back
+
+    def version(qn):
+        r = server.get(f"/api/v1/assets/{qn}")
+        return r.json()["version"] if r.status_code == 200 else 0
+
+    wait_until(lambda: all(version(f"rb/c{i}") == rounds for i in range(assets)), 120,
+               message="every asset at its last version")
+    assert [c["seq"] for c in server.all_changes(after=base)] == \
+        list(range(base + 1, base + assets * rounds + 1))
+    assert "kafka: revoking" in server.stderr()

@@ -14,11 +14,16 @@
  * quarter, the consumer thread pauses the assigned partitions of that worker's topics, and
  * resumes them once the queue has drained below half of that.
  *
+ * Offsets: after a batch, the worker stores offset+1 of its last message per partition
+ * (rd_kafka_offsets_store) and commits them synchronously. A commit that fails is not retried by
+ * the worker (during a rebalance that would hold up the revoke); the consumer thread commits the
+ * stored offsets again every second until it succeeds.
+ *
  * Rebalance: the eager protocol (librdkafka's default range,roundrobin). On revoke the callback
  * (on the consumer thread) drops the messages still queued (not processed, so not committed:
  * they are consumed again from the committed offset by whoever gets the partition), waits for
- * each worker's in-flight batch to finish — the worker commits its offsets synchronously before
- * going idle — and only then unassigns.
+ * each worker's in-flight batch to finish, commits the stored offsets synchronously, and only
+ * then unassigns.
  *
  * Ids: an event without an `id` gets "kafka:<topic>:<partition>:<offset>", so a message
  * delivered again (after a crash before the offset commit) is a duplicate, a no-op.
@@ -83,6 +88,7 @@ typedef struct ksource {
     size_t ntopic_names;
     atomic_ullong dead_letters[MS_ERR__COUNT];
     atomic_int paused_partitions;
+    atomic_bool uncommitted; /* a worker's commit failed: stored offsets wait for a commit */
 } ksource;
 
 /* One message of a batch and what became of it. */
@@ -352,18 +358,19 @@ static void commit_batch(ksource *s, ks_item *items, size_t n)
         if (!p) p = rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
         if (m->offset + 1 > p->offset) p->offset = m->offset + 1;
     }
-    rd_kafka_offsets_store(s->consumer, l); /* keeps the stored position in step; may fail
-                                               for a partition no longer assigned */
-    unsigned wait_ms = 100;
-    for (int attempt = 0; attempt < 5; attempt++) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, l, 0);
-        if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET) break;
-        /* Not fatal: the events are applied, so a redelivery is a duplicate (a no-op), and the
-         * next batch's commit covers these offsets. */
-        ms_log_warn(s->log, "kafka: offset commit failed (will be covered by a later one): %s",
-                    rd_kafka_err2str(e));
-        if (!backoff(s, wait_ms)) break;
-        wait_ms = next_backoff(wait_ms);
+    /* Stored first: whoever commits next (this worker, the consumer thread's retry, the revoke
+     * callback) commits these offsets too. */
+    rd_kafka_offsets_store(s->consumer, l);
+    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, l, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        /* Not fatal: the events are applied (a redelivery would be a duplicate, a no-op). No
+         * retry here: during a rebalance that would hold up the revoke callback, which waits for
+         * this worker and then commits the stored offsets itself. */
+        atomic_store(&s->uncommitted, true);
+        ms_log_write(s->log,
+                     e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ? MS_LOG_DEBUG : MS_LOG_WARN,
+                     "kafka: offset commit failed (retried from the stored offsets): %s",
+                     rd_kafka_err2str(e));
     }
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -556,6 +563,22 @@ static void worker_quiesce(ks_worker *w)
     }
 }
 
+/* Commits the stored offsets of the whole assignment, synchronously (consumer thread). */
+static void commit_stored(ksource *s, const char *when)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, NULL, 0);
+    if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        atomic_store(&s->uncommitted, false);
+        return;
+    }
+    /* A retry failing during a rebalance is expected (the revoke callback commits): quiet. */
+    bool quiet = e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS && strcmp(when, "retry") == 0;
+    ms_log_write(s->log, quiet ? MS_LOG_DEBUG : MS_LOG_WARN,
+                 "kafka: offset commit %s failed (the messages after the last committed offset "
+                 "will be consumed again, as duplicates): %s",
+                 when, rd_kafka_err2str(e));
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -571,12 +594,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         s->w[i].paused = false;
     }
     atomic_store(&s->paused_partitions, 0);
+    commit_stored(s, "before giving the partitions up");
     rd_kafka_assign(rk, NULL);
 }
 
 static void *consumer_main(void *arg)
 {
     ksource *s = arg;
+    unsigned long long retry_at = 0;
     while (!atomic_load(&s->stopping)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, KS_POLL_MS);
         if (m && m->err) {
@@ -587,6 +612,10 @@ static void *consumer_main(void *arg)
             dispatch(s, m);
         }
         check_flow(s);
+        if (atomic_load(&s->uncommitted) && ms_now_ms() >= retry_at) {
+            retry_at = ms_now_ms() + 1000;
+            commit_stored(s, "retry");
+        }
     }
     /* Leaves the group: the revoke callback waits for in-flight batches to commit. */
     rd_kafka_consumer_close(s->consumer);
