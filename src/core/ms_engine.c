@@ -25,7 +25,96 @@ typedef struct job {
     ms_apply_result *res;
     submission *sub;
     unsigned long long enq_ns;
+    uint64_t key; /* qn_key of the event */
 } job;
+
+/* Which lane holds the queued events of a qualified name, and how many: an open-addressing
+ * table (linear probing, backward-shift deletion) keyed by qn_key. Two names sharing a key only
+ * share a lane, which costs nothing but routing freedom. */
+typedef struct pin {
+    uint64_t key; /* 0: free slot */
+    uint32_t count;
+    uint8_t lane;
+} pin;
+
+typedef struct pin_table {
+    pin *slot;
+    size_t cap, n; /* cap: a power of two, or 0 */
+} pin_table;
+
+/* 64-bit FNV-1a of tenant and qualified name, never 0. */
+static uint64_t qn_key(const char *tenant, const char *qn)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)tenant; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull; /* separator: no byte of a string */
+    for (const unsigned char *p = (const unsigned char *)qn; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static pin *pin_find(const pin_table *t, uint64_t key)
+{
+    if (!t->cap) return NULL;
+    for (size_t i = key & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (t->slot[i].key == key) return &t->slot[i];
+        if (!t->slot[i].key) return NULL;
+    }
+}
+
+/* Counts one more event for key, on lane (the key's lane when it is already there). */
+static void pin_add(pin_table *t, uint64_t key, ms_lane lane)
+{
+    pin *p = pin_find(t, key);
+    if (p) {
+        p->count++;
+        return;
+    }
+    if ((t->n + 1) * 2 > t->cap) { /* keep the load at most 1/2 */
+        pin_table g = {ms_xcalloc(t->cap ? t->cap * 2 : 64, sizeof(pin)), t->cap ? t->cap * 2 : 64,
+                       0};
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slot[i].key) {
+                size_t k = t->slot[i].key & (g.cap - 1);
+                while (g.slot[k].key)
+                    k = (k + 1) & (g.cap - 1);
+                g.slot[k] = t->slot[i];
+                g.n++;
+            }
+        free(t->slot);
+        *t = g;
+    }
+    size_t k = key & (t->cap - 1);
+    while (t->slot[k].key)
+        k = (k + 1) & (t->cap - 1);
+    t->slot[k] = (pin){key, 1, (uint8_t)lane};
+    t->n++;
+}
+
+/* Counts one event of key less; forgets the key at zero. */
+static void pin_drop(pin_table *t, uint64_t key)
+{
+    pin *p = pin_find(t, key);
+    if (!p || --p->count) return;
+    size_t mask = t->cap - 1, hole = (size_t)(p - t->slot);
+    for (size_t i = (hole + 1) & mask; t->slot[i].key; i = (i + 1) & mask) {
+        size_t home = t->slot[i].key & mask;
+        /* move slot i into the hole unless its home lies cyclically in (hole, i] */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            t->slot[hole] = t->slot[i];
+            hole = i;
+        }
+    }
+    t->slot[hole] = (pin){0, 0, 0};
+    t->n--;
+}
+
+static void pin_clear(pin_table *t)
+{
+    if (t->n) memset(t->slot, 0, t->cap * sizeof *t->slot);
+    t->n = 0;
+}
 
 typedef struct lane {
     job *ring;
@@ -47,6 +136,7 @@ struct ms_engine {
     pthread_cond_t done; /* submitters wait for their results */
     pthread_cond_t seq;  /* long-polls and sinks wait for new changes */
     lane lanes[MS_LANE_COUNT];
+    pin_table pins; /* lanes of the queued events per qualified name */
     tenant_seq *seqs;
     size_t nseqs;
     uint64_t generation;
@@ -71,9 +161,11 @@ static void lane_push(lane *l, job j)
     l->bytes += j.ev->bytes;
 }
 
-static job lane_pop(lane *l)
+/* Takes the oldest job of l. @locks_required mu */
+static job lane_pop(ms_engine *e, lane *l)
 {
     job j = l->ring[l->head];
+    pin_drop(&e->pins, j.key);
     l->head = (l->head + 1) % l->cap;
     l->count--;
     l->bytes -= j.ev->bytes;
@@ -193,9 +285,11 @@ static void *writer_main(void *arg)
         while (!fast->count && !bulk->count && !e->stopping) pthread_cond_wait(&e->work, &e->mu);
         if (!fast->count && !bulk->count) break; /* stopping and drained */
         size_t n = 0;
-        while (fast->count && n < max) jobs[n++] = lane_pop(fast);
+        while (fast->count && n < max)
+            jobs[n++] = lane_pop(e, fast);
         size_t nb = bulk_slice(e, n);
-        while (bulk->count && nb--) jobs[n++] = lane_pop(bulk);
+        while (bulk->count && nb--)
+            jobs[n++] = lane_pop(e, bulk);
         pthread_cond_broadcast(&e->room);
         pthread_mutex_unlock(&e->mu);
 
@@ -257,8 +351,11 @@ void ms_engine_free(ms_engine *e)
 {
     if (!e) return;
     ms_engine_stop(e);
-    for (int l = 0; l < MS_LANE_COUNT; l++) free(e->lanes[l].ring);
-    for (size_t i = 0; i < e->nseqs; i++) free(e->seqs[i].tenant);
+    for (int l = 0; l < MS_LANE_COUNT; l++)
+        free(e->lanes[l].ring);
+    free(e->pins.slot);
+    for (size_t i = 0; i < e->nseqs; i++)
+        free(e->seqs[i].tenant);
     free(e->seqs);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->work);
@@ -286,26 +383,47 @@ static bool run_transforms(ms_engine *e, ms_event *ev, ms_apply_result *res)
     return true;
 }
 
-/* Chooses the lane of events whose type is absent: the lane of an earlier event of the batch for
- * the same qualified name, else that of the stored asset, else fast. */
-static void route_untyped(ms_engine *e, ms_event **evs, size_t n)
+/* The lane of each event by itself (own[i]): its type's lane, or for an event whose type is
+ * absent the lane of its asset's stored type (fast when unknown). An event that follows an
+ * earlier one of the batch for the same name is pinned later anyway: no store lookup for it. */
+static void route_own(ms_engine *e, ms_event **evs, const uint64_t *keys, size_t n, ms_lane *own)
 {
+    pin_table seen = {0};
     for (size_t i = 0; i < n; i++) {
         ms_event *ev = evs[i];
-        if (!ev || ev->lane_known) continue;
-        bool found = false;
-        for (size_t k = i; k-- > 0 && !found;) {
-            if (evs[k] && strcmp(evs[k]->qn, ev->qn) == 0) {
-                ev->lane = evs[k]->lane;
-                found = true;
-            }
-        }
-        if (found) continue;
+        if (!ev) continue;
+        own[i] = ev->lane;
+        bool follows = pin_find(&seen, keys[i]) != NULL;
+        if (!follows) pin_add(&seen, keys[i], ev->lane);
+        if (ev->lane_known || follows) continue;
+        own[i] = MS_LANE_FAST;
         char type[128];
+        const ms_type *t = NULL;
         if (e->a.store->asset_type(e->a.store_ctx, ev->tenant, ev->qn, type, sizeof type, NULL) ==
                 MS_OK &&
-            (strcmp(type, "column") == 0 || strcmp(type, "bi_field") == 0))
-            ev->lane = MS_LANE_BULK;
+            e->a.types)
+            t = ms_types_get(e->a.types, ev->tenant, type);
+        if (t) own[i] = t->lane;
+    }
+    free(seen.slot);
+}
+
+/* Sets each event's lane so that the events for one qualified name keep their arrival order:
+ * the lane where events for it are queued, else that of its first event in the batch, else its
+ * own; sums the bytes each lane must take. @locks_required mu */
+static void route_pinned(ms_engine *e, ms_event **evs, const uint64_t *keys, const ms_lane *own,
+                         size_t n, pin_table *batch, size_t need[MS_LANE_COUNT])
+{
+    pin_clear(batch);
+    need[MS_LANE_FAST] = need[MS_LANE_BULK] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!evs[i]) continue;
+        const pin *p = pin_find(batch, keys[i]);
+        if (!p) p = pin_find(&e->pins, keys[i]);
+        ms_lane l = p ? (ms_lane)p->lane : own[i];
+        pin_add(batch, keys[i], l);
+        evs[i]->lane = l;
+        need[l] += evs[i]->bytes;
     }
 }
 
@@ -322,24 +440,29 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
             atomic_fetch_add(&e->a.metrics->events_rejected[res[i].code], 1);
             ms_event_free(evs[i]);
             evs[i] = NULL;
-        }
-    }
-    route_untyped(e, evs, n);
-    for (size_t i = 0; i < n; i++)
-        if (evs[i]) {
-            need[evs[i]->lane] += evs[i]->bytes;
+        } else {
             live++;
         }
+    }
     if (!live) return MS_OK;
+    uint64_t *keys = ms_xmalloc(n * sizeof *keys);
+    ms_lane *own = ms_xmalloc(n * sizeof *own);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = evs[i] ? qn_key(evs[i]->tenant, evs[i]->qn) : 0;
+    route_own(e, evs, keys, n, own);
+    pin_table batch = {0};
 
     submission sub = {.pending = live, .failure = MS_OK};
     struct timespec dl = deadline_in((unsigned)e->a.cfg->engine_enqueue_timeout_ms);
+    ms_err refused = MS_OK;
     pthread_mutex_lock(&e->mu);
     for (;;) {
         if (e->stopping) {
-            pthread_mutex_unlock(&e->mu);
-            return ms_error_set(err, MS_ERR_UNAVAILABLE, "the engine is shutting down");
+            refused = ms_error_set(err, MS_ERR_UNAVAILABLE, "the engine is shutting down");
+            break;
         }
+        /* Again after each wait: what is queued, and so the pins, may have changed. */
+        route_pinned(e, evs, keys, own, n, &batch, need);
         bool fits = true;
         for (int l = 0; l < MS_LANE_COUNT; l++) {
             lane *q = &e->lanes[l];
@@ -347,18 +470,28 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
         }
         if (fits) break;
         if (pthread_cond_timedwait(&e->room, &e->mu, &dl) != 0) {
-            pthread_mutex_unlock(&e->mu);
-            return ms_error_set(err, MS_ERR_OVERLOADED,
-                                "the ingest lanes are full; retry after a short pause");
+            refused = ms_error_set(err, MS_ERR_OVERLOADED,
+                                   "the ingest lanes are full; retry after a short pause");
+            break;
         }
+    }
+    free(batch.slot);
+    free(own);
+    if (refused != MS_OK) {
+        pthread_mutex_unlock(&e->mu);
+        free(keys);
+        atomic_fetch_add(&e->a.metrics->events_overloaded, live);
+        return refused;
     }
     unsigned long long now = ms_now_ns();
     for (size_t i = 0; i < n; i++) {
         if (!evs[i]) continue;
+        pin_add(&e->pins, keys[i], evs[i]->lane);
         lane_push(&e->lanes[evs[i]->lane],
-                  (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now});
+                  (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now, .key = keys[i]});
         evs[i] = NULL;
     }
+    free(keys);
     pthread_cond_signal(&e->work);
     while (sub.pending) pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);

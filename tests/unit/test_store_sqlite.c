@@ -7,9 +7,6 @@
  * history(), asset_get JSON, asset_list filters and paging, lineage over a cycle, orphans counted
  * by stats() and adopted when the parent arrives, sink cursors, custom type persistence,
  * persistence across reopen, and tenant isolation.
- *
- * Known bugs found here are wrapped so the suite passes: the test does every check, cleans up,
- * then calls skip() with a "BUG:" message (see the comments at each).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1339,14 +1336,9 @@ static void test_link_lineage_cycle(void **state)
     json_object_put(lg);
     ms_buf_free(&out);
 
-    /*
-     * BUG (store_sqlite.c sq_lineage/walk): with MS_LINEAGE_BOTH the upstream and downstream
-     * walks each append their edges, so on a cycle every edge is listed twice in "edges".
-     */
-    if (dup_edges != 1) {
-        print_message("BUG: lineage(BOTH) over a cycle lists edge A->B %d times\n", dup_edges);
-        skip();
-    }
+    /* With MS_LINEAGE_BOTH the upstream and downstream walks meet the cycle's edges twice; each
+     * is listed once. */
+    assert_int_equal(dup_edges, 1);
 }
 
 /* Runs in a forked child: opens its own store under dir, makes `loop` its own parent, deletes
@@ -1372,11 +1364,23 @@ static void self_parent_child(const char *dir)
     ms_store_open_args a = {.cfg = &cfg, .url = "sqlite", .types = types};
     void *ctx = NULL;
     if (ms_store_sqlite.open(&a, &ctx, &err) != MS_OK) _exit(2);
-    const char *j[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"loop\","
-                       "\"parent\":\"loop\"}",
-                       "{\"op\":\"delete\",\"qualified_name\":\"loop\"}"};
+    /* A recursive custom type: loop is its own parent; a and b are each other's, c is b's. */
+    const char *folder = "{\"name\":\"folder\",\"parents\":[\"folder\"]}";
+    bool created = false;
+    if (ms_types_register(types, "default", folder, strlen(folder), NULL, &created, &err) != MS_OK)
+        _exit(2);
+#define FOLDER(qn, parent)                                                                         \
+    "{\"op\":\"upsert\",\"type\":\"folder\",\"qualified_name\":\"" qn "\",\"parent\":\"" parent    \
+    "\"}"
+    const char *j[] = {FOLDER("loop", "loop"),
+                       FOLDER("a", "b"),
+                       FOLDER("b", "a"),
+                       FOLDER("c", "b"),
+                       "{\"op\":\"delete\",\"qualified_name\":\"loop\"}",
+                       "{\"op\":\"delete\",\"qualified_name\":\"a\"}"};
+#undef FOLDER
     ms_decode_opts o = {.tenant = "default", .types = types};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 6; i++) {
         ms_event *ev = NULL;
         if (ms_event_decode(j[i], strlen(j[i]), &o, &ev, &err) != MS_OK) _exit(2);
         ms_apply_result r;
@@ -1384,12 +1388,13 @@ static void self_parent_child(const char *dir)
         unsigned long long t0 = ms_now_ms();
         ms_err rc = ms_store_sqlite.apply(ctx, &ev, 1, NOW1, &r, &err);
         if (rc != MS_OK) {
-            fprintf(stderr, "child: %s failed after %llu ms: %s: %s\n", i ? "delete" : "upsert",
-                    ms_now_ms() - t0, ms_err_code(rc), err.detail);
-            _exit(i ? 1 : 3);
+            fprintf(stderr, "child: %s failed after %llu ms: %s: %s\n",
+                    i >= 4 ? "delete" : "upsert", ms_now_ms() - t0, ms_err_code(rc), err.detail);
+            _exit(i >= 4 ? 1 : 3);
         }
         ms_event_free(ev);
-        if (r.status != MS_APPLY_APPLIED) _exit(i ? 4 : 3);
+        if (r.status != MS_APPLY_APPLIED) _exit(i >= 4 ? 4 : 3);
+        if (i == 5 && r.seq_last - r.seq_first != 2) _exit(4); /* a, then b, then c */
     }
     ms_store_sqlite.close(ctx);
     ms_types_free(types);
@@ -1425,22 +1430,14 @@ static void test_delete_self_parent_terminates(void **state)
     bool ok = !hung && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     assert_false(!hung && WIFEXITED(status) &&
                  (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 3)); /* setup worked */
-    /*
-     * BUG: store_sqlite_apply.c do_delete walks descendants with the W_DESC recursive CTE,
-     * which de-duplicates (qn, lvl) pairs; when an asset is its own parent (or two assets are
-     * each other's parent, both accepted since `connection` allows any parent and adoption
-     * does not re-check), the walk never ends: the writer collects rows forever and runs out
-     * of memory (here the child, capped at 256 MiB, ends with store_error after exhausting it
-     * in about 3 s, or under ASan at its 8 s alarm).
-     */
-    if (!ok) {
-        print_message("BUG: deleting an asset that is its own parent does not terminate (%s)\n",
-                      hung                       ? "timed out"
-                      : WIFSIGNALED(status)      ? strsignal(WTERMSIG(status))
-                      : WEXITSTATUS(status) == 1 ? "store_error after exhausting memory"
-                                                 : "wrong result");
-        skip();
-    }
+    /* The descendant walk of do_delete never steps back onto the deleted asset: a parent loop
+     * always passes through it, so the walk ends (it once ran out of memory here). */
+    if (!ok)
+        fail_msg("deleting into a parent loop does not terminate (%s)",
+                 hung                       ? "timed out"
+                 : WIFSIGNALED(status)      ? strsignal(WTERMSIG(status))
+                 : WEXITSTATUS(status) == 1 ? "store_error after exhausting memory"
+                                            : "wrong result");
 }
 
 int main(void)

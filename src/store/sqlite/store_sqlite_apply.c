@@ -34,10 +34,14 @@ static const char *const wsql[W__COUNT] = {
     [W_EDGE_DEL] = "DELETE FROM edges WHERE tenant=? AND src=? AND dst=? AND via=?",
     [W_CHG_INS] = "INSERT INTO changes(tenant, seq, op, qn, type, version, before, after, changed,"
                   " cause, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    /* UNION on the name alone, so a parent loop (an asset that is its own ancestor) ends. */
-    [W_DESC] = "WITH RECURSIVE d(qn) AS (SELECT ?2 UNION SELECT a.qn FROM"
-               " assets a JOIN d ON a.tenant = ?1 AND a.parent = d.qn WHERE a.deleted = 0)"
-               " SELECT qn FROM d WHERE qn <> ?2",
+    /* Live descendants, nearest first, then by name. Every asset has one parent, so a walk down
+     * from the root can meet an asset twice only on a parent loop, and such a loop passes
+     * through the root itself: never stepping back onto the root (a.qn <> ?2) ends the walk
+     * while each descendant keeps its depth. */
+    [W_DESC] = "WITH RECURSIVE d(qn, depth) AS (SELECT ?2, 0 UNION ALL SELECT a.qn, d.depth + 1"
+               " FROM assets a JOIN d ON a.tenant = ?1 AND a.parent = d.qn"
+               " WHERE a.deleted = 0 AND a.qn <> ?2)"
+               " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_TENANT_INS] = "INSERT OR IGNORE INTO tenants(tenant) VALUES(?)",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0",
 };
@@ -233,8 +237,20 @@ static bool direct_tags_write(apply_ctx *a, const char *qn, const sq_row *r)
     return true;
 }
 
+/* Parses stored or event attributes with the decoder's strict parser and depth limit (json-c's
+ * own parser stops at 32 levels, so deeper attributes the decoder accepted would read as NULL).
+ * NULL text, or text that does not parse, gives NULL. */
+static struct json_object *attrs_parse(const sq_store *s, const char *text)
+{
+    if (!text) return NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    return ms_json_parse(text, strlen(text), s->max_depth, NULL, &err);
+}
+
 /* Appends the JSON array of changed paths between before (may be !exists) and after. */
-static void changed_paths(const sq_row *b, const sq_row *a, bool tags_changed, ms_buf *out)
+static void changed_paths(const sq_store *s, const sq_row *b, const sq_row *a, bool tags_changed,
+                          ms_buf *out)
 {
     size_t n = 0;
     ms_buf_putc(out, '[');
@@ -248,8 +264,8 @@ static void changed_paths(const sq_row *b, const sq_row *a, bool tags_changed, m
     FIELD(parent, "parent")
 #undef FIELD
     if (!b->exists || !str_eq(b->attributes, a->attributes)) {
-        struct json_object *x = b->exists ? json_tokener_parse(b->attributes) : NULL;
-        struct json_object *y = json_tokener_parse(a->attributes);
+        struct json_object *x = b->exists ? attrs_parse(s, b->attributes) : NULL;
+        struct json_object *y = attrs_parse(s, a->attributes);
         ms_buf tmp = MS_BUF_INIT;
         size_t k = ms_json_diff_paths(x, y, "attributes", &tmp, 0);
         if (k) {
@@ -276,6 +292,12 @@ static bool check_parent(apply_ctx *a, const ms_type *t, const char *parent, boo
         *orphan = t && t->nparents > 0;
         return true;
     }
+    if (t && t->root) { /* whether or not the parent exists */
+        char msg[200];
+        snprintf(msg, sizeof msg, "a %s cannot have a parent (parent '%%s')", t->name);
+        reject(a, MS_ERR_INVALID_PARENT, msg, parent);
+        return false;
+    }
     sqlite3_stmt *st = a->s->ws[W_PARENT];
     sq_bind_text(st, 1, a->ev->tenant);
     sq_bind_text(st, 2, parent);
@@ -301,7 +323,7 @@ static bool check_parent(apply_ctx *a, const ms_type *t, const char *parent, boo
 static bool check_required(apply_ctx *a, const ms_type *t, const char *attrs)
 {
     if (!t || !t->nrequired) return true;
-    struct json_object *o = json_tokener_parse(attrs);
+    struct json_object *o = attrs_parse(a->s, attrs);
     bool ok = true;
     for (size_t i = 0; ok && i < t->nrequired; i++) {
         struct json_object *v = NULL;
@@ -346,7 +368,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, sq_row *b, sq_row *r, boo
         ms_buf_puts(&changed, "[\"deleted\"]");
     } else {
         sq_row none = {0};
-        changed_paths(was_live ? b : &none, r, tags_changed, &changed);
+        changed_paths(a->s, was_live ? b : &none, r, tags_changed, &changed);
     }
     bool ok = change(a, op, qn, r->type, r->version, was_live ? before.data : NULL,
                      r->deleted ? NULL : after.data, changed.data);
@@ -387,7 +409,7 @@ static bool do_upsert(apply_ctx *a)
     r.created_at = live ? ms_xstrdup(b.created_at) : NULL;
     r.tags = NULL;
     r.ntags = 0;
-    if (b.exists) { /* carry tags over, then apply the event's direct tags */
+    if (live) { /* carry tags over, then apply the event's direct tags */
         r.tags = ms_xmalloc((b.ntags + 1) * sizeof *r.tags);
         for (size_t i = 0; i < b.ntags; i++)
             r.tags[i] = (sq_tag){ms_xstrdup(b.tags[i].name), ms_xstrdup(b.tags[i].source),
@@ -395,7 +417,14 @@ static bool do_upsert(apply_ctx *a)
         r.ntags = b.ntags;
     }
     bool tags_changed = ev->has_tags && !direct_tags_equal(&b, ev->tags, ev->ntags);
-    if (tags_changed) direct_tags_set(&r, ev->tags, ev->ntags);
+    if (tags_changed || (!live && ev->has_tags)) direct_tags_set(&r, ev->tags, ev->ntags);
+    if (!live && b.exists && !direct_tags_equal(&b, NULL, 0)) {
+        /* A re-create starts with the event's tags only: drop those the deleted asset had. */
+        sqlite3_stmt *clr = a->s->ws[W_TAGS_CLEAR];
+        sq_bind_text(clr, 1, ev->tenant);
+        sq_bind_text(clr, 2, ev->qn);
+        if (!(ok = run(clr))) goto done;
+    }
     if (live && !tags_changed && str_eq(b.name, r.name) && str_eq(b.parent, r.parent) &&
         str_eq(b.attributes, r.attributes) && b.orphan == r.orphan) {
         a->res->status = MS_APPLY_UNCHANGED;
@@ -442,8 +471,8 @@ static bool do_patch(apply_ctx *a)
         reject(a, MS_ERR_TYPE_CONFLICT, msg, ev->qn);
         goto done;
     }
-    struct json_object *cur = json_tokener_parse(b.attributes);
-    struct json_object *patch = json_tokener_parse(ev->attributes);
+    struct json_object *cur = attrs_parse(a->s, b.attributes);
+    struct json_object *patch = attrs_parse(a->s, ev->attributes);
     struct json_object *merged = ms_json_merge_patch(cur, patch);
     ms_buf canon = MS_BUF_INIT;
     ms_json_canonical(merged, &canon);

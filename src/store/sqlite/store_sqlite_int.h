@@ -56,6 +56,7 @@ typedef struct sq_store {
     char *path;
     bool sync_full;
     int cache_mb;
+    int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
     sqlite3 *w;
     sqlite3_stmt *ws[W__COUNT];
     sq_tenant_seq *seqs; /* writer-thread only */
