@@ -20,6 +20,7 @@
 #include "ms_store.h"
 #include "ms_types.h"
 
+#include <sqlite3.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1001,6 +1002,76 @@ static void test_orphans_adopted(void **state)
     assert_applied(
         apply1(f, "{\"op\":\"upsert\",\"type\":\"database\",\"qualified_name\":\"lonely\"}"));
     assert_int_equal(orphans(f, "default"), 1);
+
+    /* The count is kept by the writer: deleted orphans leave it, and are not counted again when
+     * their parent arrives; a re-created one is counted again. */
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"pg/db/s/u/x\",\"attributes\":{\"data_type\":\"int\"}}"));
+    assert_int_equal(orphans(f, "default"), 2);
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/u/x\"}"));
+    assert_int_equal(orphans(f, "default"), 1);
+    assert_applied(
+        apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"pg/db/s/u\"}"));
+    assert_int_equal(orphans(f, "default"), 1);
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/u\"}"));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"pg/db/s/u/x\",\"attributes\":{\"data_type\":\"int\"}}"));
+    assert_int_equal(orphans(f, "default"), 2);
+    /* and it matches a count of the table */
+    int64_t n = -1;
+    sqlite3 *db = NULL;
+    char path[800];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM assets WHERE orphan=1 AND deleted=0", -1, &st,
+                       NULL);
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(n, 2);
+}
+
+/* Number of assets a full-text search q finds. */
+static size_t search_count(fixture *f, const char *q)
+{
+    ms_asset_query aq = {.tenant = "default", .q = q, .orphan = -1, .limit = 100};
+    struct json_object *items = list(f, &aq, NULL);
+    size_t n = json_object_array_length(items);
+    json_object_put(items);
+    return n;
+}
+
+/* New assets are indexed for search once per commit (not by a per-row trigger): an asset created
+ * and renamed in one commit, and one renamed later, are found by their last names only, and the
+ * index stays consistent. */
+static void test_search_indexed_per_commit(void **state)
+{
+    fixture *f = *state;
+    const char *evs[] = {
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"alpha\"}",
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"beta\"}",
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c2\",\"name\":\"delta\","
+        "\"attributes\":{\"description\":\"quarterly numbers\"}}"};
+    ms_apply_result res[3];
+    assert_int_equal(apply_n(f, NULL, evs, 3, NOW1, res), MS_OK);
+    assert_int_equal(search_count(f, "alpha"), 0);
+    assert_int_equal(search_count(f, "beta"), 1);
+    assert_int_equal(search_count(f, "quarterly"), 1);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":"
+                             "\"c2\",\"name\":\"gamma\"}"));
+    assert_int_equal(search_count(f, "delta"), 0);
+    assert_int_equal(search_count(f, "gamma"), 1);
+    assert_int_equal(search_count(f, "quarterly"), 0);
+    char path[800];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO assets_fts(assets_fts) VALUES('integrity-check')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
 }
 
 /* Captures the callback's tenant/json pairs of types_load. */
@@ -1452,6 +1523,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seqs_per_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_asset_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_adopted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_indexed_per_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors_types_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_lineage_cycle, setup, teardown),

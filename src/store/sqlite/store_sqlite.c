@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2 /* 2: full-text rows indexed per commit */
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -48,14 +48,21 @@ static const char *const schema_sql =
     " definition TEXT NOT NULL, PRIMARY KEY(tenant, name)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
     " content='assets', content_rowid='id');"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_ai AFTER INSERT ON assets BEGIN"
-    " INSERT INTO assets_fts(rowid, name, qn, description)"
-    " VALUES (new.id, new.name, new.qn, new.description); END;"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_ad AFTER DELETE ON assets BEGIN"
-    " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
+    /* New rows are indexed once per commit by the writer (W_FTS_ADD: every id above the
+     * fts_indexed_id mark), not by a per-row trigger; schema 1's triggers are replaced. The
+     * update and delete triggers only touch rows below the mark, already in the index. */
+    "DROP TRIGGER IF EXISTS assets_fts_ai;"
+    "DROP TRIGGER IF EXISTS assets_fts_ad;"
+    "DROP TRIGGER IF EXISTS assets_fts_au;"
+    "INSERT OR IGNORE INTO meta(key, value)"
+    " SELECT 'fts_indexed_id', coalesce(max(id), 0) FROM assets;"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_ad2 AFTER DELETE ON assets"
+    " WHEN old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed_id')"
+    " BEGIN INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
     " VALUES ('delete', old.id, old.name, old.qn, old.description); END;"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_au AFTER UPDATE OF name, attributes ON assets"
-    " WHEN old.name IS NOT new.name OR old.description IS NOT new.description BEGIN"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_au2 AFTER UPDATE OF name, attributes ON assets"
+    " WHEN (old.name IS NOT new.name OR old.description IS NOT new.description) AND"
+    " old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed_id') BEGIN"
     " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
     " VALUES ('delete', old.id, old.name, old.qn, old.description);"
     " INSERT INTO assets_fts(rowid, name, qn, description)"
@@ -255,6 +262,7 @@ static void sq_close(void *ctx)
     free(s->path);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s);
 }
 
@@ -329,6 +337,7 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->max_depth = (int)a->cfg->limits_max_depth;
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->stats_mu, NULL);
     const char *url = a->url;
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
         s->path = ms_xstrdup(url + 7);
@@ -697,8 +706,19 @@ static ms_err sq_last_seq(void *ctx, const char *tenant, uint64_t *seq, ms_error
     return rc;
 }
 
+/* The orphan count is kept by the writer for every tenant it has written to since open (O(1));
+ * only a tenant it has not seen yet is counted with a query. */
 static ms_err sq_stats(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err)
 {
+    sq_store *s = ctx;
+    pthread_mutex_lock(&s->stats_mu);
+    for (size_t i = 0; i < s->nseqs; i++)
+        if (strcmp(s->seqs[i].tenant, tenant) == 0) {
+            st->orphans = (uint64_t)s->seqs[i].orphans;
+            pthread_mutex_unlock(&s->stats_mu);
+            return MS_OK;
+        }
+    pthread_mutex_unlock(&s->stats_mu);
     int64_t v = 0;
     ms_err rc = scalar(ctx, "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
                        tenant, NULL, &v, err);

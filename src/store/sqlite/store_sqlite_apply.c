@@ -23,7 +23,8 @@ static const char *const wsql[W__COUNT] = {
               " updated_at, deleted, orphan) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8)",
     [W_UPD] = "UPDATE assets SET type=?2, name=?3, parent=?4, attributes=?5, version=?6,"
               " created_at=?7, updated_at=?8, deleted=?9, orphan=?10 WHERE id=?1",
-    [W_ADOPT] = "UPDATE assets SET orphan=0 WHERE tenant=? AND parent=? AND orphan=1",
+    [W_ADOPT] = "UPDATE assets SET orphan=0 WHERE tenant=? AND parent=? AND orphan=1"
+                " RETURNING deleted",
     [W_TAGS_GET] = "SELECT tag, source, origin FROM tags WHERE tenant=? AND qn=?"
                    " ORDER BY tag, origin",
     [W_TAG_INS] = "INSERT OR IGNORE INTO tags(tenant, qn, tag, source, origin)"
@@ -44,15 +45,29 @@ static const char *const wsql[W__COUNT] = {
                " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_TENANT_INS] = "INSERT OR IGNORE INTO tenants(tenant) VALUES(?)",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0",
+    /* The full-text rows of a commit's new assets, in one statement (a per-row trigger made FTS5
+     * write and merge one segment per row: half of the writer's time). */
+    [W_FTS_ADD] = "INSERT INTO assets_fts(rowid, name, qn, description)"
+                  " SELECT id, name, qn, description FROM assets WHERE id > ?",
+    [W_FTS_MARK] = "UPDATE meta SET value = ? WHERE key = 'fts_indexed_id'",
+    /* Once per tenant and process: from then on the writer keeps the count (orphan_count). */
+    [W_ORPHANS] = "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
 };
 
+/* Prepares the writer's statements and loads the full-text mark. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err)
 {
     for (int i = 0; i < W__COUNT; i++)
         if (sqlite3_prepare_v3(s->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->ws[i], NULL) !=
             SQLITE_OK)
             return sq_fail(err, s->w, wsql[i]);
-    return MS_OK;
+    sqlite3_stmt *st = NULL;
+    bool ok = sqlite3_prepare_v2(s->w, "SELECT value FROM meta WHERE key = 'fts_indexed_id'", -1,
+                                 &st, NULL) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW;
+    if (ok) s->fts_mark = s->fts_pending = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return ok ? MS_OK : sq_fail(err, s->w, "full-text mark");
 }
 
 /* Steps a write statement to completion and resets it. */
@@ -63,7 +78,8 @@ static bool run(sqlite3_stmt *st)
     return rc == SQLITE_DONE;
 }
 
-/* The seq slot of tenant; a new tenant gets its last seq from the log. */
+/* The seq slot of tenant; a new tenant gets its last seq from the log and its orphan count
+ * from the assets. */
 static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
 {
     for (size_t i = 0; i < s->nseqs; i++)
@@ -76,8 +92,15 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
         if (sqlite3_step(st) == SQLITE_ROW) last = (uint64_t)sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
+    int64_t orphans = 0;
+    st = s->ws[W_ORPHANS];
+    sq_bind_text(st, 1, tenant);
+    if (sqlite3_step(st) == SQLITE_ROW) orphans = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    pthread_mutex_lock(&s->stats_mu);
     s->seqs = ms_xrealloc(s->seqs, (s->nseqs + 1) * sizeof *s->seqs);
-    s->seqs[s->nseqs] = (sq_tenant_seq){ms_xstrdup(tenant), last, last};
+    s->seqs[s->nseqs] = (sq_tenant_seq){ms_xstrdup(tenant), last, last, orphans, orphans};
+    pthread_mutex_unlock(&s->stats_mu);
     return &s->seqs[s->nseqs++];
 }
 
@@ -145,6 +168,7 @@ static bool save(apply_ctx *a, const char *qn, sq_row *r, bool existed)
         sqlite3_bind_int(st, 8, r->orphan);
         if (!run(st)) return false;
         r->id = sqlite3_last_insert_rowid(a->s->w);
+        if (r->id > a->s->fts_pending) a->s->fts_pending = r->id;
         return true;
     }
     st = a->s->ws[W_UPD];
@@ -159,6 +183,13 @@ static bool save(apply_ctx *a, const char *qn, sq_row *r, bool existed)
     sqlite3_bind_int(st, 9, r->deleted);
     sqlite3_bind_int(st, 10, r->orphan);
     return run(st);
+}
+
+/* Accounts the change of the live-orphan count when row b (before; !exists for a new asset)
+ * is saved as r. */
+static void orphan_count(apply_ctx *a, const sq_row *b, const sq_row *r)
+{
+    a->seq->orphans_next += (!r->deleted && r->orphan) - (b->exists && !b->deleted && b->orphan);
 }
 
 static bool str_eq(const char *x, const char *y)
@@ -359,6 +390,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, sq_row *b, sq_row *r, boo
     r->updated_at = ms_xstrdup(a->now);
     if (!r->created_at) r->created_at = ms_xstrdup(a->now);
     if (!save(a, qn, r, existed)) return false;
+    orphan_count(a, b, r);
     if (tags_changed && !direct_tags_write(a, qn, r)) return false;
     ms_buf before = MS_BUF_INIT, after = MS_BUF_INIT, changed = MS_BUF_INIT;
     bool was_live = existed && !b->deleted;
@@ -437,6 +469,7 @@ static bool do_upsert(apply_ctx *a)
         r.created_at = r.created_at ? r.created_at : ms_xstrdup(b.created_at);
         r.updated_at = ms_xstrdup(b.updated_at);
         ok = save(a, ev->qn, &r, true);
+        orphan_count(a, &b, &r);
         a->res->status = MS_APPLY_UNCHANGED;
         goto done;
     }
@@ -445,7 +478,11 @@ static bool do_upsert(apply_ctx *a)
         sqlite3_stmt *st = a->s->ws[W_ADOPT];
         sq_bind_text(st, 1, ev->tenant);
         sq_bind_text(st, 2, ev->qn);
-        ok = run(st);
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            if (!sqlite3_column_int(st, 0)) a->seq->orphans_next--;
+        sqlite3_reset(st);
+        ok = rc == SQLITE_DONE;
     }
 done:
     sq_row_free(&b);
@@ -658,13 +695,27 @@ static bool apply_one(apply_ctx *a)
     return ok;
 }
 
-ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
-                ms_apply_result *res, ms_error *err)
+/* Indexes the assets inserted in the open transaction (ids above the mark) for full-text search
+ * and moves the mark, inside the transaction: search stays transactional. */
+static bool fts_index_new(sq_store *s)
+{
+    if (s->fts_pending <= s->fts_mark) return true;
+    sqlite3_stmt *add = s->ws[W_FTS_ADD], *mark = s->ws[W_FTS_MARK];
+    sqlite3_bind_int64(add, 1, s->fts_mark);
+    sqlite3_bind_int64(mark, 1, s->fts_pending);
+    return run(add) && run(mark);
+}
+
+ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
+                ms_error *err)
 {
     sq_store *s = ctx;
     if (sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sq_fail(err, s->w, "begin");
-    for (size_t i = 0; i < s->nseqs; i++) s->seqs[i].next = s->seqs[i].committed;
+    for (size_t i = 0; i < s->nseqs; i++) {
+        s->seqs[i].next = s->seqs[i].committed;
+        s->seqs[i].orphans_next = s->seqs[i].orphans;
+    }
     for (size_t i = 0; i < n; i++) {
         sq_tenant_seq *ts = tseq(s, evs[i]->tenant);
         if (ts->next == ts->committed && ts->committed == 0) {
@@ -678,14 +729,22 @@ ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
         if (!apply_one(&a)) {
             if (!err->detail[0]) sq_fail(err, s->w, "apply");
             sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+            s->fts_pending = s->fts_mark;
             return MS_ERR_STORE;
         }
     }
-    if (sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (!fts_index_new(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(err, s->w, "commit");
         sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+        s->fts_pending = s->fts_mark;
         return MS_ERR_STORE;
     }
-    for (size_t i = 0; i < s->nseqs; i++) s->seqs[i].committed = s->seqs[i].next;
+    s->fts_mark = s->fts_pending;
+    pthread_mutex_lock(&s->stats_mu);
+    for (size_t i = 0; i < s->nseqs; i++) {
+        s->seqs[i].committed = s->seqs[i].next;
+        s->seqs[i].orphans = s->seqs[i].orphans_next;
+    }
+    pthread_mutex_unlock(&s->stats_mu);
     return MS_OK;
 }
