@@ -3,13 +3,17 @@
  * thread that group-commits to the store → change notifications for sinks and long-polls.
  *
  * Lanes: `fast` (every type but columns and BI fields) and `bulk` (columns, BI fields). Each
- * commit takes every queued fast event first (up to engine.max_commit_events), then a slice of
- * the bulk lane sized so that one commit stays short (about 20 ms, from the measured cost per
- * event): a bulk backlog therefore delays a fast event by at most one short commit, never by the
- * backlog. Events for one qualified name keep their arrival order, whatever their types: an
- * event goes to the lane where events for its qualified name are still queued, else to the lane
- * of the first event for it in the same batch, else to its own type's lane; an event whose type
- * is absent (tag, link, patch…) to the lane of its asset's stored type (built-in or custom).
+ * commit takes every queued fast event first (up to engine.max_commit_events); a commit that
+ * took fast events takes no bulk event unless the one before it was fast-only too (so bulk
+ * cannot starve). While fast events have come within the last second, bulk events go in slices
+ * sized so that one commit stays short (about 20 ms, from the measured cost per event): a bulk
+ * backlog then delays a fast event by at most one short commit, never by the backlog. After a
+ * second without fast events, bulk commits are whole (engine.max_commit_events), which is much
+ * faster for large loads; the first fast event after such a quiet second may wait for one. Events
+ * for one qualified name keep their arrival order, whatever their types: an event goes to the lane
+ * where events for its qualified name are still queued, else to the lane of the first event for it
+ * in the same batch, else to its own type's lane; an event whose type is absent (tag, link, patch…)
+ * to the lane of its asset's stored type (built-in or custom).
  *
  * Backpressure: each lane is bounded in bytes (lanes.*_max_bytes). ms_engine_submit waits up to
  * engine.enqueue_timeout_ms for room and then fails with MS_ERR_OVERLOADED, enqueuing nothing (its
