@@ -571,7 +571,8 @@ void ms_engine_metrics_render(ms_engine *e, ms_buf *out)
         snprintf(lbl, sizeof lbl, "lane=\"%s\"", ms_lane_name((ms_lane)l));
         ms_metrics_sample(out, "metasync_lane_queue_events", lbl, (double)e->lanes[l].count);
     }
-    ms_metrics_header(out, "metasync_lane_queue_bytes", "gauge", "Bytes queued per lane.");
+    ms_metrics_header(out, "metasync_lane_queue_bytes", "gauge",
+                      "Memory held by the queued events per lane (decoded size).");
     for (int l = 0; l < MS_LANE_COUNT; l++) {
         char lbl[32];
         snprintf(lbl, sizeof lbl, "lane=\"%s\"", ms_lane_name((ms_lane)l));
