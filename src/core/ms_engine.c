@@ -142,9 +142,9 @@ struct ms_engine {
     uint64_t generation;
     bool started, stopping, stopped;
     pthread_t writer;
-    double ns_per_event;             /* moving average of apply cost, sizes the bulk slice */
-    unsigned long long last_fast_ns; /* when the writer last took a fast event (writer only) */
-    bool last_served_bulk;           /* the previous commit took bulk events (writer only) */
+    double ns_per_event;    /* moving average of apply cost, sizes the bulk slice */
+    unsigned quiet_commits; /* commits in a row that took no fast event (writer only) */
+    bool last_served_bulk;  /* the previous commit took bulk events (writer only) */
 };
 
 static void lane_push(lane *l, job j)
@@ -222,24 +222,25 @@ static tenant_seq *seq_slot(ms_engine *e, const char *tenant, bool add)
     return &e->seqs[e->nseqs++];
 }
 
-/* A fast event seen this recently makes bulk commits short slices (see bulk_slice). */
-#define FAST_QUIET_NS 1000000000ull
-
 /* How many bulk events the next commit may take, given that it took taken_fast fast events:
- * - none when it took fast events and the previous commit did serve the bulk lane: a fast
- *   event's own commit stays a few ms instead of a fast one plus a slice; bulk events wait at
- *   most every other commit, so a stream of fast events cannot starve them;
- * - a whole commit (engine.max_commit_events) when no fast event came for FAST_QUIET_NS: large
- *   transactions amortize the dirty index pages of random-order loads (2.3x in the raw loop);
- * - otherwise about 20 ms of work (so a fast event waits at most that long behind the bulk
- *   lane), at least 256 so that the fixed cost of a commit (fsync) stays small per event.
+ * - none when it took fast events and the previous commit served the bulk lane: a fast event's
+ *   own commit stays a few ms instead of a fast one plus a slice; bulk events wait at most every
+ *   other commit, so a stream of fast events cannot starve them;
+ * - otherwise about 20 ms of work (so a fast event waits at most that long behind the bulk lane),
+ *   doubled for each commit after the first two in a row that took no fast event, up to
+ *   engine.max_commit_events: with no fast traffic, bulk commits grow whole (large transactions
+ *   amortize the index pages a random-order load dirties), while a fast event that comes after
+ *   a quiet spell waits for at most one commit about as long as that spell;
+ * - at least 256 so that the fixed cost of a commit (fsync) stays small per event.
  * @locality writer thread */
-static size_t bulk_slice(const ms_engine *e, size_t taken_fast, unsigned long long now)
+static size_t bulk_slice(const ms_engine *e, size_t taken_fast)
 {
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
     if (taken_fast && e->last_served_bulk) return 0;
-    if (!taken_fast && now - e->last_fast_ns > FAST_QUIET_NS) return max;
-    size_t budget = (size_t)(20e6 / (e->ns_per_event > 1 ? e->ns_per_event : 1));
+    unsigned grow = e->quiet_commits > 2 ? e->quiet_commits - 2 : 0;
+    double ns = 20e6 * (double)(1u << (grow < 16 ? grow : 16));
+    double budget_d = ns / (e->ns_per_event > 1 ? e->ns_per_event : 1);
+    size_t budget = budget_d < (double)max ? (size_t)budget_d : max;
     if (budget < 256) budget = 256;
     if (budget > max) budget = max;
     return taken_fast >= max ? 0 : (budget < max - taken_fast ? budget : max - taken_fast);
@@ -298,11 +299,10 @@ static void *writer_main(void *arg)
         while (!fast->count && !bulk->count && !e->stopping) pthread_cond_wait(&e->work, &e->mu);
         if (!fast->count && !bulk->count) break; /* stopping and drained */
         size_t n = 0;
-        unsigned long long t_take = ms_now_ns();
         while (fast->count && n < max)
             jobs[n++] = lane_pop(e, fast);
-        if (n) e->last_fast_ns = t_take;
-        size_t nb = bulk_slice(e, n, t_take), nf = n;
+        e->quiet_commits = n ? 0 : e->quiet_commits + (e->quiet_commits < 64);
+        size_t nb = bulk_slice(e, n), nf = n;
         while (bulk->count && nb--)
             jobs[n++] = lane_pop(e, bulk);
         e->last_served_bulk = n > nf;

@@ -5,11 +5,11 @@
  * Lanes: `fast` (every type but columns and BI fields) and `bulk` (columns, BI fields). Each
  * commit takes every queued fast event first (up to engine.max_commit_events); a commit that
  * took fast events takes no bulk event unless the one before it was fast-only too (so bulk
- * cannot starve). While fast events have come within the last second, bulk events go in slices
- * sized so that one commit stays short (about 20 ms, from the measured cost per event): a bulk
- * backlog then delays a fast event by at most one short commit, never by the backlog. After a
- * second without fast events, bulk commits are whole (engine.max_commit_events), which is much
- * faster for large loads; the first fast event after such a quiet second may wait for one. Events
+ * cannot starve). Otherwise bulk events go in slices sized so that one commit stays short
+ * (about 20 ms, from the measured cost per event), doubled for each further commit in a row
+ * without fast events, up to engine.max_commit_events: a bulk backlog delays a fast event by at
+ * most one commit about as long as the quiet spell before it (~20 ms while fast events flow),
+ * never by the backlog, and a load without fast events gets whole commits. Events
  * for one qualified name keep their arrival order, whatever their types: an event goes to the lane
  * where events for its qualified name are still queued, else to the lane of the first event for it
  * in the same batch, else to its own type's lane; an event whose type is absent (tag, link, patch…)
