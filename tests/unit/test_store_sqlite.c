@@ -1032,6 +1032,29 @@ static void test_orphans_adopted(void **state)
     assert_int_equal(n, 2);
 }
 
+/* A create's changed paths are listed from the canonical attributes text without parsing it
+ * again: they must be exactly what ms_json_diff_paths gives, escapes and key order included. */
+static void test_create_changed_paths(void **state)
+{
+    fixture *f = *state;
+    const char *ev = "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"p\","
+                     "\"attributes\":{\"z\":{\"y\":[1,{\"k\":\"v:w\"}]},\"a\\\"b\":1,"
+                     "\"\\u00e9\\n\":\"x,\\\"y\\\":\",\"b\":null,\"a\\\\c\":[]}}";
+    assert_applied(apply1(f, ev));
+    chg_list l = {0};
+    history_of(f, "default", "p", &l);
+    assert_int_equal(l.n, 1);
+    struct json_object *after = parse(l.c[0].after);
+    ms_buf want = MS_BUF_INIT;
+    ms_buf_puts(&want, "[\"type\",\"name\",\"parent\"");
+    ms_json_diff_paths(NULL, get(after, "attributes"), "attributes", &want, 3);
+    ms_buf_putc(&want, ']');
+    assert_string_equal(l.c[0].changed, want.data);
+    ms_buf_free(&want);
+    json_object_put(after);
+    chg_list_free(&l);
+}
+
 /* Number of assets a full-text search q finds. */
 static size_t search_count(fixture *f, const char *q)
 {
@@ -1524,6 +1547,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_asset_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_indexed_per_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_changed_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors_types_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_lineage_cycle, setup, teardown),

@@ -279,6 +279,40 @@ static struct json_object *attrs_parse(const sq_store *s, const char *text)
     return ms_json_parse(text, strlen(text), s->max_depth, NULL, &err);
 }
 
+/* Returns the end of the JSON string starting at the quote p (just past its closing quote). */
+static const char *skip_jstring(const char *p)
+{
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && p[1]) p++;
+    return *p ? p + 1 : p;
+}
+
+/* Appends ,"attributes.<key>" for each top-level key of the canonical JSON object text attrs
+ * (starting after n paths already written) and returns how many: what ms_json_diff_paths(NULL,
+ * parsed attrs) gives for a create, without parsing again what the decoder already checked.
+ * Canonical keys come sorted bytewise and escaped by ms_buf_put_jstrn, as diff paths are. */
+static size_t create_paths(const char *attrs, ms_buf *out, size_t n)
+{
+    size_t k = 0;
+    int depth = 0;
+    for (const char *p = attrs; p && *p;) {
+        if (*p == '"') {
+            const char *end = skip_jstring(p);
+            if (depth == 1 && *end == ':') {
+                if (n + k++) ms_buf_putc(out, ',');
+                ms_buf_puts(out, "\"attributes.");
+                ms_buf_append(out, p + 1, (size_t)(end - p - 1));
+            }
+            p = end;
+            continue;
+        }
+        if (*p == '{' || *p == '[') depth++;
+        if (*p == '}' || *p == ']') depth--;
+        p++;
+    }
+    return k;
+}
+
 /* Appends the JSON array of changed paths between before (may be !exists) and after. */
 static void changed_paths(const sq_store *s, const sq_row *b, const sq_row *a, bool tags_changed,
                           ms_buf *out)
@@ -294,8 +328,10 @@ static void changed_paths(const sq_store *s, const sq_row *b, const sq_row *a, b
     FIELD(name, "name")
     FIELD(parent, "parent")
 #undef FIELD
-    if (!b->exists || !str_eq(b->attributes, a->attributes)) {
-        struct json_object *x = b->exists ? attrs_parse(s, b->attributes) : NULL;
+    if (!b->exists) {
+        n += create_paths(a->attributes, out, n);
+    } else if (!str_eq(b->attributes, a->attributes)) {
+        struct json_object *x = attrs_parse(s, b->attributes);
         struct json_object *y = attrs_parse(s, a->attributes);
         ms_buf tmp = MS_BUF_INIT;
         size_t k = ms_json_diff_paths(x, y, "attributes", &tmp, 0);
