@@ -100,8 +100,9 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
     pthread_mutex_lock(&s->stats_mu);
     s->seqs = ms_xrealloc(s->seqs, (s->nseqs + 1) * sizeof *s->seqs);
     s->seqs[s->nseqs] = (sq_tenant_seq){ms_xstrdup(tenant), last, last, orphans, orphans};
+    sq_tenant_seq *ts = &s->seqs[s->nseqs++];
     pthread_mutex_unlock(&s->stats_mu);
-    return &s->seqs[s->nseqs++];
+    return ts;
 }
 
 /* One event's work in progress. */
