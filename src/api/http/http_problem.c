@@ -49,8 +49,8 @@ static enum MHD_Result problem_send(struct MHD_Connection *conn, const char *pat
     return rc;
 }
 
-enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path, const ms_error *err,
-                                ms_metrics *metrics)
+enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path,
+                                const ms_error *err, ms_metrics *metrics)
 {
     return problem_send(conn, path, err, NULL, metrics);
 }

@@ -16,8 +16,8 @@
 #include <microhttpd.h>
 
 /* Queues the problem answer for err on conn; returns MHD_queue_response's result. */
-enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path, const ms_error *err,
-                                ms_metrics *metrics);
+enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path,
+                                const ms_error *err, ms_metrics *metrics);
 /* The 405 answer for a route that allows only the methods in allow ("GET, HEAD"): the Allow
  * header lists them and the detail says "use <allow>". Every 405 goes through here. */
 enum MHD_Result ms_problem_send_method(struct MHD_Connection *conn, const char *path,
