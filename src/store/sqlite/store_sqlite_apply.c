@@ -23,7 +23,8 @@ static const char *const wsql[W__COUNT] = {
               " updated_at, deleted, orphan) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8)",
     [W_UPD] = "UPDATE assets SET type=?2, name=?3, parent=?4, attributes=?5, version=?6,"
               " created_at=?7, updated_at=?8, deleted=?9, orphan=?10 WHERE id=?1",
-    [W_ADOPT] = "UPDATE assets SET orphan=0 WHERE tenant=? AND parent=? AND orphan=1",
+    [W_ADOPT] = "UPDATE assets SET orphan=0 WHERE tenant=? AND parent=? AND orphan=1"
+                " RETURNING deleted",
     [W_TAGS_GET] = "SELECT tag, source, origin FROM tags WHERE tenant=? AND qn=?"
                    " ORDER BY tag, origin",
     [W_TAG_INS] = "INSERT OR IGNORE INTO tags(tenant, qn, tag, source, origin)"
@@ -34,21 +35,39 @@ static const char *const wsql[W__COUNT] = {
     [W_EDGE_DEL] = "DELETE FROM edges WHERE tenant=? AND src=? AND dst=? AND via=?",
     [W_CHG_INS] = "INSERT INTO changes(tenant, seq, op, qn, type, version, before, after, changed,"
                   " cause, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    /* UNION on the name alone, so a parent loop (an asset that is its own ancestor) ends. */
-    [W_DESC] = "WITH RECURSIVE d(qn) AS (SELECT ?2 UNION SELECT a.qn FROM"
-               " assets a JOIN d ON a.tenant = ?1 AND a.parent = d.qn WHERE a.deleted = 0)"
-               " SELECT qn FROM d WHERE qn <> ?2",
+    /* Live descendants, nearest first, then by name. Every asset has one parent, so a walk down
+     * from the root can meet an asset twice only on a parent loop, and such a loop passes
+     * through the root itself: never stepping back onto the root (a.qn <> ?2) ends the walk
+     * while each descendant keeps its depth. */
+    [W_DESC] = "WITH RECURSIVE d(qn, depth) AS (SELECT ?2, 0 UNION ALL SELECT a.qn, d.depth + 1"
+               " FROM assets a JOIN d ON a.tenant = ?1 AND a.parent = d.qn"
+               " WHERE a.deleted = 0 AND a.qn <> ?2)"
+               " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_TENANT_INS] = "INSERT OR IGNORE INTO tenants(tenant) VALUES(?)",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0",
+    /* The full-text rows of a commit's new assets, in one statement (a per-row trigger made FTS5
+     * write and merge one segment per row: half of the writer's time). */
+    [W_FTS_ADD] = "INSERT INTO assets_fts(rowid, name, qn, description)"
+                  " SELECT id, name, qn, description FROM assets WHERE id > ?",
+    [W_FTS_MARK] = "UPDATE meta SET value = ? WHERE key = 'fts_indexed_id'",
+    /* Once per tenant and process: from then on the writer keeps the count (orphan_count). */
+    [W_ORPHANS] = "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
 };
 
+/* Prepares the writer's statements and loads the full-text mark. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err)
 {
     for (int i = 0; i < W__COUNT; i++)
         if (sqlite3_prepare_v3(s->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->ws[i], NULL) !=
             SQLITE_OK)
             return sq_fail(err, s->w, wsql[i]);
-    return MS_OK;
+    sqlite3_stmt *st = NULL;
+    bool ok = sqlite3_prepare_v2(s->w, "SELECT value FROM meta WHERE key = 'fts_indexed_id'", -1,
+                                 &st, NULL) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW;
+    if (ok) s->fts_mark = s->fts_pending = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return ok ? MS_OK : sq_fail(err, s->w, "full-text mark");
 }
 
 /* Steps a write statement to completion and resets it. */
@@ -59,7 +78,8 @@ static bool run(sqlite3_stmt *st)
     return rc == SQLITE_DONE;
 }
 
-/* The seq slot of tenant; a new tenant gets its last seq from the log. */
+/* The seq slot of tenant; a new tenant gets its last seq from the log and its orphan count
+ * from the assets. */
 static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
 {
     for (size_t i = 0; i < s->nseqs; i++)
@@ -72,9 +92,17 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
         if (sqlite3_step(st) == SQLITE_ROW) last = (uint64_t)sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
+    int64_t orphans = 0;
+    st = s->ws[W_ORPHANS];
+    sq_bind_text(st, 1, tenant);
+    if (sqlite3_step(st) == SQLITE_ROW) orphans = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    pthread_mutex_lock(&s->stats_mu);
     s->seqs = ms_xrealloc(s->seqs, (s->nseqs + 1) * sizeof *s->seqs);
-    s->seqs[s->nseqs] = (sq_tenant_seq){ms_xstrdup(tenant), last, last};
-    return &s->seqs[s->nseqs++];
+    s->seqs[s->nseqs] = (sq_tenant_seq){ms_xstrdup(tenant), last, last, orphans, orphans};
+    sq_tenant_seq *ts = &s->seqs[s->nseqs++];
+    pthread_mutex_unlock(&s->stats_mu);
+    return ts;
 }
 
 /* One event's work in progress. */
@@ -141,6 +169,7 @@ static bool save(apply_ctx *a, const char *qn, sq_row *r, bool existed)
         sqlite3_bind_int(st, 8, r->orphan);
         if (!run(st)) return false;
         r->id = sqlite3_last_insert_rowid(a->s->w);
+        if (r->id > a->s->fts_pending) a->s->fts_pending = r->id;
         return true;
     }
     st = a->s->ws[W_UPD];
@@ -155,6 +184,13 @@ static bool save(apply_ctx *a, const char *qn, sq_row *r, bool existed)
     sqlite3_bind_int(st, 9, r->deleted);
     sqlite3_bind_int(st, 10, r->orphan);
     return run(st);
+}
+
+/* Accounts the change of the live-orphan count when row b (before; !exists for a new asset)
+ * is saved as r. */
+static void orphan_count(apply_ctx *a, const sq_row *b, const sq_row *r)
+{
+    a->seq->orphans_next += (!r->deleted && r->orphan) - (b->exists && !b->deleted && b->orphan);
 }
 
 static bool str_eq(const char *x, const char *y)
@@ -233,8 +269,54 @@ static bool direct_tags_write(apply_ctx *a, const char *qn, const sq_row *r)
     return true;
 }
 
+/* Parses stored or event attributes with the decoder's strict parser and depth limit (json-c's
+ * own parser stops at 32 levels, so deeper attributes the decoder accepted would read as NULL).
+ * NULL text, or text that does not parse, gives NULL. */
+static struct json_object *attrs_parse(const sq_store *s, const char *text)
+{
+    if (!text) return NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    return ms_json_parse(text, strlen(text), s->max_depth, NULL, &err);
+}
+
+/* Returns the end of the JSON string starting at the quote p (just past its closing quote). */
+static const char *skip_jstring(const char *p)
+{
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && p[1]) p++;
+    return *p ? p + 1 : p;
+}
+
+/* Appends ,"attributes.<key>" for each top-level key of the canonical JSON object text attrs
+ * (starting after n paths already written) and returns how many: what ms_json_diff_paths(NULL,
+ * parsed attrs) gives for a create, without parsing again what the decoder already checked.
+ * Canonical keys come sorted bytewise and escaped by ms_buf_put_jstrn, as diff paths are. */
+static size_t create_paths(const char *attrs, ms_buf *out, size_t n)
+{
+    size_t k = 0;
+    int depth = 0;
+    for (const char *p = attrs; p && *p;) {
+        if (*p == '"') {
+            const char *end = skip_jstring(p);
+            if (depth == 1 && *end == ':') {
+                if (n + k++) ms_buf_putc(out, ',');
+                ms_buf_puts(out, "\"attributes.");
+                ms_buf_append(out, p + 1, (size_t)(end - p - 1));
+            }
+            p = end;
+            continue;
+        }
+        if (*p == '{' || *p == '[') depth++;
+        if (*p == '}' || *p == ']') depth--;
+        p++;
+    }
+    return k;
+}
+
 /* Appends the JSON array of changed paths between before (may be !exists) and after. */
-static void changed_paths(const sq_row *b, const sq_row *a, bool tags_changed, ms_buf *out)
+static void changed_paths(const sq_store *s, const sq_row *b, const sq_row *a, bool tags_changed,
+                          ms_buf *out)
 {
     size_t n = 0;
     ms_buf_putc(out, '[');
@@ -247,9 +329,11 @@ static void changed_paths(const sq_row *b, const sq_row *a, bool tags_changed, m
     FIELD(name, "name")
     FIELD(parent, "parent")
 #undef FIELD
-    if (!b->exists || !str_eq(b->attributes, a->attributes)) {
-        struct json_object *x = b->exists ? json_tokener_parse(b->attributes) : NULL;
-        struct json_object *y = json_tokener_parse(a->attributes);
+    if (!b->exists) {
+        n += create_paths(a->attributes, out, n);
+    } else if (!str_eq(b->attributes, a->attributes)) {
+        struct json_object *x = attrs_parse(s, b->attributes);
+        struct json_object *y = attrs_parse(s, a->attributes);
         ms_buf tmp = MS_BUF_INIT;
         size_t k = ms_json_diff_paths(x, y, "attributes", &tmp, 0);
         if (k) {
@@ -276,6 +360,12 @@ static bool check_parent(apply_ctx *a, const ms_type *t, const char *parent, boo
         *orphan = t && t->nparents > 0;
         return true;
     }
+    if (t && t->root) { /* whether or not the parent exists */
+        char msg[200];
+        snprintf(msg, sizeof msg, "a %s cannot have a parent (parent '%%s')", t->name);
+        reject(a, MS_ERR_INVALID_PARENT, msg, parent);
+        return false;
+    }
     sqlite3_stmt *st = a->s->ws[W_PARENT];
     sq_bind_text(st, 1, a->ev->tenant);
     sq_bind_text(st, 2, parent);
@@ -301,7 +391,7 @@ static bool check_parent(apply_ctx *a, const ms_type *t, const char *parent, boo
 static bool check_required(apply_ctx *a, const ms_type *t, const char *attrs)
 {
     if (!t || !t->nrequired) return true;
-    struct json_object *o = json_tokener_parse(attrs);
+    struct json_object *o = attrs_parse(a->s, attrs);
     bool ok = true;
     for (size_t i = 0; ok && i < t->nrequired; i++) {
         struct json_object *v = NULL;
@@ -337,6 +427,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, sq_row *b, sq_row *r, boo
     r->updated_at = ms_xstrdup(a->now);
     if (!r->created_at) r->created_at = ms_xstrdup(a->now);
     if (!save(a, qn, r, existed)) return false;
+    orphan_count(a, b, r);
     if (tags_changed && !direct_tags_write(a, qn, r)) return false;
     ms_buf before = MS_BUF_INIT, after = MS_BUF_INIT, changed = MS_BUF_INIT;
     bool was_live = existed && !b->deleted;
@@ -346,7 +437,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, sq_row *b, sq_row *r, boo
         ms_buf_puts(&changed, "[\"deleted\"]");
     } else {
         sq_row none = {0};
-        changed_paths(was_live ? b : &none, r, tags_changed, &changed);
+        changed_paths(a->s, was_live ? b : &none, r, tags_changed, &changed);
     }
     bool ok = change(a, op, qn, r->type, r->version, was_live ? before.data : NULL,
                      r->deleted ? NULL : after.data, changed.data);
@@ -387,7 +478,7 @@ static bool do_upsert(apply_ctx *a)
     r.created_at = live ? ms_xstrdup(b.created_at) : NULL;
     r.tags = NULL;
     r.ntags = 0;
-    if (b.exists) { /* carry tags over, then apply the event's direct tags */
+    if (live) { /* carry tags over, then apply the event's direct tags */
         r.tags = ms_xmalloc((b.ntags + 1) * sizeof *r.tags);
         for (size_t i = 0; i < b.ntags; i++)
             r.tags[i] = (sq_tag){ms_xstrdup(b.tags[i].name), ms_xstrdup(b.tags[i].source),
@@ -395,7 +486,14 @@ static bool do_upsert(apply_ctx *a)
         r.ntags = b.ntags;
     }
     bool tags_changed = ev->has_tags && !direct_tags_equal(&b, ev->tags, ev->ntags);
-    if (tags_changed) direct_tags_set(&r, ev->tags, ev->ntags);
+    if (tags_changed || (!live && ev->has_tags)) direct_tags_set(&r, ev->tags, ev->ntags);
+    if (!live && b.exists && !direct_tags_equal(&b, NULL, 0)) {
+        /* A re-create starts with the event's tags only: drop those the deleted asset had. */
+        sqlite3_stmt *clr = a->s->ws[W_TAGS_CLEAR];
+        sq_bind_text(clr, 1, ev->tenant);
+        sq_bind_text(clr, 2, ev->qn);
+        if (!(ok = run(clr))) goto done;
+    }
     if (live && !tags_changed && str_eq(b.name, r.name) && str_eq(b.parent, r.parent) &&
         str_eq(b.attributes, r.attributes) && b.orphan == r.orphan) {
         a->res->status = MS_APPLY_UNCHANGED;
@@ -408,6 +506,7 @@ static bool do_upsert(apply_ctx *a)
         r.created_at = r.created_at ? r.created_at : ms_xstrdup(b.created_at);
         r.updated_at = ms_xstrdup(b.updated_at);
         ok = save(a, ev->qn, &r, true);
+        orphan_count(a, &b, &r);
         a->res->status = MS_APPLY_UNCHANGED;
         goto done;
     }
@@ -416,7 +515,11 @@ static bool do_upsert(apply_ctx *a)
         sqlite3_stmt *st = a->s->ws[W_ADOPT];
         sq_bind_text(st, 1, ev->tenant);
         sq_bind_text(st, 2, ev->qn);
-        ok = run(st);
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            if (!sqlite3_column_int(st, 0)) a->seq->orphans_next--;
+        sqlite3_reset(st);
+        ok = rc == SQLITE_DONE;
     }
 done:
     sq_row_free(&b);
@@ -442,8 +545,8 @@ static bool do_patch(apply_ctx *a)
         reject(a, MS_ERR_TYPE_CONFLICT, msg, ev->qn);
         goto done;
     }
-    struct json_object *cur = json_tokener_parse(b.attributes);
-    struct json_object *patch = json_tokener_parse(ev->attributes);
+    struct json_object *cur = attrs_parse(a->s, b.attributes);
+    struct json_object *patch = attrs_parse(a->s, ev->attributes);
     struct json_object *merged = ms_json_merge_patch(cur, patch);
     ms_buf canon = MS_BUF_INIT;
     ms_json_canonical(merged, &canon);
@@ -629,13 +732,27 @@ static bool apply_one(apply_ctx *a)
     return ok;
 }
 
-ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
-                ms_apply_result *res, ms_error *err)
+/* Indexes the assets inserted in the open transaction (ids above the mark) for full-text search
+ * and moves the mark, inside the transaction: search stays transactional. */
+static bool fts_index_new(sq_store *s)
+{
+    if (s->fts_pending <= s->fts_mark) return true;
+    sqlite3_stmt *add = s->ws[W_FTS_ADD], *mark = s->ws[W_FTS_MARK];
+    sqlite3_bind_int64(add, 1, s->fts_mark);
+    sqlite3_bind_int64(mark, 1, s->fts_pending);
+    return run(add) && run(mark);
+}
+
+ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
+                ms_error *err)
 {
     sq_store *s = ctx;
     if (sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sq_fail(err, s->w, "begin");
-    for (size_t i = 0; i < s->nseqs; i++) s->seqs[i].next = s->seqs[i].committed;
+    for (size_t i = 0; i < s->nseqs; i++) {
+        s->seqs[i].next = s->seqs[i].committed;
+        s->seqs[i].orphans_next = s->seqs[i].orphans;
+    }
     for (size_t i = 0; i < n; i++) {
         sq_tenant_seq *ts = tseq(s, evs[i]->tenant);
         if (ts->next == ts->committed && ts->committed == 0) {
@@ -649,14 +766,22 @@ ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
         if (!apply_one(&a)) {
             if (!err->detail[0]) sq_fail(err, s->w, "apply");
             sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+            s->fts_pending = s->fts_mark;
             return MS_ERR_STORE;
         }
     }
-    if (sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (!fts_index_new(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(err, s->w, "commit");
         sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+        s->fts_pending = s->fts_mark;
         return MS_ERR_STORE;
     }
-    for (size_t i = 0; i < s->nseqs; i++) s->seqs[i].committed = s->seqs[i].next;
+    s->fts_mark = s->fts_pending;
+    pthread_mutex_lock(&s->stats_mu);
+    for (size_t i = 0; i < s->nseqs; i++) {
+        s->seqs[i].committed = s->seqs[i].next;
+        s->seqs[i].orphans = s->seqs[i].orphans_next;
+    }
+    pthread_mutex_unlock(&s->stats_mu);
     return MS_OK;
 }
