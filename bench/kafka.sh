@@ -18,11 +18,18 @@
 #   BENCH_CORE=1            0: skip the HTTP figure (BENCH_CORE_RATE=N to give one instead)
 #   BENCH_LATENCY=1         0: skip the latency run
 #   BENCH_LAT_EVENTS=200000 events produced in the latency run (the first ones of the estate)
+#   BENCH_LAT_WARMUP=0     seconds at the start of the latency run left out of the quantiles (a fresh
+#                           producer, consumer and store; their worst is reported as warm-up max)
 #   BENCH_LAT_RATE=         events/s of the latency run; default half the median Kafka rate
 #   BENCH_FAST_PARTITIONS=16 BENCH_BULK_PARTITIONS=64   partitions of the two topics: the mock
 #                           keeps ~5 MiB per partition in memory, so 1M events need many (raw
 #                           reports `dropped` when the mock no longer held some)
 #   BENCH_SYNC=full         store.synchronous of the servers (as bench/run.sh)
+#   BENCH_SERVER_FLAGS="--kafka.properties.fetch.wait.max.ms 10"   extra `metasync serve` flags.
+#                           The default makes the mock behave like Kafka: a real broker answers a
+#                           fetch as soon as it has data (fetch.min.bytes=1), the mock holds a fetch
+#                           that finds none for fetch.wait.max.ms (librdkafka's 500 ms), which adds
+#                           ~350 ms to the p50 latency. "" runs with librdkafka's defaults.
 #   BENCH_PERF=0            1: `perf record` the server during the (first) Kafka run
 #   BENCH_KEEP=0            1: keep the data directories
 # Output: a table, and one line `BENCH_SUMMARY {json}` (also $BENCH_DIR/summary.json). Timings are
@@ -40,11 +47,13 @@ CORE_RATE=${BENCH_CORE_RATE:-}
 LATENCY=${BENCH_LATENCY:-1}
 LAT_N=${BENCH_LAT_EVENTS:-200000}
 LAT_RATE=${BENCH_LAT_RATE:-}
+LAT_WARMUP=${BENCH_LAT_WARMUP:-0}
 PF=${BENCH_FAST_PARTITIONS:-16}
 PB=${BENCH_BULK_PARTITIONS:-64}
 SYNC=${BENCH_SYNC:-full}
 PERF=${BENCH_PERF:-0}
 KEEP=${BENCH_KEEP:-0}
+read -r -a SERVER_FLAGS <<<"${BENCH_SERVER_FLAGS---kafka.properties.fetch.wait.max.ms 10}"
 FAST_T=metasync.events
 BULK_T=metasync.events.bulk
 ((LAT_N > N)) && LAT_N=$N
@@ -73,6 +82,14 @@ log() { printf '[bench-kafka %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fmt_int() { printf "%'d" "${1%.*}" 2>/dev/null || printf "%s" "$1"; }
 kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; } # kv NAME LINE: value of NAME=… in LINE
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (!NR) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# thread_cpu PID: CPU seconds of the process's busiest threads, with their names.
+thread_cpu() {
+  local hz; hz=$(getconf CLK_TCK)
+  for t in /proc/"$1"/task/*; do
+    [[ -r $t/stat ]] || continue
+    awk -v name="$(cat "$t/comm" 2>/dev/null)" -v tid="${t##*/}" -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.1f %s/%s\n", ($12 + $13) / hz, name, tid }' "$t/stat"
+  done | sort -rn | head -6 | awk '{ printf "%s%s=%ss", (NR > 1 ? ", " : ""), $2, $1 }' || true
+}
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # start_mock: a fresh mock cluster with the two topics; sets MOCK_PID and BROKERS.
@@ -111,7 +128,7 @@ start_server() {
   rm -rf "$dd"; mkdir -p "$dd"
   "$MS" serve --listen 127.0.0.1:0 --data-dir "$dd" --store.synchronous "$SYNC" \
     --kafka.brokers "$BROKERS" --kafka.changes-topic "" --kafka.topics "$FAST_T" \
-    --kafka.bulk-topics "$BULK_T" --kafka.group-id "bench-$RANDOM" >"$dd.log" 2>&1 &
+    --kafka.bulk-topics "$BULK_T" --kafka.group-id "bench-$RANDOM" "${SERVER_FLAGS[@]}" >"$dd.log" 2>&1 &
   SERVER_PID=$!
   URL=""
   for _ in $(seq 1 200); do
@@ -174,6 +191,7 @@ for r in $(seq 1 "$REPEAT"); do
     --fast-topic "$FAST_T" --bulk-topic "$BULK_T" >"$DIR/kafka-$r.out" 2>"$DIR/kafka-$r.err" || true
   T1=$(date +%s.%N)
   C1=$(cpu_secs "$SERVER_PID")
+  log "run $r: server threads: $(thread_cpu "$SERVER_PID")"
   [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
   curl -fsS "$URL/metrics" >"$DIR/metrics-kafka-$r.txt" || true
   stop_server
@@ -215,7 +233,7 @@ if [[ $LATENCY == 1 ]]; then
   start_server "$DD"
   log "latency: $(fmt_int "$LAT_N") events at $(fmt_int "$LAT_RATE") events/s, followed on $URL/api/v1/changes/stream"
   "$PROD" --brokers "$BROKERS" --server "$URL" --file "$FILE" --count "$LAT_N" --rate "$LAT_RATE" \
-    --fast-topic "$FAST_T" --bulk-topic "$BULK_T" --timeout-s 60 >"$DIR/latency.out" 2>"$DIR/latency.err" || true
+    --fast-topic "$FAST_T" --bulk-topic "$BULK_T" --timeout-s 60 --warmup-s "$LAT_WARMUP" --dump "$DIR/latency.tsv" >"$DIR/latency.out" 2>"$DIR/latency.err" || true
   curl -fsS "$URL/metrics" >"$DIR/metrics-latency.txt" || true
   stop_server
   stop_mock

@@ -20,7 +20,12 @@
  * follows the change feed (GET /api/v1/changes/stream, Server-Sent Events) and notes when each
  * event's first change record (its `cause` = the event id) arrives. Latency = that arrival minus
  * the time the event was handed to rd_kafka_producev, both on CLOCK_MONOTONIC in this process.
- *   KLATENCY events=… seen=… rate=… achieved_rate=… p50_ms=… p90_ms=… p99_ms=… max_ms=…
+ *   KLATENCY events=… seen=… sample=… sample_seen=… rate=… achieved_rate=… p50_ms=… p90_ms=…
+ *            p99_ms=… max_ms=… warmup_s=… warmup_max_ms=…
+ * With --dump FILE, one line per event: id, bulk (0/1), sent (ms after the first), latency (ms,
+ * -1 when never seen).
+ * The events sent in the first --warmup-s seconds (default 0) are left out of the quantiles (the
+ * fresh producer's and consumer's connections and first fetches; their worst is warmup_max_ms).
  * Events are identified by the number in their id ("ev-00001234", as gen_estate writes them).
  *
  * Exit: 0 done, 1 timeout or error, 2 usage.
@@ -47,8 +52,9 @@ typedef struct kmsg {
 
 typedef struct bench {
     const char *brokers, *server, *file, *fast_topic, *bulk_topic;
+    const char *dump; /* --dump FILE, or NULL */
     size_t count;
-    double rate, timeout_s;
+    double rate, timeout_s, warmup_s;
     kmsg *msgs;
     size_t n;
     uint32_t max_id;
@@ -402,6 +408,11 @@ static int latency(bench *b)
     b->sent_ms = ms_xcalloc((size_t)b->max_id + 1, sizeof(double));
     b->seen_ms = ms_xcalloc((size_t)b->max_id + 1, sizeof(double));
     rd_kafka_t *rk = make_producer(b);
+    /* Metadata of every topic before the clock starts, so that the first events do not wait
+     * for the producer's topic lookups. */
+    const rd_kafka_metadata_t *md = NULL;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
     pthread_t th;
     pthread_create(&th, NULL, follow, b);
     struct timespec pause = {0, 200 * 1000000}; /* let the stream connect */
@@ -427,28 +438,47 @@ static int latency(bench *b)
     atomic_store(&b->stop, true);
     pthread_join(th, NULL);
     rd_kafka_destroy(rk);
+    FILE *dump = b->dump ? fopen(b->dump, "w") : NULL;
+    if (dump) {
+        for (size_t j = 0; j < b->n; j++) {
+            uint32_t id = b->msgs[j].idnum;
+            fprintf(dump, "%u %d %.3f %.3f\n", id, b->msgs[j].bulk, b->sent_ms[id] - t0,
+                    b->seen_ms[id] > 0 ? b->seen_ms[id] - b->sent_ms[id] : -1.0);
+        }
+        fclose(dump);
+    }
     double *lat = ms_xcalloc(b->n, sizeof *lat);
-    size_t k = 0;
+    size_t k = 0, sample = 0, seen_all = 0;
+    double warm_max = 0;
     for (size_t j = 0; j < b->n; j++) {
         uint32_t id = b->msgs[j].idnum;
-        if (b->seen_ms[id] > 0) lat[k++] = b->seen_ms[id] - b->sent_ms[id];
+        double l = b->seen_ms[id] > 0 ? b->seen_ms[id] - b->sent_ms[id] : -1;
+        seen_all += l >= 0;
+        if (b->sent_ms[id] - t0 < b->warmup_s * 1e3) { /* warm-up: not in the sample */
+            if (l > warm_max) warm_max = l;
+            continue;
+        }
+        sample++;
+        if (l >= 0) lat[k++] = l;
     }
     qsort(lat, k, sizeof *lat, cmp_double);
 #define Q(q) (k ? lat[(size_t)((double)(k - 1) * (q))] : 0.0)
-    printf("KLATENCY events=%zu seen=%zu rate=%.0f achieved_rate=%.0f p50_ms=%.1f p90_ms=%.1f "
-           "p99_ms=%.1f "
-           "max_ms=%.1f\n",
-           b->n, k, b->rate, (double)b->n / ((t_end - t0) / 1e3), Q(0.50), Q(0.90), Q(0.99),
-           k ? lat[k - 1] : 0.0);
+    printf("KLATENCY events=%zu seen=%zu sample=%zu sample_seen=%zu rate=%.0f achieved_rate=%.0f "
+           "p50_ms=%.1f "
+           "p90_ms=%.1f p99_ms=%.1f max_ms=%.1f warmup_s=%.1f warmup_max_ms=%.1f\n",
+           b->n, seen_all, sample, k, b->rate, (double)b->n / ((t_end - t0) / 1e3), Q(0.50),
+           Q(0.90), Q(0.99), k ? lat[k - 1] : 0.0, b->warmup_s, warm_max);
 #undef Q
     free(lat);
-    return k == b->n ? 0 : 1;
+    return seen_all == b->n ? 0 : 1;
 }
 
 static void usage(void)
 {
     fputs("usage: bench_kafka_produce --brokers B --server URL --file NDJSON [--count N]\n"
-          "         [--rate EV_PER_S] [--fast-topic T] [--bulk-topic T] [--timeout-s S]\n",
+          "         [--rate EV_PER_S] [--fast-topic T] [--bulk-topic T] [--timeout-s S] "
+          "[--warmup-s S]\n"
+          "         [--dump FILE]\n",
           stderr);
     exit(2);
 }
@@ -474,6 +504,10 @@ int main(int argc, char **argv)
             b.fast_topic = v;
         else if (strcmp(a, "--bulk-topic") == 0)
             b.bulk_topic = v;
+        else if (strcmp(a, "--warmup-s") == 0)
+            b.warmup_s = strtod(v, NULL);
+        else if (strcmp(a, "--dump") == 0)
+            b.dump = v;
         else if (strcmp(a, "--timeout-s") == 0)
             b.timeout_s = strtod(v, NULL);
         else
