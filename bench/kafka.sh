@@ -170,7 +170,7 @@ for r in $(seq 1 "$REPEAT"); do
   if [[ $CORE == 1 && -z $CORE_RATE ]]; then
     log "run $r: core HTTP ingest of the same $N events (bench/run.sh, hierarchical)"
     BUILD=$BUILD BENCH_ASSETS=$N BENCH_DIR=$DIR/core BENCH_ORDERS=hierarchical BENCH_ENGINE_SQL="" \
-      BENCH_FASTLANE=0 BENCH_SYNC=$SYNC bash "$ROOT/bench/run.sh" >"$DIR/core-$r.out" 2>"$DIR/core-$r.err"
+      BENCH_FASTLANE=0 BENCH_SYNC=$SYNC BENCH_PERF=0 bash "$ROOT/bench/run.sh" >"$DIR/core-$r.out" 2>"$DIR/core-$r.err"
     C=$(sed -n 's/^BENCH_SUMMARY .*"hierarchical":{[^}]*"assets_per_s":\([0-9]*\).*/\1/p' "$DIR/core-$r.out")
     log "run $r: core $(fmt_int "${C:-0}") events/s"
     CORES+=" ${C:-0}"
