@@ -81,6 +81,7 @@ trap cleanup EXIT
 log() { printf '[bench-kafka %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fmt_int() { printf "%'d" "${1%.*}" 2>/dev/null || printf "%s" "$1"; }
 kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; } # kv NAME LINE: value of NAME=… in LINE
+kvn() { local v; v=$(kv "$1" "$2"); echo "${v:-0}"; } # the same, 0 when absent (for the JSON)
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (!NR) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # thread_cpu PID: CPU seconds of the process's busiest threads, with their names.
 thread_cpu() {
@@ -266,6 +267,6 @@ printf '%-34s %14s\n' "  produced → visible max (ms)" "$(kv max_ms "$LL")"
 echo "  (applied $APPLIED, rejected $REJECTED in the last Kafka run; raw: $RAW_DROPPED messages no longer held by the mock)"
 echo
 echo "targets (2 cores): Kafka / core ≥ 0.70 | p99 ≤ 100 ms at half the maximum rate"
-JSON="{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"events\":$N,\"cpus\":$NCPU,\"load_before\":$LOAD0,\"load_after\":$LOAD1,\"repeat\":$REPEAT,\"synchronous\":\"$SYNC\",\"fast_partitions\":$PF,\"bulk_partitions\":$PB,\"core_events_per_s\":${CORE_MED:-0},\"kafka_events_per_s\":${K_MED:-0},\"producer_events_per_s\":${P_MED:-0},\"server_cores\":${CPU_MED:-0},\"raw_consume_msgs_per_s\":${RAW_MED:-0},\"raw_dropped\":${RAW_DROPPED:-0},\"ratio_to_core\":$R_CORE,\"ratio_to_raw\":$R_RAW,\"applied\":${APPLIED:-0},\"rejected\":${REJECTED:-0},\"latency\":{\"events\":$(kv events "$LL"),\"seen\":$(kv seen "$LL" || echo 0),\"rate\":$(kv rate "$LL" || echo 0),\"p50_ms\":$(kv p50_ms "$LL" || echo 0),\"p90_ms\":$(kv p90_ms "$LL" || echo 0),\"p99_ms\":$(kv p99_ms "$LL" || echo 0),\"max_ms\":$(kv max_ms "$LL" || echo 0)},\"runs\":{\"core\":[$(tr -s ' ' ',' <<<"${CORES# }")],\"kafka\":[$(tr -s ' ' ',' <<<"${KRATES# }")],\"raw\":[$(tr -s ' ' ',' <<<"${RAWS# }")]}}"
+JSON="{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"events\":$N,\"cpus\":$NCPU,\"load_before\":$LOAD0,\"load_after\":$LOAD1,\"repeat\":$REPEAT,\"synchronous\":\"$SYNC\",\"fast_partitions\":$PF,\"bulk_partitions\":$PB,\"core_events_per_s\":${CORE_MED:-0},\"kafka_events_per_s\":${K_MED:-0},\"producer_events_per_s\":${P_MED:-0},\"server_cores\":${CPU_MED:-0},\"raw_consume_msgs_per_s\":${RAW_MED:-0},\"raw_dropped\":${RAW_DROPPED:-0},\"ratio_to_core\":$R_CORE,\"ratio_to_raw\":$R_RAW,\"applied\":${APPLIED:-0},\"rejected\":${REJECTED:-0},\"latency\":{\"events\":$(kvn events "$LL"),\"seen\":$(kvn seen "$LL"),\"rate\":$(kvn rate "$LL"),\"p50_ms\":$(kvn p50_ms "$LL"),\"p90_ms\":$(kvn p90_ms "$LL"),\"p99_ms\":$(kvn p99_ms "$LL"),\"max_ms\":$(kvn max_ms "$LL")},\"runs\":{\"core\":[$(tr -s ' ' ',' <<<"${CORES# }")],\"kafka\":[$(tr -s ' ' ',' <<<"${KRATES# }")],\"raw\":[$(tr -s ' ' ',' <<<"${RAWS# }")]}}"
 echo "$JSON" >"$DIR/summary.json"
 echo "BENCH_SUMMARY $JSON"
