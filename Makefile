@@ -2,13 +2,13 @@
 #   make run    installs what is missing, builds, starts `metasync serve` (loads the sample
 #               estate on a fresh data directory)
 #   make test   installs what is missing, builds (also ASan+UBSan and fuzz builds), runs every test
-# Other targets: build, demo, bench, fuzz, format, docs, clean.
+# Other targets: build, demo, bench, bench-kafka, fuzz, format, docs, clean.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build build-asan build-fuzz run demo test bench fuzz format docs clean
+.PHONY: all deps build build-asan build-fuzz run demo test bench bench-kafka fuzz format docs clean
 
 all: build
 
@@ -39,6 +39,9 @@ test: build build-asan build-fuzz
 
 bench: build
 	@bash bench/run.sh
+
+bench-kafka: build
+	@BUILD=$(BUILD) bash bench/kafka.sh
 
 fuzz: build-fuzz
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash scripts/fuzz.sh
