@@ -1,6 +1,8 @@
 /* ms_runtime.c — opening and closing one MetaSync in the right order (see ms_runtime.h). */
 #include "ms_runtime.h"
 
+#include "ms_registry.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +49,18 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
     return MS_OK;
 }
 
+/* Opens the schema registry once the engine runs (it submits kafka_schema assets through it, the
+ * built-in schemas at once): embedded when registry.enabled, the client of registry.url when
+ * that is set (whatever registry.enabled says: sinks that write Avro need it), else none. */
+static ms_err open_registry(ms_runtime *rt, ms_error *err)
+{
+    const ms_config *cfg = rt->cfg;
+    bool external = cfg->registry_url && *cfg->registry_url;
+    if (!cfg->registry_enabled && !external) return MS_OK;
+    ms_registry_args ra = {cfg, &rt->log, rt->store, rt->store_ctx, rt->engine};
+    return ms_registry_open(&ra, &rt->registry, err);
+}
+
 ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
 {
     memset(rt, 0, sizeof *rt);
@@ -69,6 +83,7 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
         rt->engine = ms_engine_new(&ea);
         rc = ms_engine_start(rt->engine, err);
     }
+    if (rc == MS_OK) rc = open_registry(rt, err);
     if (rc == MS_OK) rc = open_sinks(rt, err);
     if (rc != MS_OK) ms_runtime_close(rt);
     return rc;
@@ -93,8 +108,13 @@ void ms_runtime_close(ms_runtime *rt)
         rt->nsources--;
         rt->sources[rt->nsources]->stop(rt->source_ctx[rt->nsources]);
     }
+    /* With the sources stopped nothing writes to the registry any more (its writes come from HTTP
+     * threads), so the engine may stop; sinks may still resolve schema ids until they stop, so the
+     * registry is freed after them. */
     if (rt->engine) ms_engine_stop(rt->engine); /* commits what is queued */
     while (rt->nsinks) ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
+    ms_registry_free(rt->registry);
+    rt->registry = NULL;
     if (rt->blob && rt->blob_ctx) rt->blob->close(rt->blob_ctx);
     rt->blob_ctx = NULL;
     ms_engine_free(rt->engine);

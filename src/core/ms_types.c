@@ -46,6 +46,16 @@ static const builtin_def builtin_defs[] = {
      {"inputs", "outputs"},
      MS_LANE_FAST,
      "A lineage step that reads its inputs and writes its outputs"},
+    {"kafka_subject",
+     {NULL},
+     {NULL},
+     MS_LANE_FAST,
+     "A subject of the schema registry (registry/<subject>)"},
+    {"kafka_schema",
+     {"kafka_subject"},
+     {NULL},
+     MS_LANE_FAST,
+     "A registered schema version of a subject (registry/<subject>/<version>)"},
 };
 
 #define N_BUILTIN (sizeof builtin_defs / sizeof builtin_defs[0])

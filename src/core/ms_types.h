@@ -5,7 +5,8 @@
  * asset of the type must carry, and its lane (bulk for columns and BI fields, fast otherwise).
  * Built-ins: connection; database (parent connection); schema (database); table and view
  * (schema); column (table or view; requires data_type); dashboard (connection); bi_field
- * (dashboard); process (a lineage step; requires inputs and outputs).
+ * (dashboard); process (a lineage step; requires inputs and outputs); kafka_subject (a subject
+ * of the schema registry) and kafka_schema (parent kafka_subject; one registered version).
  *
  * Custom types are per tenant: a tenant sees the built-ins plus its own. The definition JSON is
  *   {"name":"kafka_topic","parents":["connection"],"required_attributes":["partitions"],

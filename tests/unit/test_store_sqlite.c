@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ms_test_dir.h"
+#include <sqlite3.h>
 
 extern const ms_store_ops ms_store_sqlite;
 
@@ -1443,6 +1444,120 @@ static void test_delete_self_parent_terminates(void **state)
     }
 }
 
+/* ---- control-plane records (ms_store.h version 2) ---------------------------------------------
+ */
+
+typedef struct ctl_rows {
+    size_t n, stop_after;
+    char tenant[8][32], key[8][64], json[8][128];
+} ctl_rows;
+
+static int ctl_cb(void *ud, const char *tenant, const char *key, const char *json)
+{
+    ctl_rows *r = ud;
+    if (r->n < 8) {
+        snprintf(r->tenant[r->n], sizeof r->tenant[0], "%s", tenant);
+        snprintf(r->key[r->n], sizeof r->key[0], "%s", key);
+        snprintf(r->json[r->n], sizeof r->json[0], "%s", json);
+    }
+    r->n++;
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+static ctl_rows ctl_list(fixture *f, const char *tenant, const char *kind, size_t stop_after)
+{
+    ctl_rows r;
+    memset(&r, 0, sizeof r);
+    r.stop_after = stop_after;
+    ms_error err;
+    assert_int_equal(ms_store_sqlite.ctl_list(f->ctx, tenant, kind, ctl_cb, &r, &err), MS_OK);
+    return r;
+}
+
+/* put replaces, NULL deletes, list is per kind, ordered by tenant then key, filtered by tenant,
+ * stops when the callback asks, and everything survives a reopen. */
+static void test_ctl_put_list_reopen(void **state)
+{
+    fixture *f = *state;
+    ms_error err;
+    assert_int_equal(ms_store_sqlite.version, 2);
+    assert_int_equal(ctl_list(f, NULL, "registry.schema", 0).n, 0);
+    assert_int_equal(
+        ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "2", "{\"id\":2}", &err),
+        MS_OK);
+    assert_int_equal(
+        ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "1", "{\"id\":1}", &err),
+        MS_OK);
+    assert_int_equal(
+        ms_store_sqlite.ctl_put(f->ctx, "acme", "registry.schema", "9", "{\"id\":9}", &err), MS_OK);
+    assert_int_equal(
+        ms_store_sqlite.ctl_put(f->ctx, "default", "registry.config", "", "{\"c\":1}", &err),
+        MS_OK);
+    assert_int_equal(ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "1",
+                                             "{\"id\":1,\"v\":2}", &err),
+                     MS_OK);
+
+    ctl_rows r = ctl_list(f, NULL, "registry.schema", 0);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.tenant[0], "acme");
+    assert_string_equal(r.key[0], "9");
+    assert_string_equal(r.tenant[1], "default");
+    assert_string_equal(r.key[1], "1");
+    assert_string_equal(r.json[1], "{\"id\":1,\"v\":2}");
+    assert_string_equal(r.key[2], "2");
+    r = ctl_list(f, "default", "registry.schema", 0);
+    assert_int_equal(r.n, 2);
+    r = ctl_list(f, NULL, "registry.schema", 1);
+    assert_int_equal(r.n, 1);
+    r = ctl_list(f, "default", "registry.config", 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.key[0], "");
+
+    assert_int_equal(ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "2", NULL, &err),
+                     MS_OK);
+    assert_int_equal(
+        ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "nope", NULL, &err), MS_OK);
+
+    store_close(f);
+    store_open(f);
+    r = ctl_list(f, NULL, "registry.schema", 0);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.key[0], "9");
+    assert_string_equal(r.key[1], "1");
+    assert_string_equal(r.json[1], "{\"id\":1,\"v\":2}");
+    assert_int_equal(ctl_list(f, NULL, "other", 0).n, 0);
+}
+
+/* A database of schema version 1 (before ctl existed) is migrated on open. */
+static void test_ctl_migrates_v1(void **state)
+{
+    fixture *f = *state;
+    store_close(f);
+    char path[700];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE ctl; UPDATE meta SET value='1' "
+                                  "WHERE key='schema_version'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    store_open(f);
+    ms_error err;
+    assert_int_equal(ms_store_sqlite.ctl_put(f->ctx, "default", "k", "a", "{}", &err), MS_OK);
+    assert_int_equal(ctl_list(f, "default", "k", 0).n, 1);
+    store_close(f);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "2");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    store_open(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1459,6 +1574,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_lineage_cycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_self_parent_terminates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctl_put_list_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctl_migrates_v1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -271,13 +271,14 @@ static void test_list_json(void **state)
     struct json_object *o = json_tokener_parse(s);
     assert_non_null(o);
     assert_true(json_object_is_type(o, json_type_array));
-    assert_int_equal(json_object_array_length(o), 11);
-    const char *names[] = {"connection", "database", "schema",  "table", "view", "column",
-                           "dashboard",  "bi_field", "process", "alpha", "zeta"};
-    for (size_t i = 0; i < 11; i++) {
+    assert_int_equal(json_object_array_length(o), 13);
+    const char *names[] = {"connection",   "database",  "schema",   "table",   "view",
+                           "column",       "dashboard", "bi_field", "process", "kafka_subject",
+                           "kafka_schema", "alpha",     "zeta"};
+    for (size_t i = 0; i < 13; i++) {
         struct json_object *e = json_object_array_get_idx(o, i);
         assert_string_equal(json_object_get_string(json_object_object_get(e, "name")), names[i]);
-        assert_int_equal(json_object_get_boolean(json_object_object_get(e, "builtin")), i < 9);
+        assert_int_equal(json_object_get_boolean(json_object_object_get(e, "builtin")), i < 11);
     }
     json_object_put(o);
     assert_non_null(strstr(s, "{\"builtin\":false,\"description\":\"A \\\"quoted\\\" one\","
@@ -291,7 +292,7 @@ static void test_list_json(void **state)
     ms_buf_reset(&b);
     ms_types_list_json(t, NULL, &b);
     o = json_tokener_parse(ms_buf_cstr(&b));
-    assert_int_equal(json_object_array_length(o), 9);
+    assert_int_equal(json_object_array_length(o), 11);
     json_object_put(o);
     ms_buf_free(&b);
 }
@@ -334,7 +335,7 @@ static void test_concurrent(void **state)
     ms_buf b = MS_BUF_INIT;
     ms_types_list_json(t, "t2", &b);
     struct json_object *o = json_tokener_parse(ms_buf_cstr(&b));
-    assert_int_equal(json_object_array_length(o), 59);
+    assert_int_equal(json_object_array_length(o), 61);
     json_object_put(o);
     ms_buf_free(&b);
 }

@@ -7,12 +7,14 @@
  * durable), on a long-poll, or in a Server-Sent Events stream. Request bodies are buffered up to
  * http.max_body_bytes each and http.body_budget_bytes for all connections together; past that
  * the answer is 413 or 503 + Retry-After, so memory stays bounded.
- * Every error answer goes through http_problem.c.
+ * Every error answer goes through http_problem.c, except under /registry, which is the schema
+ * registry's own API with Confluent's error bodies (built in src/registry/registry_http.c).
  */
 #include "http_problem.h"
 
 #include "ms_event.h"
 #include "ms_json.h"
+#include "ms_registry.h"
 #include "ms_runtime.h"
 #include "ms_source.h"
 
@@ -487,6 +489,61 @@ static enum MHD_Result metrics_route(api *a, struct MHD_Connection *c)
     return rc;
 }
 
+/* ---- /registry: the schema registry's own API (Confluent's error bodies, not problem+json) -- */
+
+static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *k,
+                                     const char *v)
+{
+    (void)kind;
+    ms_buf *q = cls;
+    if (q->len) ms_buf_putc(q, '&');
+    ms_buf_puts(q, k); /* MHD has decoded them: the registry's parameters are plain words */
+    if (v) {
+        ms_buf_putc(q, '=');
+        ms_buf_puts(q, v);
+    }
+    return MHD_YES;
+}
+
+/* MHD's unescape step, except for /registry paths: those reach the registry still
+ * percent-encoded, since a subject may hold '/' (a%2Fb) and the registry decodes each segment
+ * itself. Query arguments and every other path are decoded as MHD does by default. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    if (strncmp(s, "/registry", 9) == 0 && (s[9] == '/' || s[9] == '\0')) return strlen(s);
+    return MHD_http_unescape(s);
+}
+
+static enum MHD_Result registry_route(api *a, struct MHD_Connection *c, const char *url,
+                                      const char *method, req *r)
+{
+    ms_buf query = MS_BUF_INIT, out = MS_BUF_INIT;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query_arg, &query);
+    ms_registry_request rq = {
+        .tenant = tenant_of(c),
+        .method = method,
+        .path = url + 9,
+        .query = ms_buf_cstr(&query),
+        .body = ms_buf_cstr(&r->body),
+        .body_len = r->body.len,
+        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+        .too_large = r->too_large || r->over_budget,
+    };
+    int status = 500;
+    const char *ct = NULL;
+    ms_registry_http(a->rt->registry, &rq, &status, &ct, &out);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", ct);
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    ms_buf_free(&query);
+    ms_buf_free(&out);
+    return rc;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
@@ -495,6 +552,8 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
     ms_metrics *m = &a->rt->metrics;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;
+    if (strncmp(url, "/registry", 9) == 0 && (url[9] == '/' || url[9] == '\0'))
+        return registry_route(a, c, url, method, r); /* every method: the registry routes them */
     if (strcmp(url, "/healthz") == 0 && get)
         return ms_api_json(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0 && get) {
@@ -550,6 +609,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         atomic_fetch_add(&a->rt->metrics.http_requests, 1);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoll(cl, NULL, 10) > a->rt->cfg->http_max_body_bytes) r->too_large = true;
+        if (cl && strtoll(cl, NULL, 10) > MS_AVRO_MAX_SCHEMA_BYTES &&
+            strncmp(url, "/registry", 9) == 0)
+            r->too_large = true; /* the registry's own limit (it answers 413 itself) */
         return MHD_YES;
     }
     if (*upload_size) {
@@ -620,13 +682,12 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     uint16_t port = (uint16_t)atoi(colon + 1);
-    a->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, a,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    a->d = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!a->d) {
         free(a);

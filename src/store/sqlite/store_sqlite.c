@@ -13,7 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SQ_SCHEMA_VERSION 1
+/* 1: the first schema; 2: + ctl (control-plane records). Every table is created IF NOT EXISTS, so
+ * opening a version-1 database adds what is missing and bumps the version. */
+#define SQ_SCHEMA_VERSION 2
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -46,6 +48,8 @@ static const char *const schema_sql =
     " seq INTEGER NOT NULL, PRIMARY KEY(tenant, sink)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS types(tenant TEXT NOT NULL, name TEXT NOT NULL,"
     " definition TEXT NOT NULL, PRIMARY KEY(tenant, name)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ctl(tenant TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,"
+    " json TEXT NOT NULL, PRIMARY KEY(tenant, kind, key)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
     " content='assets', content_rowid='id');"
     "CREATE TRIGGER IF NOT EXISTS assets_fts_ai AFTER INSERT ON assets BEGIN"
@@ -800,6 +804,63 @@ static ms_err sq_types_load(void *ctx, int (*cb)(void *ud, const char *tenant, c
     return rc;
 }
 
+/* Control-plane records (ms_store.h, version 2): one statement in autocommit mode on a pool
+ * connection, so the record is durable (per store.synchronous) when this returns. */
+static ms_err sq_ctl_put(void *ctx, const char *tenant, const char *kind, const char *key,
+                         const char *json, ms_error *err)
+{
+    sq_store *s = ctx;
+    if (!tenant || !kind || !key)
+        return ms_error_set(err, MS_ERR_INTERNAL, "ctl_put: tenant, kind and key are required");
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db,
+             json ? "INSERT OR REPLACE INTO ctl(tenant, kind, key, json) VALUES(?, ?, ?, ?)"
+                  : "DELETE FROM ctl WHERE tenant=? AND kind=? AND key=?",
+             err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sq_bind_text(st, 2, kind);
+        sq_bind_text(st, 3, key);
+        if (json) sq_bind_text(st, 4, json);
+        rc = sqlite3_step(st) == SQLITE_DONE ? MS_OK : sq_fail(err, db, "ctl_put");
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
+static ms_err sq_ctl_list(void *ctx, const char *tenant, const char *kind,
+                          int (*cb)(void *ud, const char *tenant, const char *key,
+                                    const char *json),
+                          void *ud, ms_error *err)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st = prep(db,
+                            tenant ? "SELECT tenant, key, json FROM ctl WHERE kind=? AND tenant=?"
+                                     " ORDER BY tenant, key"
+                                   : "SELECT tenant, key, json FROM ctl WHERE kind=?"
+                                     " ORDER BY tenant, key",
+                            err);
+    ms_err rc = st ? MS_OK : MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, kind);
+        if (tenant) sq_bind_text(st, 2, tenant);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW)
+            if (cb(ud, (const char *)sqlite3_column_text(st, 0),
+                   (const char *)sqlite3_column_text(st, 1),
+                   (const char *)sqlite3_column_text(st, 2)))
+                break;
+        if (step != SQLITE_ROW && step != SQLITE_DONE) rc = sq_fail(err, db, "ctl_list");
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
 const ms_store_ops ms_store_sqlite = {
     .version = MS_STORE_OPS_VERSION,
     .name = "sqlite",
@@ -820,4 +881,6 @@ const ms_store_ops ms_store_sqlite = {
     .cursor_set = sq_cursor_set,
     .type_save = sq_type_save,
     .types_load = sq_types_load,
+    .ctl_put = sq_ctl_put,
+    .ctl_list = sq_ctl_list,
 };
