@@ -484,8 +484,11 @@ int rg_check(ms_registry *r, const char *tenant, const char *subject, int v, con
     pthread_mutex_lock(&r->mu);
     rg_subject *s = rg_locked_subject(r, tenant, subject, false);
     int rc = RG_OK;
-    if (!rg_live_count(s))
+    /* Like Confluent 7: with no version or "latest", a subject without live versions has
+     * nothing to be incompatible with; a numbered version must exist. */
+    if (!rg_live_count(s) && v > 0)
         rc = rg_failf(f, RG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
+    if (!rg_live_count(s) && v <= 0) v = 0;
     rg_version *x = rc == RG_OK && v != 0 ? rg_locked_version(s, v, false) : NULL;
     if (rc == RG_OK && v != 0 && !x)
         rc = rg_failf(f, RG_VERSION_NOT_FOUND, "Version %d not found.", v);
@@ -498,8 +501,8 @@ int rg_check(ms_registry *r, const char *tenant, const char *subject, int v, con
     x = v != 0 ? rg_locked_version(s, v, false) : NULL;
     if (v != 0 && x) {
         const rg_schema *old = rg_locked_schema(r, x->id);
-        /* Against one version, the level's direction applies without transitivity; NONE
-         * still answers whether BACKWARD would hold, as Confluent treats NONE as compatible. */
+        /* Against one version: the level's direction(s), no transitivity; NONE is always
+         * compatible. */
         *ok = strcmp(level, "NONE") == 0 || !old || check_pair(level, neu, old, x->version, why);
     } else {
         *ok = locked_check_level(r, s, level, neu, why);
@@ -563,6 +566,17 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
         x.id = sch->id;
         rc = persist_version(r, s, &x, false, f);
         if (rc == RG_OK) subject_add_version(s, x);
+        /* As Confluent does, the soft-deleted versions of this subject with the same id are
+         * removed for good: the new version supersedes them (a failure just leaves them). */
+        for (size_t i = 0; rc == RG_OK && i < s->nv;) {
+            if (s->v[i].deleted && s->v[i].id == x.id &&
+                persist_version(r, s, &s->v[i], true, NULL) == RG_OK) {
+                memmove(&s->v[i], &s->v[i + 1], (s->nv - i - 1) * sizeof *s->v);
+                s->nv--;
+            } else {
+                i++;
+            }
+        }
     }
     rg_schema snapshot = {0};
     if (rc == RG_OK) {

@@ -145,8 +145,9 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
 /*
  * Checks text against the subject: against version v only (v >= 1), or (v == 0) against what the
  * subject's level asks (the latest, or every live version for *_TRANSITIVE; v == -1 is the
- * latest). Sets *ok; when why != NULL appends one JSON string element per message (comma
- * separated). Errors: 40401, 40402, 42201.
+ * latest). A subject without live versions is compatible with anything unless v >= 1 (as
+ * Confluent 7 answers). Sets *ok; when why != NULL appends one JSON string element per message
+ * (comma separated). Errors: 40401, 40402, 42201.
  */
 int rg_check(ms_registry *r, const char *tenant, const char *subject, int v, const char *text,
              size_t len, const char *schema_type, bool *ok, ms_buf *why, rg_fail *f);

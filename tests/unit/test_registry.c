@@ -17,6 +17,7 @@
 #include "ms_types.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,10 @@ static int64_t reg(fixture *f, const char *subject, const char *text)
 #define REC_AC                                                                                     \
     "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"},"           \
     "{\"name\":\"c\",\"type\":\"long\"}]}"
+/* Only b, with a default: reads anything of these (backward-compatible with all of them). */
+#define REC_B_ANY                                                                                  \
+    "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":\"string\","         \
+    "\"default\":\"x\"}]}"
 /* No fields: backward-compatible only (old readers need a). */
 #define REC_EMPTY "{\"type\":\"record\",\"name\":\"R\",\"fields\":[]}"
 
@@ -291,6 +296,10 @@ static void test_delete(void **state)
     assert_int_equal(call(f, "GET", "/subjects/d/versions", NULL, NULL, &o), 200);
     assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[2,3]");
     json_object_put(o);
+    /* ... and, as Confluent does, the soft-deleted version 1 with that id is gone for good */
+    assert_int_equal(call(f, "GET", "/subjects/d/versions", "deleted=true", NULL, &o), 200);
+    assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[2,3]");
+    json_object_put(o);
 
     assert_int_equal(err_code(f, "DELETE", "/subjects/d", "permanent=true", NULL), 40405);
     assert_int_equal(call(f, "DELETE", "/subjects/d", NULL, NULL, &o), 200);
@@ -305,7 +314,7 @@ static void test_delete(void **state)
     assert_non_null(strstr(json_object_to_json_string(o), "\"d\""));
     json_object_put(o);
     assert_int_equal(call(f, "DELETE", "/subjects/d", "permanent=true", NULL, &o), 200);
-    assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[1,2,3]");
+    assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[2,3]");
     json_object_put(o);
     assert_int_equal(err_code(f, "DELETE", "/subjects/d", NULL, NULL), 40401);
     assert_int_equal(err_code(f, "GET", "/subjects/d/versions", "deleted=true", NULL), 40401);
@@ -612,6 +621,65 @@ static void test_external_client(void **state)
     ms_config_free(&scfg);
 }
 
+/* Thread body of test_concurrent: registers 3 schemas under its own subject and under a shared
+ * one, through the C API. */
+typedef struct reg_job {
+    fixture *f;
+    int n;
+    uint32_t ids[3];
+    ms_err rc;
+} reg_job;
+
+static void *register_job(void *arg)
+{
+    reg_job *j = arg;
+    char subject[32];
+    snprintf(subject, sizeof subject, "own-%d", j->n);
+    const char *texts[3] = {REC_A, REC_EMPTY, REC_B_ANY};
+    ms_error err;
+    for (int i = 0; i < 3 && j->rc == MS_OK; i++) {
+        uint32_t shared = 0;
+        j->rc = ms_registry_register(j->f->r, "default", subject, texts[i], strlen(texts[i]),
+                                     &j->ids[i], &err);
+        if (j->rc == MS_OK)
+            j->rc = ms_registry_register(j->f->r, "default", "shared", texts[i], strlen(texts[i]),
+                                         &shared, &err);
+        if (j->rc == MS_OK && shared != j->ids[i]) j->rc = MS_ERR_INTERNAL;
+    }
+    return NULL;
+}
+
+/* Registrations from several threads at once: one id per distinct schema, each subject gets its
+ * versions, the shared subject gets each schema once. */
+static void test_concurrent(void **state)
+{
+    fixture *f = *state;
+    enum { N = 6 };
+    pthread_t th[N];
+    reg_job jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (reg_job){.f = f, .n = i, .rc = MS_OK};
+        assert_int_equal(pthread_create(&th[i], NULL, register_job, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(jobs[i].rc, MS_OK);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(jobs[i].ids[k], jobs[0].ids[k]);
+        char path[64];
+        snprintf(path, sizeof path, "/subjects/own-%d/versions", i);
+        json_object *o = NULL;
+        assert_int_equal(call(f, "GET", path, NULL, NULL, &o), 200);
+        assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[1,2,3]");
+        json_object_put(o);
+    }
+    json_object *o = NULL;
+    assert_int_equal(call(f, "GET", "/subjects/shared/versions", NULL, NULL, &o), 200);
+    assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[1,2,3]");
+    json_object_put(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +691,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_builtins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
