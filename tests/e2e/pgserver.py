@@ -10,8 +10,10 @@ Authentication is `trust` on the socket and loopback only.
     with PgCluster() as pg:
         url_owner, url_app = pg.new_database("t1")
 
-Also a command line for shell scripts (bench/run.sh): `python3 pgserver.py start DIR` prints
-`PORT`, `python3 pgserver.py stop DIR`.
+Also a command line for shell scripts (scripts/test.sh, bench/run.sh): `pgserver.py start DIR`
+prints the port; `pgserver.py database DIR NAME [METASYNC_BIN]` creates (and with the binary,
+migrates) a database and prints the application role's URL, then the owner's; `pgserver.py
+stop DIR`.
 """
 import os
 import pwd
@@ -150,16 +152,27 @@ class PgCluster:
         return owner, app
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop"):
-        sys.exit("usage: pgserver.py start|stop DIR")
-    root = Path(sys.argv[2])
-    if sys.argv[1] == "start":
+def _main(argv):
+    usage = "usage: pgserver.py start DIR | database DIR NAME [METASYNC_BIN] | stop DIR"
+    if len(argv) < 3 or argv[1] not in ("start", "database", "stop"):
+        sys.exit(usage)
+    root = Path(argv[2])
+    if argv[1] == "start":
         c = PgCluster(root).start()
         (root / "port").write_text(str(c.port))
         print(c.port)
-    else:
-        port = int((root / "port").read_text())
-        c = PgCluster(root, port)
-        c.started = True
+        return
+    c = PgCluster(root, int((root / "port").read_text()))
+    c.started = True
+    if argv[1] == "stop":
         c.stop()
+    elif len(argv) in (4, 5):
+        owner, app = c.new_database(argv[3], migrate_with=argv[4] if len(argv) == 5 else None)
+        print(app)
+        print(owner)
+    else:
+        sys.exit(usage)
+
+
+if __name__ == "__main__":
+    _main(sys.argv)
