@@ -171,10 +171,23 @@ static const char *const script[][8] = {
     {"{\"op\":\"upsert\",\"type\":\"schema\",\"qualified_name\":\"pg/db/s\",\"tags\":[\"new\"]}",
      "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"pg/db/s/t\",\"if_version\":0}",
      "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/t\",\"id\":\"e9\"}", NULL},
+    /* Within one batch: a child adopted by a parent created after it, then changed; a cascade
+     * over assets the batch names later; an id refused, then used, then seen again. */
+    {"{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"q/s/t/c\","
+     "\"attributes\":{\"data_type\":\"int\"}}",
+     "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"q/s/t\"}",
+     "{\"op\":\"patch\",\"qualified_name\":\"q/s/t/c\",\"attributes\":{\"n\":1}}",
+     "{\"op\":\"delete\",\"qualified_name\":\"pg\"}",
+     "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/a\","
+     "\"attributes\":{\"data_type\":\"int\"}}",
+     "{\"op\":\"tag\",\"qualified_name\":\"pg/db/s\",\"tag\":\"x\",\"id\":\"x1\"}",
+     "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"z\",\"id\":\"x1\"}",
+     "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"z2\",\"id\":\"x1\"}"},
 };
 static const char *const times[] = {"2026-11-23T19:00:00.000Z", "2026-11-23T19:01:00.000Z",
                                     "2026-11-23T19:02:00.000Z", "2026-11-23T19:03:00.000Z",
-                                    "2026-11-23T19:04:00.000Z", "2026-11-23T19:05:00.000Z"};
+                                    "2026-11-23T19:04:00.000Z", "2026-11-23T19:05:00.000Z",
+                                    "2026-11-23T19:06:00.000Z"};
 
 static int put_change(void *ud, const ms_change *c)
 {

@@ -141,26 +141,29 @@ static bool str_eq(const char *x, const char *y)
     return (!x && !y) || (x && y && strcmp(x, y) == 0);
 }
 
-/* Deep copy of row b as the starting point of its next version: same fields and tags, version
- * + 1, updated_at unset (commit_asset sets it). */
-static void row_next(ms_srow *r, const ms_srow *b)
+void ms_srow_copy(ms_srow *r, const ms_srow *b)
 {
-    memset(r, 0, sizeof *r);
-    r->exists = b->exists;
-    r->id = b->id;
-    r->type = ms_xstrdup(b->type);
-    r->name = ms_xstrdup(b->name);
-    r->parent = ms_xstrdup(b->parent);
-    r->attributes = ms_xstrdup(b->attributes);
-    r->created_at = ms_xstrdup(b->created_at);
-    r->version = b->version + 1;
-    r->deleted = b->deleted;
-    r->orphan = b->orphan;
+    *r = *b;
+    r->type = b->type ? ms_xstrdup(b->type) : NULL;
+    r->name = b->name ? ms_xstrdup(b->name) : NULL;
+    r->parent = b->parent ? ms_xstrdup(b->parent) : NULL;
+    r->attributes = b->attributes ? ms_xstrdup(b->attributes) : NULL;
+    r->created_at = b->created_at ? ms_xstrdup(b->created_at) : NULL;
+    r->updated_at = b->updated_at ? ms_xstrdup(b->updated_at) : NULL;
     r->tags = ms_xmalloc((b->ntags + 1) * sizeof *r->tags);
     for (size_t i = 0; i < b->ntags; i++)
         r->tags[i] = (ms_stag){ms_xstrdup(b->tags[i].name), ms_xstrdup(b->tags[i].source),
                                ms_xstrdup(b->tags[i].origin)};
-    r->ntags = b->ntags;
+}
+
+/* Deep copy of row b as the starting point of its next version: same fields and tags, version
+ * + 1, updated_at unset (commit_asset sets it). */
+static void row_next(ms_srow *r, const ms_srow *b)
+{
+    ms_srow_copy(r, b);
+    free(r->updated_at);
+    r->updated_at = NULL;
+    r->version = b->version + 1;
 }
 
 /* True when the direct tags of r equal the sorted list want. */

@@ -42,6 +42,8 @@ typedef struct ms_srow {
 } ms_srow;
 
 void ms_srow_free(ms_srow *r);
+/* Deep copy of b into r (r's old content is not freed). */
+void ms_srow_copy(ms_srow *r, const ms_srow *b);
 /* Sorts tags by name then origin (the order of the snapshot's "tags"). */
 void ms_stags_sort(ms_stag *t, size_t n);
 /* Appends tag (name, source, origin — copied) to r. */

@@ -135,7 +135,6 @@ static void pg_close(void *ctx)
     if (s->w) PQfinish(s->w);
     for (int i = 0; i < PG_POOL; i++)
         if (s->pool[i]) PQfinish(s->pool[i]);
-    free(s->w_tenant);
     free(s->url);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);

@@ -1,9 +1,17 @@
 /*
  * store_pg_apply.c — the PostgreSQL store's writer: one transaction per batch on the writer
  * connection, the decisions shared with the SQLite store (store/common/store_apply.c) over the
- * row operations below (prepared statements), and per-tenant gap-free seqs from the tenants row
- * of each tenant, locked FOR UPDATE for the transaction (concurrent writers on one database
- * queue there instead of racing).
+ * row operations below, and per-tenant gap-free seqs from the tenants row of each tenant, locked
+ * FOR UPDATE for the transaction (concurrent writers on one database queue there instead of
+ * racing).
+ *
+ * Speed: the whole batch is one libpq pipeline. At its start, one query per tenant loads every
+ * asset row the batch names (its assets and their parents) and one the event ids already seen;
+ * the decisions then read those from memory, and every write (prepared statements) is queued
+ * without waiting for its result. Only what memory cannot answer waits for the server: the
+ * descendants of a deleted asset, rows outside the batch, lineage edges (whether the table
+ * changed). Results are drained every PG_DRAIN statements so neither side's buffers fill up.
+ * A failed statement fails the batch (it is seen at the next drain, at the latest at commit).
  *
  * @locality writer thread only.
  */
@@ -32,6 +40,9 @@ enum {
     W_PARENT,
     W_TENANT,
     W_SEQ_SET,
+    W_PRE_ROWS,
+    W_PRE_SEEN,
+    W_SET_TENANT,
     W__COUNT
 };
 
@@ -44,10 +55,10 @@ static const char *const wsql[W__COUNT] = {
               " WHERE t.tenant = $1 AND t.qn = $2) END"
               " FROM assets WHERE tenant = $1 AND qn = $2",
     [W_INS] = "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version, created_at,"
-              " updated_at, deleted, orphan) VALUES($1, $2, $3, $4, $5, $6, 1, $7, $7, false, $8)"
-              " RETURNING id",
-    [W_UPD] = "UPDATE assets SET type = $2, name = $3, parent = $4, attributes = $5, version = $6,"
-              " created_at = $7, updated_at = $8, deleted = $9, orphan = $10 WHERE id = $1",
+              " updated_at, deleted, orphan) VALUES($1, $2, $3, $4, $5, $6, 1, $7, $7, false, $8)",
+    [W_UPD] = "UPDATE assets SET type = $3, name = $4, parent = $5, attributes = $6, version = $7,"
+              " created_at = $8, updated_at = $9, deleted = $10, orphan = $11"
+              " WHERE tenant = $1 AND qn = $2",
     [W_ADOPT] = "UPDATE assets SET orphan = false WHERE tenant = $1 AND parent = $2 AND orphan",
     [W_TAGS_CLEAR] = "DELETE FROM tags WHERE tenant = $1 AND qn = $2 AND source = 'direct'",
     [W_TAG_INS] = "INSERT INTO tags(tenant, qn, tag, source, origin)"
@@ -70,7 +81,18 @@ static const char *const wsql[W__COUNT] = {
     [W_TENANT] = "WITH i AS (INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING)"
                  " SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
     [W_SEQ_SET] = "UPDATE tenants SET last_seq = $2 WHERE tenant = $1",
+    [W_PRE_ROWS] =
+        "SELECT a.qn, a.id, a.type, a.name, a.parent, a.attributes, a.version, a.deleted,"
+        " a.created_at, a.orphan, a.updated_at, (SELECT coalesce(json_agg("
+        "json_build_array(t.tag, t.source, t.origin) ORDER BY t.tag, t.origin), '[]')"
+        " FROM tags t WHERE t.tenant = a.tenant AND t.qn = a.qn)"
+        " FROM assets a WHERE a.tenant = $1 AND a.qn = ANY($2::text[])",
+    [W_PRE_SEEN] = "SELECT id FROM seen WHERE tenant = $1 AND id = ANY($2::text[])",
+    [W_SET_TENANT] = "SELECT set_config('metasync.tenant', $1, true)",
 };
+
+/* Statements queued before the writer reads their results. */
+#define PG_DRAIN 256
 
 static char stmt_name[W__COUNT][8];
 
@@ -87,88 +109,153 @@ ms_err pg_apply_prepare(pg_store *s, ms_error *err)
     return MS_OK;
 }
 
-/* Runs writer statement w with n text parameters; returns the result (caller clears) or NULL
- * with err filled. */
-static PGresult *wrun(pg_store *s, int w, int n, const char *const *p, ms_error *err)
-{
-    PGresult *r = PQexecPrepared(s->w, stmt_name[w], n, p, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
-    pg_fail(err, s->w, r, wsql[w]);
-    PQclear(r);
-    return NULL;
-}
+/* An asset row of the batch, as it stands in the open transaction. */
+typedef struct cache_ent {
+    const char *tenant, *qn; /* borrowed from the events */
+    ms_srow row;             /* row.exists false: no such asset */
+    uint64_t save_gen;       /* when the row was last saved in this batch */
+    uint64_t adopt_gen;      /* when this asset last adopted its waiting children */
+} cache_ent;
 
-/* Runs w and reports whether it touched a row. */
-static bool wrun_changed(pg_store *s, int w, int n, const char *const *p, bool *changed,
-                         ms_error *err)
-{
-    PGresult *r = wrun(s, w, n, p, err);
-    if (!r) return false;
-    if (changed) *changed = strcmp(PQcmdTuples(r), "0") != 0;
-    PQclear(r);
-    return true;
-}
+/* An event id of the batch. */
+typedef struct seen_ent {
+    const char *tenant, *id;
+    bool taken; /* in the seen table (before the batch, or by an earlier event of it) */
+} seen_ent;
 
-/* Makes tenant the one row-level security lets the writer's transaction see. */
-static bool use_tenant(pg_store *s, const char *tenant, ms_error *err)
-{
-    if (s->w_tenant && strcmp(s->w_tenant, tenant) == 0) return true;
-    PGresult *r = PQexecParams(s->w, "SELECT set_config('metasync.tenant', $1, true)", 1, NULL,
-                               &tenant, NULL, NULL, 0);
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok) pg_fail(err, s->w, r, "set tenant");
-    PQclear(r);
-    free(s->w_tenant);
-    s->w_tenant = ok ? ms_xstrdup(tenant) : NULL;
-    return ok;
-}
+/* The writer's state during one apply(): the backend context of store_apply.h. */
+typedef struct wbatch {
+    pg_store *s;
+    PGconn *c;
+    ms_error *err;
+    bool failed;
+    int pending;        /* statements sent whose results are not read yet */
+    const char *tenant; /* the tenant set in the transaction */
+    cache_ent *ents;
+    size_t nents;
+    seen_ent *seen;
+    size_t nseen;
+    uint64_t gen;
+} wbatch;
 
-static bool be_seen_add(void *be, const char *tenant, const char *id, bool *fresh, ms_error *err)
+/* Reads the results of the oldest unread statement; returns the first one when keep (caller
+ * clears it), NULL otherwise or after a failure (recorded in b). */
+static PGresult *read_one(wbatch *b, bool keep)
 {
-    const char *p[] = {tenant, id};
-    return wrun_changed(be, W_SEEN_INS, 2, p, fresh, err);
-}
-
-static bool be_seen_del(void *be, const char *tenant, const char *id, ms_error *err)
-{
-    const char *p[] = {tenant, id};
-    return wrun_changed(be, W_SEEN_DEL, 2, p, NULL, err);
-}
-
-static char *dup_or_null(const PGresult *r, int i)
-{
-    return PQgetisnull(r, 0, i) ? NULL : ms_xstrdup(PQgetvalue(r, 0, i));
-}
-
-/* Parses the JSON array of [tag, source, origin] of W_GET into r. */
-static void tags_parse(const char *text, ms_srow *r);
-
-static bool be_row_load(void *be, const char *tenant, const char *qn, bool with_tags, ms_srow *r,
-                        ms_error *err)
-{
-    memset(r, 0, sizeof *r);
-    const char *p[] = {tenant, qn, with_tags ? "t" : "f"};
-    PGresult *res = wrun(be, W_GET, 3, p, err);
-    if (!res) return false;
-    if (PQntuples(res) == 1) {
-        r->exists = true;
-        r->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        r->type = dup_or_null(res, 1);
-        r->name = dup_or_null(res, 2);
-        r->parent = dup_or_null(res, 3);
-        r->attributes = dup_or_null(res, 4);
-        r->version = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-        r->deleted = PQgetvalue(res, 0, 6)[0] == 't';
-        r->created_at = dup_or_null(res, 7);
-        r->orphan = PQgetvalue(res, 0, 8)[0] == 't';
-        r->updated_at = dup_or_null(res, 9);
-        if (with_tags) tags_parse(PQgetvalue(res, 0, 10), r);
+    PGresult *r, *kept = NULL;
+    while ((r = PQgetResult(b->c)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !b->failed) {
+            pg_fail(b->err, b->c, r, "write");
+            b->failed = true;
+        }
+        if (keep && !kept && !b->failed)
+            kept = r;
+        else
+            PQclear(r);
     }
-    PQclear(res);
+    b->pending--;
+    return kept;
+}
+
+/* Makes the server send what it has and reads every queued result; returns the last one when
+ * keep. */
+static PGresult *drain(wbatch *b, bool keep)
+{
+    if (!PQsendFlushRequest(b->c) || PQflush(b->c) != 0) {
+        if (!b->failed) pg_fail(b->err, b->c, NULL, "flush");
+        b->failed = true;
+        return NULL;
+    }
+    PGresult *last = NULL;
+    while (b->pending > 0) {
+        PQclear(last);
+        last = read_one(b, keep && b->pending == 1);
+    }
+    return last;
+}
+
+/* Queues prepared statement w; false after a failure. */
+static bool wsend(wbatch *b, int w, int n, const char *const *p)
+{
+    if (b->failed) return false;
+    if (!PQsendQueryPrepared(b->c, stmt_name[w], n, p, NULL, NULL, 0)) {
+        pg_fail(b->err, b->c, NULL, wsql[w]);
+        b->failed = true;
+        return false;
+    }
+    if (++b->pending >= PG_DRAIN) drain(b, false);
+    return !b->failed;
+}
+
+/* Runs w and waits for its result (caller clears); NULL after a failure. */
+static PGresult *wread(wbatch *b, int w, int n, const char *const *p)
+{
+    if (!wsend(b, w, n, p)) return NULL;
+    return drain(b, true);
+}
+
+/* Runs w and waits for whether it touched a row. */
+static bool wread_changed(wbatch *b, int w, int n, const char *const *p, bool *changed)
+{
+    PGresult *r = wread(b, w, n, p);
+    if (!r) return false;
+    *changed = strcmp(PQcmdTuples(r), "0") != 0;
+    PQclear(r);
     return true;
 }
 
+/* Makes tenant the one row-level security lets the transaction see. */
+static bool use_tenant(wbatch *b, const char *tenant)
+{
+    if (b->tenant && strcmp(b->tenant, tenant) == 0) return true;
+    b->tenant = tenant;
+    return wsend(b, W_SET_TENANT, 1, &tenant);
+}
+
+static int key_cmp(const char *ta, const char *ka, const char *tb, const char *kb)
+{
+    int c = strcmp(ta, tb);
+    return c ? c : strcmp(ka, kb);
+}
+
+static int ent_cmp(const void *x, const void *y)
+{
+    const cache_ent *a = x, *b = y;
+    return key_cmp(a->tenant, a->qn, b->tenant, b->qn);
+}
+
+static int seen_cmp(const void *x, const void *y)
+{
+    const seen_ent *a = x, *b = y;
+    return key_cmp(a->tenant, a->id, b->tenant, b->id);
+}
+
+static cache_ent *ent_find(wbatch *b, const char *tenant, const char *qn)
+{
+    cache_ent k = {.tenant = tenant, .qn = qn};
+    return bsearch(&k, b->ents, b->nents, sizeof k, ent_cmp);
+}
+
+static seen_ent *seen_find(wbatch *b, const char *tenant, const char *id)
+{
+    seen_ent k = {.tenant = tenant, .id = id};
+    return bsearch(&k, b->seen, b->nseen, sizeof k, seen_cmp);
+}
+
+/* Appends s as an element of a text[] literal. */
+static void array_elem(ms_buf *a, const char *s)
+{
+    ms_buf_putc(a, a->len > 1 ? ',' : '{');
+    ms_buf_putc(a, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') ms_buf_putc(a, '\\');
+        ms_buf_putc(a, *s);
+    }
+    ms_buf_putc(a, '"');
+}
+
+/* Parses the JSON array of [tag, source, origin] into r. */
 static void tags_parse(const char *text, ms_srow *r)
 {
     struct json_object *tags = json_tokener_parse(text);
@@ -183,78 +270,232 @@ static void tags_parse(const char *text, ms_srow *r)
     json_object_put(tags);
 }
 
+static char *dup_or_null(const PGresult *r, int row, int i)
+{
+    return PQgetisnull(r, row, i) ? NULL : ms_xstrdup(PQgetvalue(r, row, i));
+}
+
+/* Fills r from row `row` of a W_GET / W_PRE_ROWS result whose columns start at `at` (id). */
+static void row_from(const PGresult *res, int row, int at, bool with_tags, ms_srow *r)
+{
+    memset(r, 0, sizeof *r);
+    r->exists = true;
+    r->id = strtoll(PQgetvalue(res, row, at), NULL, 10);
+    r->type = dup_or_null(res, row, at + 1);
+    r->name = dup_or_null(res, row, at + 2);
+    r->parent = dup_or_null(res, row, at + 3);
+    r->attributes = dup_or_null(res, row, at + 4);
+    r->version = strtoll(PQgetvalue(res, row, at + 5), NULL, 10);
+    r->deleted = PQgetvalue(res, row, at + 6)[0] == 't';
+    r->created_at = dup_or_null(res, row, at + 7);
+    r->orphan = PQgetvalue(res, row, at + 8)[0] == 't';
+    r->updated_at = dup_or_null(res, row, at + 9);
+    if (with_tags) tags_parse(PQgetvalue(res, row, at + 10), r);
+}
+
+/* Loads the rows and seen ids the batch names, one query each per tenant. */
+static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
+{
+    b->ents = ms_xcalloc(2 * n + 1, sizeof *b->ents);
+    b->seen = ms_xcalloc(n + 1, sizeof *b->seen);
+    for (size_t i = 0; i < n; i++) {
+        b->ents[b->nents++] = (cache_ent){.tenant = evs[i]->tenant, .qn = evs[i]->qn};
+        if (evs[i]->parent)
+            b->ents[b->nents++] = (cache_ent){.tenant = evs[i]->tenant, .qn = evs[i]->parent};
+        if (evs[i]->id) b->seen[b->nseen++] = (seen_ent){evs[i]->tenant, evs[i]->id, false};
+    }
+    qsort(b->ents, b->nents, sizeof *b->ents, ent_cmp);
+    qsort(b->seen, b->nseen, sizeof *b->seen, seen_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < b->nents; i++)
+        if (!k || ent_cmp(&b->ents[k - 1], &b->ents[i]) != 0) b->ents[k++] = b->ents[i];
+    b->nents = k;
+    k = 0;
+    for (size_t i = 0; i < b->nseen; i++)
+        if (!k || seen_cmp(&b->seen[k - 1], &b->seen[i]) != 0) b->seen[k++] = b->seen[i];
+    b->nseen = k;
+    bool ok = true;
+    for (size_t i = 0; ok && i < b->nents;) { /* one tenant's rows */
+        const char *tenant = b->ents[i].tenant;
+        ms_buf arr = MS_BUF_INIT;
+        size_t j = i;
+        for (; j < b->nents && strcmp(b->ents[j].tenant, tenant) == 0; j++)
+            array_elem(&arr, b->ents[j].qn);
+        ms_buf_putc(&arr, '}');
+        const char *p[] = {tenant, arr.data};
+        PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_ROWS, 2, p) : NULL;
+        ok = r != NULL;
+        for (int row = 0; ok && row < PQntuples(r); row++) {
+            cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
+            if (e) row_from(r, row, 1, true, &e->row);
+        }
+        PQclear(r);
+        ms_buf_free(&arr);
+        i = j;
+    }
+    for (size_t i = 0; ok && i < b->nseen;) {
+        const char *tenant = b->seen[i].tenant;
+        ms_buf arr = MS_BUF_INIT;
+        size_t j = i;
+        for (; j < b->nseen && strcmp(b->seen[j].tenant, tenant) == 0; j++)
+            array_elem(&arr, b->seen[j].id);
+        ms_buf_putc(&arr, '}');
+        const char *p[] = {tenant, arr.data};
+        PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_SEEN, 2, p) : NULL;
+        ok = r != NULL;
+        for (int row = 0; ok && row < PQntuples(r); row++) {
+            seen_ent *e = seen_find(b, tenant, PQgetvalue(r, row, 0));
+            if (e) e->taken = true;
+        }
+        PQclear(r);
+        ms_buf_free(&arr);
+        i = j;
+    }
+    return ok;
+}
+
+/* ---- the row operations of store_apply.h ---- */
+
+static bool be_seen_add(void *be, const char *tenant, const char *id, bool *fresh, ms_error *err)
+{
+    (void)err;
+    wbatch *b = be;
+    seen_ent *e = seen_find(b, tenant, id);
+    *fresh = !e->taken;
+    e->taken = true;
+    const char *p[] = {tenant, id};
+    return !*fresh || wsend(b, W_SEEN_INS, 2, p);
+}
+
+static bool be_seen_del(void *be, const char *tenant, const char *id, ms_error *err)
+{
+    (void)err;
+    wbatch *b = be;
+    seen_find(b, tenant, id)->taken = false;
+    const char *p[] = {tenant, id};
+    return wsend(b, W_SEEN_DEL, 2, p);
+}
+
+static bool be_row_load(void *be, const char *tenant, const char *qn, bool with_tags, ms_srow *r,
+                        ms_error *err)
+{
+    (void)err;
+    wbatch *b = be;
+    memset(r, 0, sizeof *r);
+    cache_ent *e = ent_find(b, tenant, qn);
+    if (e) {
+        /* A child saved as an orphan before its parent adopted it is no longer one. */
+        cache_ent *pe = e->row.exists && e->row.orphan && e->row.parent
+                            ? ent_find(b, tenant, e->row.parent)
+                            : NULL;
+        if (pe && pe->adopt_gen > e->save_gen) e->row.orphan = false;
+        if (!e->row.exists) return true;
+        ms_srow_copy(r, &e->row);
+        if (!with_tags) {
+            ms_srow none = {0};
+            none.tags = r->tags;
+            none.ntags = r->ntags;
+            ms_srow_free(&none);
+            r->tags = NULL;
+            r->ntags = 0;
+        }
+        return true;
+    }
+    const char *p[] = {tenant, qn, with_tags ? "t" : "f"};
+    PGresult *res = wread(b, W_GET, 3, p);
+    if (!res) return false;
+    if (PQntuples(res) == 1) row_from(res, 0, 0, with_tags, r);
+    PQclear(res);
+    return true;
+}
+
 static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r, bool existed,
                         ms_error *err)
 {
-    pg_store *s = be;
+    (void)err;
+    wbatch *b = be;
+    bool ok;
     if (!existed) {
         const char *p[] = {tenant,        qn,
                            r->type,       r->name,
                            r->parent,     r->attributes,
                            r->updated_at, r->orphan ? "t" : "f"};
-        PGresult *res = wrun(s, W_INS, 8, p, err);
-        if (!res) return false;
-        r->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-        return true;
+        ok = wsend(b, W_INS, 8, p);
+    } else {
+        char ver[24];
+        snprintf(ver, sizeof ver, "%lld", (long long)r->version);
+        const char *p[] = {tenant,
+                           qn,
+                           r->type,
+                           r->name,
+                           r->parent,
+                           r->attributes,
+                           ver,
+                           r->created_at,
+                           r->updated_at,
+                           r->deleted ? "t" : "f",
+                           r->orphan ? "t" : "f"};
+        ok = wsend(b, W_UPD, 11, p);
     }
-    char id[24], ver[24];
-    snprintf(id, sizeof id, "%lld", (long long)r->id);
-    snprintf(ver, sizeof ver, "%lld", (long long)r->version);
-    const char *p[] = {id,
-                       r->type,
-                       r->name,
-                       r->parent,
-                       r->attributes,
-                       ver,
-                       r->created_at,
-                       r->updated_at,
-                       r->deleted ? "t" : "f",
-                       r->orphan ? "t" : "f"};
-    return wrun_changed(s, W_UPD, 10, p, NULL, err);
+    cache_ent *e = ent_find(b, tenant, qn);
+    if (e) {
+        ms_srow_free(&e->row);
+        ms_srow_copy(&e->row, r);
+        e->row.exists = true;
+        e->save_gen = ++b->gen;
+    }
+    return ok;
 }
 
 static bool be_tags_write(void *be, const char *tenant, const char *qn, const ms_srow *r,
                           ms_error *err)
 {
+    (void)err;
     const char *p[] = {tenant, qn, NULL};
-    if (!wrun_changed(be, W_TAGS_CLEAR, 2, p, NULL, err)) return false;
+    if (!wsend(be, W_TAGS_CLEAR, 2, p)) return false;
     for (size_t i = 0; i < r->ntags; i++) {
         if (strcmp(r->tags[i].source, "direct") != 0) continue;
         p[2] = r->tags[i].name;
-        if (!wrun_changed(be, W_TAG_INS, 3, p, NULL, err)) return false;
+        if (!wsend(be, W_TAG_INS, 3, p)) return false;
     }
     return true;
 }
 
 static bool be_adopt(void *be, const char *tenant, const char *parent, ms_error *err)
 {
+    (void)err;
+    wbatch *b = be;
+    cache_ent *e = ent_find(b, tenant, parent);
+    if (e) e->adopt_gen = ++b->gen;
     const char *p[] = {tenant, parent};
-    return wrun_changed(be, W_ADOPT, 2, p, NULL, err);
+    return wsend(b, W_ADOPT, 2, p);
 }
 
 static bool be_edge_set(void *be, const char *tenant, const char *src, const char *dst,
                         const char *via, bool add, bool *changed, ms_error *err)
 {
+    (void)err;
     const char *p[] = {tenant, src, dst, via};
-    return wrun_changed(be, add ? W_EDGE_INS : W_EDGE_DEL, 4, p, changed, err);
+    return wread_changed(be, add ? W_EDGE_INS : W_EDGE_DEL, 4, p, changed);
 }
 
 static bool be_change_add(void *be, const ms_change *c, ms_error *err)
 {
+    (void)err;
     char seq[24], ver[24];
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
     snprintf(ver, sizeof ver, "%lld", (long long)c->version);
     const char *p[] = {c->tenant, seq,      c->op,      c->qn,    c->type, ver,
                        c->before, c->after, c->changed, c->cause, c->ts};
-    return wrun_changed(be, W_CHG_INS, 11, p, NULL, err);
+    return wsend(be, W_CHG_INS, 11, p);
 }
 
 static bool be_descendants(void *be, const char *tenant, const char *qn, char ***kids, size_t *n,
                            ms_error *err)
 {
+    (void)err;
     const char *p[] = {tenant, qn};
-    PGresult *res = wrun(be, W_DESC, 2, p, err);
+    PGresult *res = wread(be, W_DESC, 2, p);
     if (!res) return false;
     *n = (size_t)PQntuples(res);
     *kids = ms_xmalloc((*n + 1) * sizeof **kids);
@@ -266,8 +507,15 @@ static bool be_descendants(void *be, const char *tenant, const char *qn, char **
 
 static bool be_parent_type(void *be, const char *tenant, const char *qn, char **type, ms_error *err)
 {
+    (void)err;
+    wbatch *b = be;
+    cache_ent *e = ent_find(b, tenant, qn);
+    if (e) {
+        *type = e->row.exists && !e->row.deleted ? ms_xstrdup(e->row.type) : NULL;
+        return true;
+    }
     const char *p[] = {tenant, qn};
-    PGresult *res = wrun(be, W_PARENT, 2, p, err);
+    PGresult *res = wread(b, W_PARENT, 2, p);
     if (!res) return false;
     *type = PQntuples(res) ? ms_xstrdup(PQgetvalue(res, 0, 0)) : NULL;
     PQclear(res);
@@ -293,19 +541,10 @@ typedef struct tenant_seq {
     uint64_t start, next;
 } tenant_seq;
 
-static bool exec_simple(pg_store *s, const char *sql, ms_error *err)
-{
-    PGresult *r = PQexec(s->w, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok && err) pg_fail(err, s->w, r, sql);
-    PQclear(r);
-    return ok;
-}
-
 /* Locks tenant's row (creating it) and reads its last seq into t. */
-static bool seq_begin(pg_store *s, tenant_seq *t, ms_error *err)
+static bool seq_begin(wbatch *b, tenant_seq *t)
 {
-    PGresult *r = wrun(s, W_TENANT, 1, &t->tenant, err);
+    PGresult *r = wread(b, W_TENANT, 1, &t->tenant);
     if (!r) return false;
     t->start = t->next = PQntuples(r) ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     PQclear(r);
@@ -321,42 +560,71 @@ static ms_err writer_ready(pg_store *s, ms_error *err)
     return pg_apply_prepare(s, err);
 }
 
+/* Sends COMMIT (when ok) and the pipeline's sync, reads everything, leaves pipeline mode;
+ * rolls back when anything failed. Returns whether the batch is durable. */
+static bool finish(wbatch *b, bool ok)
+{
+    if (ok && !PQsendQueryParams(b->c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) ok = false;
+    if (ok) b->pending++;
+    if (PQpipelineSync(b->c)) {
+        while (b->pending > 0)
+            read_one(b, false);
+        PGresult *r;
+        while ((r = PQgetResult(b->c)) != NULL) {
+            ExecStatusType st = PQresultStatus(r);
+            PQclear(r);
+            if (st == PGRES_PIPELINE_SYNC) break;
+        }
+    } else {
+        b->failed = true;
+    }
+    ok = ok && !b->failed;
+    PQexitPipelineMode(b->c);
+    if (!ok) {
+        if (!b->err->detail[0]) pg_fail(b->err, b->c, NULL, "apply");
+        PQclear(PQexec(b->c, "ROLLBACK"));
+    }
+    return ok;
+}
+
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err)
 {
     pg_store *s = ctx;
     if (writer_ready(s, err) != MS_OK) return MS_ERR_STORE;
-    free(s->w_tenant);
-    s->w_tenant = NULL;
-    if (!exec_simple(s, "BEGIN", err)) return MS_ERR_STORE;
+    if (!PQenterPipelineMode(s->w)) return pg_fail(err, s->w, NULL, "pipeline");
+    wbatch b = {.s = s, .c = s->w, .err = err};
+    bool ok = PQsendQueryParams(s->w, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    if (ok) b.pending++;
+    ok = ok && prefetch(&b, evs, n);
     tenant_seq *ts = ms_xcalloc(n + 1, sizeof *ts);
     size_t nts = 0;
-    bool ok = true;
     for (size_t i = 0; ok && i < n; i++) {
         const ms_event *ev = evs[i];
         tenant_seq *t = NULL;
         for (size_t k = 0; k < nts && !t; k++)
             if (strcmp(ts[k].tenant, ev->tenant) == 0) t = &ts[k];
-        ok = use_tenant(s, ev->tenant, err);
+        ok = use_tenant(&b, ev->tenant);
         if (ok && !t) {
             t = &ts[nts++];
             t->tenant = ev->tenant;
-            ok = seq_begin(s, t, err);
+            ok = seq_begin(&b, t);
         }
-        ok = ok && ms_sa_event(&backend, s, s->types, ev, now_ts, &t->next, &res[i], err);
+        ok = ok && ms_sa_event(&backend, &b, s->types, ev, now_ts, &t->next, &res[i], err) &&
+             !b.failed;
     }
     for (size_t k = 0; ok && k < nts; k++) {
         if (ts[k].next == ts[k].start) continue;
         char v[24];
         snprintf(v, sizeof v, "%llu", (unsigned long long)ts[k].next);
         const char *p[] = {ts[k].tenant, v};
-        ok = use_tenant(s, ts[k].tenant, err) && wrun_changed(s, W_SEQ_SET, 2, p, NULL, err);
+        ok = use_tenant(&b, ts[k].tenant) && wsend(&b, W_SEQ_SET, 2, p);
     }
+    ok = finish(&b, ok);
     free(ts);
-    free(s->w_tenant);
-    s->w_tenant = NULL;
-    if (ok && exec_simple(s, "COMMIT", err)) return MS_OK;
-    if (!err->detail[0]) pg_fail(err, s->w, NULL, "apply");
-    exec_simple(s, "ROLLBACK", NULL);
-    return MS_ERR_STORE;
+    for (size_t i = 0; i < b.nents; i++)
+        ms_srow_free(&b.ents[i].row);
+    free(b.ents);
+    free(b.seen);
+    return ok ? MS_OK : MS_ERR_STORE;
 }

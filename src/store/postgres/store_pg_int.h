@@ -29,7 +29,6 @@ typedef struct pg_store {
     ms_types *types;
     char *url;
     PGconn *w;      /* writer thread only */
-    char *w_tenant; /* the tenant set in the writer's open transaction */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     PGconn *pool[PG_POOL];
