@@ -11,7 +11,6 @@
 
 #include "store/common/store_apply.h"
 
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,12 +181,6 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     return MS_OK;
 }
 
-/* Column i of row as a heap string (NULL stays NULL). */
-static char *col_dup(const PGresult *r, int row, int i)
-{
-    return PQgetisnull(r, row, i) ? NULL : ms_xstrdup(PQgetvalue(r, row, i));
-}
-
 static const char *col(const PGresult *r, int row, int i)
 {
     return PQgetisnull(r, row, i) ? NULL : PQgetvalue(r, row, i);
@@ -199,33 +192,6 @@ static const char *col(const PGresult *r, int row, int i)
     " a.orphan, a.updated_at, (SELECT coalesce(json_agg(json_build_array(t.tag, t.source,"         \
     " t.origin) ORDER BY t.tag, t.origin), '[]') FROM tags t WHERE t.tenant = a.tenant AND"        \
     " t.qn = a.qn)"
-
-/* Fills r from row `row` of a ROW_COLS result. */
-static void row_from(const PGresult *res, int row, ms_srow *r)
-{
-    memset(r, 0, sizeof *r);
-    r->exists = true;
-    r->id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
-    r->type = col_dup(res, row, 2);
-    r->name = col_dup(res, row, 3);
-    r->parent = col_dup(res, row, 4);
-    r->attributes = col_dup(res, row, 5);
-    r->version = strtoll(PQgetvalue(res, row, 6), NULL, 10);
-    r->deleted = PQgetvalue(res, row, 7)[0] == 't';
-    r->created_at = col_dup(res, row, 8);
-    r->orphan = PQgetvalue(res, row, 9)[0] == 't';
-    r->updated_at = col_dup(res, row, 10);
-    struct json_object *tags = json_tokener_parse(PQgetvalue(res, row, 11));
-    size_t n =
-        tags && json_object_is_type(tags, json_type_array) ? json_object_array_length(tags) : 0;
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *t = json_object_array_get_idx(tags, i);
-        ms_srow_tag_add(r, json_object_get_string(json_object_array_get_idx(t, 0)),
-                        json_object_get_string(json_object_array_get_idx(t, 1)),
-                        json_object_get_string(json_object_array_get_idx(t, 2)));
-    }
-    json_object_put(tags);
-}
 
 static ms_err pg_asset_get(void *ctx, const char *tenant, const char *qn, bool include_deleted,
                            ms_buf *out, ms_error *err)
@@ -240,7 +206,7 @@ static ms_err pg_asset_get(void *ctx, const char *tenant, const char *qn, bool i
         rc = ms_error_set(err, MS_ERR_NOT_FOUND, "no asset '%s'", qn);
     } else {
         ms_srow r;
-        row_from(res, 0, &r);
+        pg_row_from(res, 0, 1, true, &r);
         if (r.deleted && !include_deleted)
             rc = ms_error_set(err, MS_ERR_NOT_FOUND,
                               "asset '%s' was deleted (version %lld); add include_deleted=true "
@@ -330,7 +296,7 @@ static ms_err pg_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items, m
             break;
         }
         ms_srow r;
-        row_from(res, i, &r);
+        pg_row_from(res, i, 1, true, &r);
         if (i) ms_buf_putc(items, ',');
         ms_srow_json(items, PQgetvalue(res, i, 0), &r);
         ms_srow_free(&r);

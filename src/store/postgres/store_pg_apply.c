@@ -275,8 +275,7 @@ static char *dup_or_null(const PGresult *r, int row, int i)
     return PQgetisnull(r, row, i) ? NULL : ms_xstrdup(PQgetvalue(r, row, i));
 }
 
-/* Fills r from row `row` of a W_GET / W_PRE_ROWS result whose columns start at `at` (id). */
-static void row_from(const PGresult *res, int row, int at, bool with_tags, ms_srow *r)
+void pg_row_from(const PGresult *res, int row, int at, bool with_tags, ms_srow *r)
 {
     memset(r, 0, sizeof *r);
     r->exists = true;
@@ -327,7 +326,7 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
         ok = r != NULL;
         for (int row = 0; ok && row < PQntuples(r); row++) {
             cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) row_from(r, row, 1, true, &e->row);
+            if (e) pg_row_from(r, row, 1, true, &e->row);
         }
         PQclear(r);
         ms_buf_free(&arr);
@@ -404,7 +403,7 @@ static bool be_row_load(void *be, const char *tenant, const char *qn, bool with_
     const char *p[] = {tenant, qn, with_tags ? "t" : "f"};
     PGresult *res = wread(b, W_GET, 3, p);
     if (!res) return false;
-    if (PQntuples(res) == 1) row_from(res, 0, 0, with_tags, r);
+    if (PQntuples(res) == 1) pg_row_from(res, 0, 0, with_tags, r);
     PQclear(res);
     return true;
 }

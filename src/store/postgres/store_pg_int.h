@@ -28,7 +28,7 @@ typedef struct pg_store {
     const ms_log *log;
     ms_types *types;
     char *url;
-    PGconn *w;      /* writer thread only */
+    PGconn *w; /* writer thread only */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     PGconn *pool[PG_POOL];
@@ -61,6 +61,12 @@ void pg_release(pg_store *s, PGconn *c);
  * app_role (may be NULL) is granted the application's rights. Appends the applied versions to
  * applied (comma-separated, may be NULL). */
 ms_err pg_migrate(PGconn *c, const char *app_role, ms_buf *applied, int *current, ms_error *err);
+
+/* Fills r (zeroed first) from row `row` of a result whose asset columns start at column `at`:
+ * id, type, name, parent, attributes, version, deleted, created_at, orphan, updated_at, then
+ * (with_tags) the tags as a JSON array of [tag, source, origin]. */
+struct ms_srow;
+void pg_row_from(const PGresult *res, int row, int at, bool with_tags, struct ms_srow *r);
 
 /* The writer (store_pg_apply.c). */
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
