@@ -18,6 +18,7 @@ static const command commands[] = {
     {"get", ms_cmd_get, "print one asset by qualified name"},
     {"changes", ms_cmd_changes, "print the change feed (--follow to keep reading)"},
     {"demo", ms_cmd_demo, "load a sample estate into a running server"},
+    {"dlq", ms_cmd_dlq, "list or replay Kafka dead letters (dlq list|replay)"},
     {"config", ms_cmd_config, "print or check the configuration keys"},
     {"migrate", ms_cmd_migrate, "bring the store's schema up to date (PostgreSQL: as its owner)"},
     {"avro", ms_cmd_avro, "check, decode, encode or fingerprint Avro schemas and datums"},

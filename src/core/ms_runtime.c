@@ -16,11 +16,10 @@ static int load_type(void *ud, const char *tenant, const char *json)
     return 0;
 }
 
-/* Opens the blob store and starts the snapshot sink runner. */
-static ms_err open_sinks(ms_runtime *rt, ms_error *err)
+/* Opens the blob store of the snapshot sink. */
+static ms_err open_blob(ms_runtime *rt, ms_error *err)
 {
     const ms_config *cfg = rt->cfg;
-    if (!cfg->snapshots_enabled) return MS_OK;
     ms_buf url = MS_BUF_INIT;
     if (cfg->snapshots_url && *cfg->snapshots_url)
         ms_buf_puts(&url, cfg->snapshots_url);
@@ -32,12 +31,22 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
         rc = ms_error_set(err, MS_ERR_CONFIG, "snapshots.url: no blob store for '%s'", url.data);
     if (rc == MS_OK) rc = rt->blob->open(url.data, cfg, &rt->log, &rt->blob_ctx, err);
     ms_buf_free(&url);
+    return rc;
+}
+
+/* Opens the blob store (when snapshots are enabled) and starts a runner for every sink that is
+ * configured (a sink whose init leaves its context NULL is disabled and not run). */
+static ms_err open_sinks(ms_runtime *rt, ms_error *err)
+{
+    const ms_config *cfg = rt->cfg;
+    ms_err rc = cfg->snapshots_enabled ? open_blob(rt, err) : MS_OK;
     if (rc != MS_OK) return rc;
     for (const ms_sink_ops *const *s = ms_plugins_sinks(); *s; s++) {
         if ((*s)->version > MS_SINK_OPS_VERSION) continue;
         void *ctx = NULL;
         ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry};
         if ((rc = (*s)->init(&ia, &ctx, err)) != MS_OK) return rc;
+        if (!ctx) continue;
         ms_sink_runner_args ra = {*s, ctx, rt->store, rt->store_ctx, rt->engine, &rt->log, 250};
         ms_sink_runner *r = ms_sink_runner_start(&ra, err);
         if (!r) {
@@ -149,6 +158,9 @@ void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
     void *args[2] = {rt, out};
     rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
     for (size_t i = 0; i < rt->nsinks; i++) ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
+    for (size_t i = 0; i < rt->nsources; i++)
+        if (rt->sources[i]->version >= 2 && rt->sources[i]->metrics && rt->source_ctx[i])
+            rt->sources[i]->metrics(rt->source_ctx[i], out);
 }
 
 ms_err ms_runtime_register_type(ms_runtime *rt, const char *tenant, const char *json, size_t len,

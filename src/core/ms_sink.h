@@ -47,6 +47,8 @@ typedef struct ms_sink_init_args {
 typedef struct ms_sink_ops {
     int version;      /* MS_SINK_OPS_VERSION */
     const char *name; /* also the cursor name in the store ("snapshots") */
+    /* Creates the sink's context. A sink that is not configured (e.g. Kafka without brokers)
+     * returns MS_OK and leaves *ctx NULL: it is disabled and the runtime does not run it. */
     ms_err (*init)(const ms_sink_init_args *args, void **ctx, ms_error *err);
     ms_sink_status (*deliver)(void *ctx, const char *tenant, const ms_change *changes, size_t n,
                               unsigned long long now_ms, uint64_t *durable_seq);

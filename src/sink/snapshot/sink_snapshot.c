@@ -36,6 +36,7 @@ typedef struct snap_sink {
 
 static ms_err snap_init(const ms_sink_init_args *a, void **ctx, ms_error *err)
 {
+    if (!a->cfg->snapshots_enabled) return MS_OK; /* disabled: *ctx stays NULL */
     if (!a->blob_ops) return ms_error_set(err, MS_ERR_CONFIG, "snapshot sink needs a blob store");
     snap_sink *s = ms_xcalloc(1, sizeof *s);
     s->log = a->log;

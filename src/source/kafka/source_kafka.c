@@ -1,0 +1,843 @@
+/*
+ * source_kafka.c — the Kafka source: consumes events from kafka.topics (fast) and
+ * kafka.bulk_topics (bulk), submits them to the engine, dead-letters what cannot be applied to
+ * kafka.dlq_topic, and commits offsets only once every message up to them is committed in the
+ * store or durably dead-lettered. See docs/kafka.md.
+ *
+ * Threads: one consumer thread polls the consumer and hands each message to the worker of its
+ * topic's kind (fast or bulk) through a bounded queue; two worker threads each take a batch (up
+ * to kafka.batch_max_messages, or whatever is queued), decode it, submit it (ms_engine_submit
+ * blocks until committed), dead-letter the failures, and then commit the batch's offsets
+ * synchronously. A bulk batch blocking in the engine therefore never delays fast-topic messages.
+ * Memory: half of kafka.max_buffered_bytes is librdkafka's prefetch (queued.max.messages.kbytes,
+ * unless set in kafka.properties), a quarter each worker queue: when a queue holds more than its
+ * quarter, the consumer thread pauses the assigned partitions of that worker's topics, and
+ * resumes them once the queue has drained below half of that.
+ *
+ * Offsets: after a batch, the worker stores offset+1 of its last message per partition
+ * (rd_kafka_offsets_store) and commits them synchronously. A commit that fails is not retried by
+ * the worker (during a rebalance that would hold up the revoke); the consumer thread commits the
+ * stored offsets again every second until it succeeds.
+ *
+ * Rebalance: the eager protocol (librdkafka's default range,roundrobin). On revoke the callback
+ * (on the consumer thread) drops the messages still queued (not processed, so not committed:
+ * they are consumed again from the committed offset by whoever gets the partition), waits for
+ * each worker's in-flight batch to finish, commits the stored offsets synchronously, and only
+ * then unassigns.
+ *
+ * Ids: an event without an `id` gets "kafka:<topic>:<partition>:<offset>", so a message
+ * delivered again (after a crash before the offset commit) is a duplicate, a no-op.
+ */
+#include "kafka_conf.h"
+#include "ms_avro.h"
+#include "ms_json.h"
+#include "ms_registry.h"
+#include "ms_runtime.h"
+#include "ms_source.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define KS_POLL_MS    100
+#define KS_MAX_TOPICS 32
+
+typedef struct ks_node {
+    rd_kafka_message_t *m;
+    struct ks_node *next;
+} ks_node;
+
+struct ksource;
+
+/* A worker: one queue and one thread for the topics of one kind (fast or bulk). */
+typedef struct ks_worker {
+    struct ksource *s;
+    const char *kind; /* "fast" or "bulk" */
+    char *topics[KS_MAX_TOPICS];
+    size_t ntopics;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a message was queued, or quit */
+    pthread_cond_t idle; /* a batch finished */
+    ks_node *head, *tail;
+    size_t queued_bytes;
+    bool busy;   /* a batch is being processed */
+    bool quit;   /* set after the consumer has closed */
+    bool paused; /* consumer thread only */
+} ks_worker;
+
+typedef struct ksource {
+    ms_runtime *rt;
+    const ms_log *log;
+    rd_kafka_t *consumer;
+    rd_kafka_t *dlq;        /* producer of dead letters */
+    ms_avro_schema *reader; /* schemas/metasync-event.avsc, to read Avro events with */
+    ks_worker w[2];         /* [0] fast, [1] bulk */
+    size_t max_queue_bytes; /* per worker */
+    size_t batch_max;
+    atomic_bool stopping;
+    pthread_t thread;
+    bool thread_started;
+    /* metrics */
+    char *topic_names[2 * KS_MAX_TOPICS];
+    atomic_ullong consumed[2 * KS_MAX_TOPICS];
+    size_t ntopic_names;
+    atomic_ullong dead_letters[MS_ERR__COUNT];
+    atomic_int paused_partitions;
+    atomic_bool uncommitted; /* a worker's commit failed: stored offsets wait for a commit */
+} ksource;
+
+/* One message of a batch and what became of it. */
+typedef struct ks_item {
+    rd_kafka_message_t *m;
+    ms_err code; /* MS_OK, or why it is dead-lettered */
+    char detail[320];
+    atomic_int dlq_state; /* 0 pending, 1 delivered, -1 failed */
+} ks_item;
+
+/* ---- small helpers ---- */
+
+static void split_topics(const char *list, char **out, size_t *n)
+{
+    *n = 0;
+    const char *p = list ? list : "";
+    while (*p && *n < KS_MAX_TOPICS) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len) out[(*n)++] = ms_xstrndup(p, len);
+        p += len;
+    }
+}
+
+static bool in_list(char *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0) return true;
+    return false;
+}
+
+/* Sleeps ms milliseconds unless stopping; returns false when stopping. */
+static bool backoff(ksource *s, unsigned ms)
+{
+    for (unsigned slept = 0; slept < ms; slept += 20) {
+        if (atomic_load(&s->stopping)) return false;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return !atomic_load(&s->stopping);
+}
+
+static unsigned next_backoff(unsigned ms)
+{
+    return ms >= 5000 ? 5000 : ms * 2;
+}
+
+/* The value of header `name` of m as a new string, or NULL. */
+static char *header_str(rd_kafka_message_t *m, const char *name)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR) return NULL;
+    if (rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        return NULL;
+    return ms_xstrndup(v, len);
+}
+
+/* ---- decoding one message ---- */
+
+/* Records why a message is dead-lettered; returns NULL for the caller to return. */
+static ms_event *refuse(ks_item *it, ms_err code, const char *detail)
+{
+    it->code = code;
+    snprintf(it->detail, sizeof it->detail, "%s", detail);
+    return NULL;
+}
+
+/*
+ * Decodes the JSON event text[0..len) of message m. The tenant comes from the `tenant` header,
+ * else the event's own `tenant`, else "default". An event without an id gets the derived one.
+ */
+static ms_event *decode_json(ksource *s, ks_item *it, const char *text, size_t len)
+{
+    rd_kafka_message_t *m = it->m;
+    const ms_config *cfg = s->rt->cfg;
+    ms_error err;
+    ms_error_clear(&err);
+    json_object *o = ms_json_parse(text, len, (int)cfg->limits_max_depth, NULL, &err);
+    if (err.code != MS_OK) return refuse(it, err.code, err.detail);
+    char *tenant = header_str(m, "tenant");
+    json_object *t = NULL;
+    if (!tenant && json_object_is_type(o, json_type_object) &&
+        json_object_object_get_ex(o, "tenant", &t) && json_object_is_type(t, json_type_string))
+        tenant = ms_xstrdup(json_object_get_string(t));
+    json_object_put(o);
+    ms_decode_opts opts = {tenant ? tenant : MS_DEFAULT_TENANT, s->rt->types,
+                           (size_t)cfg->limits_max_event_bytes, (int)cfg->limits_max_depth};
+    ms_event *ev = NULL;
+    ms_err rc = ms_event_decode(text, len, &opts, &ev, &err);
+    free(tenant);
+    if (rc != MS_OK) return refuse(it, err.code, err.detail);
+    if (!ev->id) {
+        char id[MS_MAX_ID_BYTES];
+        snprintf(id, sizeof id, "kafka:%s:%d:%lld", rd_kafka_topic_name(m->rkt), m->partition,
+                 (long long)m->offset);
+        ev->id = ms_xstrdup(id);
+    }
+    return ev;
+}
+
+/*
+ * Decodes a Confluent-framed Avro event: the writer schema by id from the registry, resolved to
+ * the reader schema (schemas/metasync-event.avsc), then mapped to the JSON event (null fields
+ * left out, `attributes` parsed from its JSON text) and decoded as one.
+ */
+static ms_event *decode_avro(ksource *s, ks_item *it)
+{
+    rd_kafka_message_t *m = it->m;
+    ms_error err;
+    ms_error_clear(&err);
+    uint32_t id = 0;
+    const uint8_t *datum = NULL;
+    size_t dlen = 0;
+    if (ms_avro_frame_parse(m->payload, m->len, &id, &datum, &dlen, &err) != MS_OK)
+        return refuse(it, err.code, err.detail);
+    if (!s->rt->registry || !s->reader) {
+        char d[120];
+        snprintf(d, sizeof d, "schema id %u: no schema registry (registry.enabled, registry.url)",
+                 (unsigned)id);
+        return refuse(it, MS_ERR_UNKNOWN_SCHEMA, d);
+    }
+    const ms_avro_schema *writer = NULL;
+    if (ms_registry_schema_by_id(s->rt->registry, id, &writer, &err) != MS_OK)
+        return refuse(it, err.code, err.detail);
+    json_object *o = NULL;
+    if (ms_avro_decode(writer, s->reader, datum, dlen, &o, &err) != MS_OK)
+        return refuse(it, err.code, err.detail);
+    json_object *ev = json_object_new_object();
+    json_object_object_foreach(o, key, val)
+    {
+        if (!val) continue;
+        if (strcmp(key, "attributes") == 0 && json_object_is_type(val, json_type_string)) {
+            const char *text = json_object_get_string(val);
+            json_object *attrs = ms_json_parse(text, strlen(text), 0, NULL, &err);
+            if (err.code != MS_OK) {
+                json_object_put(ev);
+                json_object_put(o);
+                char d[320];
+                snprintf(d, sizeof d, "attributes: not JSON text: %.280s", err.detail);
+                return refuse(it, MS_ERR_INVALID_FIELD, d);
+            }
+            json_object_object_add(ev, key, attrs);
+        } else {
+            json_object_object_add(ev, key, json_object_get(val));
+        }
+    }
+    json_object_put(o);
+    const char *text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
+    ms_event *out = decode_json(s, it, text, strlen(text));
+    json_object_put(ev);
+    return out;
+}
+
+/* Decodes message m into an event (caller frees), or fills code/detail of it. */
+static ms_event *decode_message(ksource *s, ks_item *it)
+{
+    rd_kafka_message_t *m = it->m;
+    const char *v = m->payload;
+    size_t len = m->payload ? m->len : 0;
+    if (len == 0) return refuse(it, MS_ERR_BAD_MAGIC, "the message is empty");
+    unsigned char b0 = (unsigned char)v[0];
+    if (b0 == 0x00) return decode_avro(s, it);
+    if (b0 != '{' && b0 != ' ' && b0 != '\t' && b0 != '\n' && b0 != '\r') {
+        char d[120];
+        snprintf(d, sizeof d,
+                 "first byte 0x%02x: neither 0x00 (Confluent-framed Avro) nor '{' (a JSON event)",
+                 b0);
+        return refuse(it, MS_ERR_BAD_MAGIC, d);
+    }
+    return decode_json(s, it, v, len);
+}
+
+/* ---- dead letters ---- */
+
+static void dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    ks_item *it = m->_private;
+    if (it) atomic_store(&it->dlq_state, m->err ? -1 : 1);
+}
+
+/* Produces one dead letter for it; returns false when it could not even be queued. */
+static bool dlq_produce(ksource *s, ks_item *it)
+{
+    rd_kafka_message_t *m = it->m;
+    rd_kafka_headers_t *orig = NULL;
+    rd_kafka_headers_t *h = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+                                ? rd_kafka_headers_copy(orig)
+                                : rd_kafka_headers_new(8);
+    char part[24], off[24];
+    snprintf(part, sizeof part, "%d", m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, MS_DLQ_H_CODE, -1, ms_err_code(it->code), -1);
+    rd_kafka_header_add(h, MS_DLQ_H_MESSAGE, -1, it->detail, -1);
+    rd_kafka_header_add(h, MS_DLQ_H_TOPIC, -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, MS_DLQ_H_PARTITION, -1, part, -1);
+    rd_kafka_header_add(h, MS_DLQ_H_OFFSET, -1, off, -1);
+    atomic_store(&it->dlq_state, 0);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(s->dlq, RD_KAFKA_V_TOPIC(s->rt->cfg->kafka_dlq_topic),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(it), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        atomic_store(&it->dlq_state, -1);
+        ms_log_warn(s->log, "kafka: cannot queue a dead letter: %s", rd_kafka_err2str(e));
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Dead-letters every failed item of the batch and waits until each is delivered, retrying
+ * failures with backoff. Returns false only when stopping before all were delivered (then the
+ * batch's offsets must not be committed).
+ */
+static bool dlq_deliver_all(ksource *s, ks_item *items, size_t n)
+{
+    unsigned wait_ms = 100;
+    for (;;) {
+        size_t pending = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].code == MS_OK) continue;
+            int st = atomic_load(&items[i].dlq_state);
+            if (st == -1 && !atomic_load(&s->stopping)) dlq_produce(s, &items[i]);
+            if (atomic_load(&items[i].dlq_state) != 1) pending++;
+        }
+        if (!pending) return true;
+        /* Wait for the reports of what is in flight (a report always comes, at the latest
+         * after message.timeout.ms or after a purge when stopping). */
+        bool inflight = true;
+        while (inflight) {
+            rd_kafka_poll(s->dlq, 50);
+            inflight = false;
+            for (size_t i = 0; i < n; i++)
+                if (items[i].code != MS_OK && atomic_load(&items[i].dlq_state) == 0)
+                    inflight = true;
+            if (inflight && atomic_load(&s->stopping))
+                rd_kafka_purge(s->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        }
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            if (items[i].code != MS_OK && atomic_load(&items[i].dlq_state) != 1) all = false;
+        if (all) return true;
+        ms_log_warn(s->log, "kafka: dead letters to %s not delivered; retrying",
+                    s->rt->cfg->kafka_dlq_topic);
+        if (!backoff(s, wait_ms)) return false;
+        wait_ms = next_backoff(wait_ms);
+    }
+}
+
+/* ---- one batch ---- */
+
+/* Commits offset+1 of the last message of every partition in the batch, synchronously. */
+static void commit_batch(ksource *s, ks_item *items, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = items[i].m;
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!p) p = rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
+        if (m->offset + 1 > p->offset) p->offset = m->offset + 1;
+    }
+    /* Stored first: whoever commits next (this worker, the consumer thread's retry, the revoke
+     * callback) commits these offsets too. */
+    rd_kafka_offsets_store(s->consumer, l);
+    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, l, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        /* Not fatal: the events are applied (a redelivery would be a duplicate, a no-op). No
+         * retry here: during a rebalance that would hold up the revoke callback, which waits for
+         * this worker and then commits the stored offsets itself. */
+        atomic_store(&s->uncommitted, true);
+        ms_log_write(s->log,
+                     e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ? MS_LOG_DEBUG : MS_LOG_WARN,
+                     "kafka: offset commit failed (retried from the stored offsets): %s",
+                     rd_kafka_err2str(e));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/*
+ * Processes one batch: decode, submit (retrying while the engine is overloaded or the store
+ * fails), dead-letter the failures, commit. On stop before the batch is done, nothing is
+ * committed (the messages are consumed again after the restart).
+ */
+static void process_batch(ksource *s, ks_item *items, size_t n)
+{
+    ms_event **evs = ms_xcalloc(n, sizeof *evs);
+    size_t *of = ms_xcalloc(n, sizeof *of); /* evs[k] came from items[of[k]] */
+    ms_apply_result *res = ms_xcalloc(n, sizeof *res);
+    unsigned wait_ms = 50;
+    bool done = false;
+    while (!done) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            items[i].code = MS_OK;
+            items[i].detail[0] = '\0';
+            ms_event *ev = decode_message(s, &items[i]);
+            if (ev) {
+                ev->index = k;
+                evs[k] = ev;
+                of[k++] = i;
+            }
+        }
+        ms_error err;
+        ms_error_clear(&err);
+        ms_err rc = k ? ms_engine_submit(s->rt->engine, evs, k, res, &err) : MS_OK;
+        for (size_t j = 0; j < k; j++) {
+            ms_event_free(evs[j]); /* what submit did not take (it refused the batch) */
+            evs[j] = NULL;
+        }
+        if (rc == MS_OK) {
+            for (size_t j = 0; j < k; j++)
+                if (res[j].status == MS_APPLY_REJECTED) {
+                    items[of[j]].code = res[j].code;
+                    snprintf(items[of[j]].detail, sizeof items[of[j]].detail, "%s", res[j].detail);
+                }
+            done = true;
+        } else {
+            ms_log_warn(s->log, "kafka: %s batch of %zu not applied (%s), retrying: %s",
+                        n ? "a" : "an empty", n, ms_err_code(rc), err.detail);
+            if (!backoff(s, wait_ms)) break;
+            wait_ms = next_backoff(wait_ms);
+        }
+    }
+    free(evs);
+    free(of);
+    free(res);
+    if (!done) return;
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].code == MS_OK) continue;
+        failed++;
+        atomic_store(&items[i].dlq_state, -1); /* to be produced */
+    }
+    if (failed && !dlq_deliver_all(s, items, n)) return;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].code != MS_OK) {
+            atomic_fetch_add(&s->dead_letters[items[i].code], 1);
+            ms_log_debug(s->log, "kafka: dead letter %s [%d] @%lld: %s: %s",
+                         rd_kafka_topic_name(items[i].m->rkt), items[i].m->partition,
+                         (long long)items[i].m->offset, ms_err_code(items[i].code),
+                         items[i].detail);
+        }
+    commit_batch(s, items, n);
+}
+
+static void *worker_main(void *arg)
+{
+    ks_worker *w = arg;
+    ksource *s = w->s;
+    ks_item *items = ms_xcalloc(s->batch_max, sizeof *items);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->head && !w->quit)
+            pthread_cond_wait(&w->work, &w->mu);
+        if (!w->head) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        size_t n = 0;
+        while (w->head && n < s->batch_max) {
+            ks_node *node = w->head;
+            w->head = node->next;
+            if (!w->head) w->tail = NULL;
+            w->queued_bytes -= node->m->len;
+            items[n++].m = node->m;
+            free(node);
+        }
+        w->busy = true;
+        pthread_mutex_unlock(&w->mu);
+
+        process_batch(s, items, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(items[i].m);
+
+        pthread_mutex_lock(&w->mu);
+        w->busy = false;
+        pthread_cond_broadcast(&w->idle);
+        pthread_mutex_unlock(&w->mu);
+    }
+    free(items);
+    return NULL;
+}
+
+/* ---- consumer thread ---- */
+
+/* Pauses (pause=true) or resumes the assigned partitions of w's topics. */
+static void flow(ksource *s, ks_worker *w, bool pause, size_t queued)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(s->consumer, &a) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    rd_kafka_topic_partition_list_t *mine = rd_kafka_topic_partition_list_new(a->cnt);
+    for (int i = 0; i < a->cnt; i++)
+        if (in_list(w->topics, w->ntopics, a->elems[i].topic))
+            rd_kafka_topic_partition_list_add(mine, a->elems[i].topic, a->elems[i].partition);
+    if (pause)
+        rd_kafka_pause_partitions(s->consumer, mine);
+    else
+        rd_kafka_resume_partitions(s->consumer, mine);
+    atomic_fetch_add(&s->paused_partitions, pause ? mine->cnt : -mine->cnt);
+    ms_log_debug(s->log, "kafka: %s %d %s partitions (%zu bytes queued)",
+                 pause ? "paused" : "resumed", mine->cnt, w->kind, queued);
+    w->paused = pause;
+    rd_kafka_topic_partition_list_destroy(mine);
+    rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* Pauses or resumes each worker's partitions by the size of its queue. */
+static void check_flow(ksource *s)
+{
+    for (int i = 0; i < 2; i++) {
+        ks_worker *w = &s->w[i];
+        pthread_mutex_lock(&w->mu);
+        size_t q = w->queued_bytes;
+        pthread_mutex_unlock(&w->mu);
+        if (!w->paused && q > s->max_queue_bytes)
+            flow(s, w, true, q);
+        else if (w->paused && q <= s->max_queue_bytes / 2)
+            flow(s, w, false, q);
+    }
+}
+
+static void count_consumed(ksource *s, const char *topic)
+{
+    for (size_t i = 0; i < s->ntopic_names; i++)
+        if (strcmp(s->topic_names[i], topic) == 0) {
+            atomic_fetch_add(&s->consumed[i], 1);
+            return;
+        }
+}
+
+static void dispatch(ksource *s, rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    count_consumed(s, topic);
+    ks_worker *w = in_list(s->w[1].topics, s->w[1].ntopics, topic) ? &s->w[1] : &s->w[0];
+    ks_node *node = ms_xcalloc(1, sizeof *node);
+    node->m = m;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = node;
+    else
+        w->head = node;
+    w->tail = node;
+    w->queued_bytes += m->len;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Drops w's queued messages and waits for its in-flight batch (which commits) to end. */
+static void worker_quiesce(ks_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    ks_node *node = w->head;
+    w->head = w->tail = NULL;
+    w->queued_bytes = 0;
+    while (w->busy)
+        pthread_cond_wait(&w->idle, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    while (node) {
+        ks_node *next = node->next;
+        rd_kafka_message_destroy(node->m);
+        free(node);
+        node = next;
+    }
+}
+
+/* Commits the stored offsets of the whole assignment, synchronously (consumer thread). */
+static void commit_stored(ksource *s, const char *when)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, NULL, 0);
+    if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        atomic_store(&s->uncommitted, false);
+        return;
+    }
+    /* A retry failing during a rebalance is expected (the revoke callback commits): quiet. */
+    bool quiet = e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS && strcmp(when, "retry") == 0;
+    ms_log_write(s->log, quiet ? MS_LOG_DEBUG : MS_LOG_WARN,
+                 "kafka: offset commit %s failed (the messages after the last committed offset "
+                 "will be consumed again, as duplicates): %s",
+                 when, rd_kafka_err2str(e));
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    ksource *s = opaque;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        ms_log_info(s->log, "kafka: assigned %d partitions", parts->cnt);
+        rd_kafka_assign(rk, parts);
+        return;
+    }
+    ms_log_info(s->log, "kafka: revoking %d partitions (%s)", parts->cnt, rd_kafka_err2str(e));
+    for (int i = 0; i < 2; i++) {
+        worker_quiesce(&s->w[i]);
+        s->w[i].paused = false;
+    }
+    atomic_store(&s->paused_partitions, 0);
+    commit_stored(s, "before giving the partitions up");
+    rd_kafka_assign(rk, NULL);
+}
+
+static void *consumer_main(void *arg)
+{
+    ksource *s = arg;
+    unsigned long long retry_at = 0;
+    while (!atomic_load(&s->stopping)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, KS_POLL_MS);
+        if (m && m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                ms_log_warn(s->log, "kafka: consumer: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+        } else if (m) {
+            dispatch(s, m);
+        }
+        check_flow(s);
+        if (atomic_load(&s->uncommitted) && ms_now_ms() >= retry_at) {
+            retry_at = ms_now_ms() + 1000;
+            commit_stored(s, "retry");
+        }
+    }
+    /* Leaves the group: the revoke callback waits for in-flight batches to commit. */
+    rd_kafka_consumer_close(s->consumer);
+    return NULL;
+}
+
+/* ---- start / stop ---- */
+
+/* Frees s once its threads have ended (destroying the consumer may still call on_rebalance). */
+static void ks_free(ksource *s)
+{
+    if (s->consumer) rd_kafka_destroy(s->consumer);
+    if (s->dlq) {
+        rd_kafka_flush(s->dlq, 5000);
+        rd_kafka_purge(s->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(s->dlq, 1000); /* serves the purge's delivery reports */
+        rd_kafka_destroy(s->dlq);
+    }
+    ms_avro_schema_free(s->reader);
+    for (int i = 0; i < 2; i++) {
+        ks_worker *w = &s->w[i];
+        worker_quiesce(w);
+        for (size_t t = 0; t < w->ntopics; t++)
+            free(w->topics[t]);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->work);
+        pthread_cond_destroy(&w->idle);
+    }
+    free(s);
+}
+
+static void ks_stop(void *ctx)
+{
+    ksource *s = ctx;
+    if (!s) return;
+    atomic_store(&s->stopping, true);
+    if (s->thread_started) pthread_join(s->thread, NULL);
+    for (int i = 0; i < 2; i++) {
+        ks_worker *w = &s->w[i];
+        pthread_mutex_lock(&w->mu);
+        w->quit = true;
+        pthread_cond_broadcast(&w->work);
+        pthread_mutex_unlock(&w->mu);
+        if (w->started) pthread_join(w->thread, NULL);
+    }
+    ms_log_info(s->log, "kafka: source stopped");
+    ks_free(s);
+}
+
+static rd_kafka_t *new_handle(ksource *s, rd_kafka_type_t type, rd_kafka_conf_t *conf,
+                              ms_error *err)
+{
+    char errstr[512];
+    rd_kafka_conf_set_opaque(conf, s);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        ms_error_set(err, MS_ERR_CONFIG, "kafka: %s", errstr);
+    }
+    return rk;
+}
+
+static ms_err ks_start(ms_runtime *rt, void **ctx, ms_error *err)
+{
+    const ms_config *cfg = rt->cfg;
+    *ctx = NULL;
+    if (!cfg->kafka_brokers || !*cfg->kafka_brokers) return MS_OK;
+    ksource *s = ms_xcalloc(1, sizeof *s);
+    s->rt = rt;
+    s->log = &rt->log;
+    s->batch_max = cfg->kafka_batch_max_messages > 0 ? (size_t)cfg->kafka_batch_max_messages : 1;
+    /* kafka.max_buffered_bytes: half for librdkafka's prefetch, a quarter per worker queue. */
+    s->max_queue_bytes = (size_t)(cfg->kafka_max_buffered_bytes / 4);
+    const char *kinds[2] = {"fast", "bulk"};
+    for (int i = 0; i < 2; i++) {
+        ks_worker *w = &s->w[i];
+        w->s = s;
+        w->kind = kinds[i];
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->work, NULL);
+        pthread_cond_init(&w->idle, NULL);
+    }
+    const char *avsc = ms_registry_builtin_text("metasync.events-value");
+    if (avsc && ms_avro_schema_parse(avsc, strlen(avsc), &s->reader, err) != MS_OK) {
+        ks_free(s);
+        return MS_ERR_INTERNAL;
+    }
+    split_topics(cfg->kafka_topics, s->w[0].topics, &s->w[0].ntopics);
+    split_topics(cfg->kafka_bulk_topics, s->w[1].topics, &s->w[1].ntopics);
+    for (int i = 0; i < 2; i++)
+        for (size_t t = 0; t < s->w[i].ntopics; t++)
+            s->topic_names[s->ntopic_names++] = s->w[i].topics[t];
+    if (!s->ntopic_names) {
+        ks_free(s);
+        return ms_error_set(err, MS_ERR_CONFIG, "kafka.topics and kafka.bulk_topics are empty");
+    }
+
+    /* librdkafka's prefetch queue counts against the same memory budget: half of it. */
+    char prefetch_kb[24];
+    long long kb = cfg->kafka_max_buffered_bytes / 2 / 1024;
+    snprintf(prefetch_kb, sizeof prefetch_kb, "%lld", kb < 1024 ? 1024 : kb);
+    const char *const consumer_defaults[] = {"auto.offset.reset", "earliest",
+                                             "queued.max.messages.kbytes", prefetch_kb, NULL};
+    static const char *const consumer_forced[] = {"enable.auto.commit", "false",
+                                                  "enable.auto.offset.store", "false", NULL};
+    rd_kafka_conf_t *cc = ms_kafka_conf_new(cfg, consumer_defaults, consumer_forced, err);
+    if (!cc) {
+        ks_free(s);
+        return MS_ERR_CONFIG;
+    }
+    char errstr[256];
+    if (rd_kafka_conf_set(cc, "group.id", cfg->kafka_group_id, errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(cc);
+        ks_free(s);
+        return ms_error_set(err, MS_ERR_CONFIG, "kafka.group_id: %s", errstr);
+    }
+    rd_kafka_conf_set_rebalance_cb(cc, on_rebalance);
+    static const char *const dlq_defaults[] = {
+        "acks", "all", "enable.idempotence", "true", "message.timeout.ms", "30000", NULL};
+    rd_kafka_conf_t *pc = ms_kafka_conf_new(cfg, dlq_defaults, NULL, err);
+    if (!pc) {
+        rd_kafka_conf_destroy(cc);
+        ks_free(s);
+        return MS_ERR_CONFIG;
+    }
+    rd_kafka_conf_set_dr_msg_cb(pc, dlq_report);
+    s->consumer = new_handle(s, RD_KAFKA_CONSUMER, cc, err);
+    if (s->consumer)
+        s->dlq = new_handle(s, RD_KAFKA_PRODUCER, pc, err);
+    else
+        rd_kafka_conf_destroy(pc);
+    if (!s->dlq) {
+        ks_free(s);
+        return MS_ERR_CONFIG;
+    }
+    rd_kafka_poll_set_consumer(s->consumer);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)s->ntopic_names);
+    for (size_t i = 0; i < s->ntopic_names; i++)
+        rd_kafka_topic_partition_list_add(sub, s->topic_names[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(s->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        ks_free(s);
+        return ms_error_set(err, MS_ERR_KAFKA, "kafka: cannot subscribe: %s", rd_kafka_err2str(e));
+    }
+    for (int i = 0; i < 2; i++) {
+        if (pthread_create(&s->w[i].thread, NULL, worker_main, &s->w[i]) != 0) {
+            ks_stop(s);
+            return ms_error_set(err, MS_ERR_INTERNAL, "kafka: cannot start a worker thread");
+        }
+        s->w[i].started = true;
+    }
+    if (pthread_create(&s->thread, NULL, consumer_main, s) != 0) {
+        ks_stop(s);
+        return ms_error_set(err, MS_ERR_INTERNAL, "kafka: cannot start the consumer thread");
+    }
+    s->thread_started = true;
+    ms_log_info(s->log, "kafka: consuming %s (fast) and %s (bulk) from %s as group %s",
+                cfg->kafka_topics, cfg->kafka_bulk_topics, cfg->kafka_brokers, cfg->kafka_group_id);
+    *ctx = s;
+    return MS_OK;
+}
+
+/* Appends the source's counters and gauges (consumed, dead letters, paused, lag). */
+static void ks_metrics(void *ctx, ms_buf *out)
+{
+    ksource *s = ctx;
+    if (!s) return;
+    ms_metrics_header(out, "metasync_kafka_messages_consumed_total", "counter",
+                      "Messages consumed from Kafka, per topic.");
+    for (size_t i = 0; i < s->ntopic_names; i++) {
+        ms_buf lbl = MS_BUF_INIT;
+        ms_buf_puts(&lbl, "topic=");
+        ms_buf_put_jstr(&lbl, s->topic_names[i]);
+        ms_metrics_sample(out, "metasync_kafka_messages_consumed_total", lbl.data,
+                          (double)atomic_load(&s->consumed[i]));
+        ms_buf_free(&lbl);
+    }
+    ms_metrics_header(out, "metasync_kafka_dead_letters_total", "counter",
+                      "Messages sent to the dead-letter topic, per error code.");
+    for (int c = 0; c < MS_ERR__COUNT; c++) {
+        unsigned long long v = atomic_load(&s->dead_letters[c]);
+        if (!v) continue;
+        char lbl[96];
+        snprintf(lbl, sizeof lbl, "code=\"%s\"", ms_err_code((ms_err)c));
+        ms_metrics_sample(out, "metasync_kafka_dead_letters_total", lbl, (double)v);
+    }
+    ms_metrics_header(out, "metasync_kafka_paused_partitions", "gauge",
+                      "Partitions paused because the source's queue is full.");
+    ms_metrics_sample(out, "metasync_kafka_paused_partitions", "",
+                      (double)atomic_load(&s->paused_partitions));
+    /* Lag from librdkafka's cached high watermarks and fetch positions: no network call. */
+    ms_metrics_header(out, "metasync_kafka_consumer_lag", "gauge",
+                      "Messages behind the high watermark, summed over assigned partitions.");
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(s->consumer, &a) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    rd_kafka_position(s->consumer, a);
+    for (size_t t = 0; t < s->ntopic_names; t++) {
+        long long lag = 0;
+        for (int i = 0; i < a->cnt; i++) {
+            if (strcmp(a->elems[i].topic, s->topic_names[t]) != 0) continue;
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_get_watermark_offsets(s->consumer, a->elems[i].topic,
+                                               a->elems[i].partition, &lo, &hi) ||
+                hi < 0 || a->elems[i].offset < 0)
+                continue;
+            if (hi > a->elems[i].offset) lag += hi - a->elems[i].offset;
+        }
+        ms_buf lbl = MS_BUF_INIT;
+        ms_buf_puts(&lbl, "topic=");
+        ms_buf_put_jstr(&lbl, s->topic_names[t]);
+        ms_metrics_sample(out, "metasync_kafka_consumer_lag", lbl.data, (double)lag);
+        ms_buf_free(&lbl);
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+}
+
+const ms_source_ops ms_source_kafka = {
+    .version = MS_SOURCE_OPS_VERSION,
+    .name = "kafka",
+    .start = ks_start,
+    .stop = ks_stop,
+    .metrics = ks_metrics,
+};
