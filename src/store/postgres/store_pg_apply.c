@@ -42,6 +42,10 @@ enum {
     W_SEQ_SET,
     W_PRE_ROWS,
     W_PRE_SEEN,
+    W_PRE_KIDS,
+    W_INS_MANY,
+    W_CHG_MANY,
+    W_SEEN_MANY,
     W_SET_TENANT,
     W__COUNT
 };
@@ -86,8 +90,23 @@ static const char *const wsql[W__COUNT] = {
         " a.created_at, a.orphan, a.updated_at, (SELECT coalesce(json_agg("
         "json_build_array(t.tag, t.source, t.origin) ORDER BY t.tag, t.origin), '[]')"
         " FROM tags t WHERE t.tenant = a.tenant AND t.qn = a.qn)"
-        " FROM assets a WHERE a.tenant = $1 AND a.qn = ANY($2::text[])",
-    [W_PRE_SEEN] = "SELECT id FROM seen WHERE tenant = $1 AND id = ANY($2::text[])",
+        " FROM assets a JOIN unnest($2::text[]) k(qn) ON a.tenant = $1 AND a.qn = k.qn",
+    [W_PRE_SEEN] = "SELECT s.id FROM seen s JOIN unnest($2::text[]) k(id) ON s.tenant = $1"
+                   " AND s.id = k.id",
+    /* Which of the batch's assets have orphans waiting for them (adoption needed). */
+    [W_PRE_KIDS] = "SELECT DISTINCT a.parent FROM assets a JOIN unnest($2::text[]) k(qn)"
+                   " ON a.tenant = $1 AND a.parent = k.qn AND a.orphan",
+    /* Set-based writes of what a batch buffers: one statement per table and tenant. */
+    [W_INS_MANY] = "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version,"
+                   " created_at, updated_at, deleted, orphan) SELECT $1, q, t, n, p, a, 1, c, c,"
+                   " false, o FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+                   " $6::text[], $7::text[], $8::bool[]) AS u(q, t, n, p, a, c, o)",
+    [W_CHG_MANY] = "INSERT INTO changes(tenant, seq, op, qn, type, version, before, after, changed,"
+                   " cause, ts) SELECT $1, s, o, q, t, v, b, a, c, ca, ts FROM unnest($2::bigint[],"
+                   " $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],"
+                   " $9::text[], $10::text[], $11::text[]) AS u(s, o, q, t, v, b, a, c, ca, ts)",
+    [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])"
+                    " ON CONFLICT DO NOTHING",
     [W_SET_TENANT] = "SELECT set_config('metasync.tenant', $1, true)",
 };
 
@@ -115,13 +134,23 @@ typedef struct cache_ent {
     ms_srow row;             /* row.exists false: no such asset */
     uint64_t save_gen;       /* when the row was last saved in this batch */
     uint64_t adopt_gen;      /* when this asset last adopted its waiting children */
+    bool pending;            /* inserted into the buffer, not sent yet */
+    bool kids_waiting;       /* orphans with this parent may exist: adoption must run */
 } cache_ent;
 
 /* An event id of the batch. */
 typedef struct seen_ent {
     const char *tenant, *id;
-    bool taken; /* in the seen table (before the batch, or by an earlier event of it) */
+    bool taken;  /* in the seen table (before the batch, or by an earlier event of it) */
+    bool before; /* in the seen table before the batch (or written by a flush) */
 } seen_ent;
+
+/* Rows buffered for one multi-row INSERT: each column as a text[] literal being built. */
+#define BUF_COLS 10
+typedef struct rowbuf {
+    ms_buf col[BUF_COLS];
+    size_t n;
+} rowbuf;
 
 /* The writer's state during one apply(): the backend context of store_apply.h. */
 typedef struct wbatch {
@@ -136,7 +165,12 @@ typedef struct wbatch {
     seen_ent *seen;
     size_t nseen;
     uint64_t gen;
+    rowbuf assets;  /* new assets: qn, type, name, parent, attributes, created, orphan */
+    rowbuf changes; /* change records: seq … ts */
 } wbatch;
+
+static bool flush_assets(struct wbatch *b);
+static bool flush_all(struct wbatch *b);
 
 /* Reads the results of the oldest unread statement; returns the first one when keep (caller
  * clears it), NULL otherwise or after a failure (recorded in b). */
@@ -191,7 +225,7 @@ static bool wsend(wbatch *b, int w, int n, const char *const *p)
 /* Runs w and waits for its result (caller clears); NULL after a failure. */
 static PGresult *wread(wbatch *b, int w, int n, const char *const *p)
 {
-    if (!wsend(b, w, n, p)) return NULL;
+    if (!flush_assets(b) || !wsend(b, w, n, p)) return NULL;
     return drain(b, true);
 }
 
@@ -209,6 +243,7 @@ static bool wread_changed(wbatch *b, int w, int n, const char *const *p, bool *c
 static bool use_tenant(wbatch *b, const char *tenant)
 {
     if (b->tenant && strcmp(b->tenant, tenant) == 0) return true;
+    if (b->tenant && !flush_all(b)) return false;
     b->tenant = tenant;
     return wsend(b, W_SET_TENANT, 1, &tenant);
 }
@@ -243,16 +278,87 @@ static seen_ent *seen_find(wbatch *b, const char *tenant, const char *id)
     return bsearch(&k, b->seen, b->nseen, sizeof k, seen_cmp);
 }
 
-/* Appends s as an element of a text[] literal. */
+/* Appends s (NULL: an SQL NULL) as an element of the array literal being built in a. */
 static void array_elem(ms_buf *a, const char *s)
 {
-    ms_buf_putc(a, a->len > 1 ? ',' : '{');
+    ms_buf_putc(a, a->len ? ',' : '{');
+    if (!s) {
+        ms_buf_puts(a, "NULL");
+        return;
+    }
     ms_buf_putc(a, '"');
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') ms_buf_putc(a, '\\');
         ms_buf_putc(a, *s);
     }
     ms_buf_putc(a, '"');
+}
+
+/* Closes the array literal in a (an empty one is "{}"). */
+static void array_end(ms_buf *a)
+{
+    ms_buf_puts(a, a->len ? "}" : "{}");
+}
+
+static void rowbuf_add(rowbuf *rb, int ncols, const char *const *vals)
+{
+    for (int i = 0; i < ncols; i++)
+        array_elem(&rb->col[i], vals[i]);
+    rb->n++;
+}
+
+static void rowbuf_free(rowbuf *rb)
+{
+    for (int i = 0; i < BUF_COLS; i++)
+        ms_buf_free(&rb->col[i]);
+}
+
+static bool wsend(wbatch *b, int w, int n, const char *const *p);
+
+/* Sends the buffered rows of rb (ncols columns) with statement w for the current tenant. */
+static bool rowbuf_send(wbatch *b, rowbuf *rb, int ncols, int w)
+{
+    if (!rb->n) return true;
+    const char *p[BUF_COLS + 1] = {b->tenant};
+    for (int i = 0; i < ncols; i++) {
+        array_end(&rb->col[i]);
+        p[i + 1] = rb->col[i].data;
+    }
+    bool ok = wsend(b, w, ncols + 1, p);
+    for (int i = 0; i < ncols; i++)
+        ms_buf_reset(&rb->col[i]);
+    rb->n = 0;
+    return ok;
+}
+
+/* Sends the buffered assets (before anything that may read or change them). */
+static bool flush_assets(wbatch *b)
+{
+    if (!b->assets.n) return true;
+    for (size_t i = 0; i < b->nents; i++)
+        b->ents[i].pending = false;
+    return rowbuf_send(b, &b->assets, 7, W_INS_MANY);
+}
+
+/* Sends every buffer of the current tenant (before the tenant changes, and at commit). */
+static bool flush_all(wbatch *b)
+{
+    if (!flush_assets(b) || !rowbuf_send(b, &b->changes, 10, W_CHG_MANY)) return false;
+    ms_buf ids = MS_BUF_INIT;
+    for (size_t i = 0; i < b->nseen; i++)
+        if (b->seen[i].taken && !b->seen[i].before && b->tenant &&
+            strcmp(b->seen[i].tenant, b->tenant) == 0) {
+            array_elem(&ids, b->seen[i].id);
+            b->seen[i].before = true;
+        }
+    bool ok = true;
+    if (ids.len) {
+        array_end(&ids);
+        const char *p[] = {b->tenant, ids.data};
+        ok = wsend(b, W_SEEN_MANY, 2, p);
+    }
+    ms_buf_free(&ids);
+    return ok;
 }
 
 /* Parses the JSON array of [tag, source, origin] into r. */
@@ -301,7 +407,7 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
         b->ents[b->nents++] = (cache_ent){.tenant = evs[i]->tenant, .qn = evs[i]->qn};
         if (evs[i]->parent)
             b->ents[b->nents++] = (cache_ent){.tenant = evs[i]->tenant, .qn = evs[i]->parent};
-        if (evs[i]->id) b->seen[b->nseen++] = (seen_ent){evs[i]->tenant, evs[i]->id, false};
+        if (evs[i]->id) b->seen[b->nseen++] = (seen_ent){evs[i]->tenant, evs[i]->id, false, false};
     }
     qsort(b->ents, b->nents, sizeof *b->ents, ent_cmp);
     qsort(b->seen, b->nseen, sizeof *b->seen, seen_cmp);
@@ -320,13 +426,20 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
         size_t j = i;
         for (; j < b->nents && strcmp(b->ents[j].tenant, tenant) == 0; j++)
             array_elem(&arr, b->ents[j].qn);
-        ms_buf_putc(&arr, '}');
+        array_end(&arr);
         const char *p[] = {tenant, arr.data};
         PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_ROWS, 2, p) : NULL;
         ok = r != NULL;
         for (int row = 0; ok && row < PQntuples(r); row++) {
             cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
             if (e) pg_row_from(r, row, 1, true, &e->row);
+        }
+        PQclear(r);
+        r = ok ? wread(b, W_PRE_KIDS, 2, p) : NULL;
+        ok = r != NULL;
+        for (int row = 0; ok && row < PQntuples(r); row++) {
+            cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
+            if (e) e->kids_waiting = true;
         }
         PQclear(r);
         ms_buf_free(&arr);
@@ -338,13 +451,13 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
         size_t j = i;
         for (; j < b->nseen && strcmp(b->seen[j].tenant, tenant) == 0; j++)
             array_elem(&arr, b->seen[j].id);
-        ms_buf_putc(&arr, '}');
+        array_end(&arr);
         const char *p[] = {tenant, arr.data};
         PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_SEEN, 2, p) : NULL;
         ok = r != NULL;
         for (int row = 0; ok && row < PQntuples(r); row++) {
             seen_ent *e = seen_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) e->taken = true;
+            if (e) e->taken = e->before = true;
         }
         PQclear(r);
         ms_buf_free(&arr);
@@ -358,21 +471,21 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
 static bool be_seen_add(void *be, const char *tenant, const char *id, bool *fresh, ms_error *err)
 {
     (void)err;
-    wbatch *b = be;
-    seen_ent *e = seen_find(b, tenant, id);
+    seen_ent *e = seen_find(be, tenant, id);
     *fresh = !e->taken;
-    e->taken = true;
-    const char *p[] = {tenant, id};
-    return !*fresh || wsend(b, W_SEEN_INS, 2, p);
+    e->taken = true; /* written by flush_all */
+    return true;
 }
 
 static bool be_seen_del(void *be, const char *tenant, const char *id, ms_error *err)
 {
     (void)err;
-    wbatch *b = be;
-    seen_find(b, tenant, id)->taken = false;
+    seen_ent *e = seen_find(be, tenant, id);
+    e->taken = false;
+    if (!e->before) return true; /* never written */
+    e->before = false;
     const char *p[] = {tenant, id};
-    return wsend(b, W_SEEN_DEL, 2, p);
+    return wsend(be, W_SEEN_DEL, 2, p);
 }
 
 static bool be_row_load(void *be, const char *tenant, const char *qn, bool with_tags, ms_srow *r,
@@ -413,8 +526,14 @@ static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r
 {
     (void)err;
     wbatch *b = be;
-    bool ok;
-    if (!existed) {
+    bool ok = true;
+    cache_ent *e = ent_find(b, tenant, qn);
+    if (!existed && e) { /* buffered: one INSERT for all the new assets of the batch */
+        const char *v[] = {
+            qn, r->type, r->name, r->parent, r->attributes, r->updated_at, r->orphan ? "t" : "f"};
+        rowbuf_add(&b->assets, 7, v);
+        e->pending = true;
+    } else if (!existed) {
         const char *p[] = {tenant,        qn,
                            r->type,       r->name,
                            r->parent,     r->attributes,
@@ -434,9 +553,12 @@ static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r
                            r->updated_at,
                            r->deleted ? "t" : "f",
                            r->orphan ? "t" : "f"};
-        ok = wsend(b, W_UPD, 11, p);
+        ok = (!e || !e->pending || flush_assets(b)) && wsend(b, W_UPD, 11, p);
     }
-    cache_ent *e = ent_find(b, tenant, qn);
+    if (r->orphan && r->parent) { /* its parent, once created, must adopt it */
+        cache_ent *pe = ent_find(b, tenant, r->parent);
+        if (pe) pe->kids_waiting = true;
+    }
     if (e) {
         ms_srow_free(&e->row);
         ms_srow_copy(&e->row, r);
@@ -465,9 +587,13 @@ static bool be_adopt(void *be, const char *tenant, const char *parent, ms_error 
     (void)err;
     wbatch *b = be;
     cache_ent *e = ent_find(b, tenant, parent);
-    if (e) e->adopt_gen = ++b->gen;
+    if (e) {
+        e->adopt_gen = ++b->gen;
+        if (!e->kids_waiting) return true; /* nobody waits for it */
+        e->kids_waiting = false;
+    }
     const char *p[] = {tenant, parent};
-    return wsend(b, W_ADOPT, 2, p);
+    return flush_assets(b) && wsend(b, W_ADOPT, 2, p);
 }
 
 static bool be_edge_set(void *be, const char *tenant, const char *src, const char *dst,
@@ -484,9 +610,10 @@ static bool be_change_add(void *be, const ms_change *c, ms_error *err)
     char seq[24], ver[24];
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
     snprintf(ver, sizeof ver, "%lld", (long long)c->version);
-    const char *p[] = {c->tenant, seq,      c->op,      c->qn,    c->type, ver,
+    const char *v[] = {seq,       c->op,    c->qn,      c->type,  ver,
                        c->before, c->after, c->changed, c->cause, c->ts};
-    return wsend(be, W_CHG_INS, 11, p);
+    rowbuf_add(&((wbatch *)be)->changes, 10, v); /* written by flush_all */
+    return true;
 }
 
 static bool be_descendants(void *be, const char *tenant, const char *qn, char ***kids, size_t *n,
@@ -612,6 +739,7 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         ok = ok && ms_sa_event(&backend, &b, s->types, ev, now_ts, &t->next, &res[i], err) &&
              !b.failed;
     }
+    ok = ok && flush_all(&b);
     for (size_t k = 0; ok && k < nts; k++) {
         if (ts[k].next == ts[k].start) continue;
         char v[24];
@@ -625,5 +753,7 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         ms_srow_free(&b.ents[i].row);
     free(b.ents);
     free(b.seen);
+    rowbuf_free(&b.assets);
+    rowbuf_free(&b.changes);
     return ok ? MS_OK : MS_ERR_STORE;
 }
