@@ -4,28 +4,28 @@
  * engine), in transactions of the engine's commit size, with the store's pragmas.
  *
  *   bench_raw_sqlite --file FILE --dir DIR [--txn N] [--sync full|normal] [--cache-mb N]
- *                    [--engine-sql] [--label NAME] [--exec SQL] [--fts-per-commit]
+ *                    [--engine-sql] [--label NAME] [--exec SQL] [--fts-per-row]
  *
  * DIR must be empty or absent: the schema is created by opening the store through
- * ms_store_sqlite.open (so tables, indexes and the FTS5 triggers are exactly the store's), which
+ * ms_store_sqlite.open (so tables, indexes and the FTS5 setup are exactly the store's), which
  * is then closed. The file is decoded with the server's own decoder (ms_event_decode) *before*
  * the timed region, and the change record's after-JSON is pre-built with the store's own
  * snapshot writer (ms_srow_json), so the timed loop only binds and steps prepared statements.
  *
- * Per asset, default (the minimal loop): INSERT OR IGNORE INTO seen; INSERT INTO assets (the FTS5
- * insert trigger fires); INSERT INTO changes (after-JSON, changed paths, cause). The orphan flag
- * is what the engine would store (parent not seen earlier in the file).
+ * Per asset, default (the minimal loop): INSERT OR IGNORE INTO seen; INSERT INTO assets; INSERT
+ * INTO changes (after-JSON, changed paths, cause); and per transaction, like the store, the
+ * full-text rows of its new assets in one INSERT … SELECT just before COMMIT (timed as part of
+ * the commit). The orphan flag is what the engine would store (parent not seen earlier in the
+ * file).
  *
  * --engine-sql adds every other statement the engine's writer issues for a new asset (lookup of
  * the asset, lookup of the parent's type, tags rows, adoption of waiting children), still
  * without any C-side work: the difference to the engine is then the engine's own CPU (decode,
  * JSON, copies, HTTP) and its threads competing for the 2 cores, not SQLite.
  *
- * --exec SQL runs SQL on the connection before the loop, for what-if attributions (e.g.
- * --exec "DROP TRIGGER assets_fts_ai" measures the loop without the full-text index); the
- * benchmark itself never uses it. --fts-per-commit is one such what-if: instead of the per-row
- * trigger, the full-text rows of each transaction are added by one INSERT … SELECT just before
- * COMMIT (timed as part of the commit).
+ * --exec SQL runs SQL on the connection before the loop, for what-if attributions; the benchmark
+ * itself never uses it. --fts-per-row is one such what-if, the store's schema 1: a per-row
+ * insert trigger indexes each asset for full-text search (and no INSERT … SELECT per commit).
  *
  * Prints a human line, a per-statement time breakdown and one machine line:
  *   RAW label=… rows=… secs=… rows_per_s=… txn=… commit_p50_ms=… commit_p99_ms=… db_bytes=…
@@ -269,14 +269,14 @@ int main(int argc, char **argv)
 {
     const char *file = NULL, *dir = NULL, *sync = "full", *label = "raw", *extra_sql = NULL;
     long txn = 5000, cache_mb = 64;
-    bool engine_sql = false, fts_per_commit = false;
+    bool engine_sql = false, fts_per_row = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--engine-sql") == 0) {
             engine_sql = true;
             continue;
         }
-        if (strcmp(argv[i], "--fts-per-commit") == 0) {
-            fts_per_commit = true;
+        if (strcmp(argv[i], "--fts-per-row") == 0) {
+            fts_per_row = true;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -362,11 +362,13 @@ int main(int argc, char **argv)
                                   " VALUES(?, ?, ?, 'direct', '')");
     exec(db, "INSERT OR IGNORE INTO tenants(tenant) VALUES('default')");
     sqlite3_stmt *fts = NULL;
-    if (fts_per_commit) {
-        exec(db, "DROP TRIGGER assets_fts_ai");
+    if (fts_per_row)
+        exec(db, "CREATE TRIGGER assets_fts_ai AFTER INSERT ON assets BEGIN"
+                 " INSERT INTO assets_fts(rowid, name, qn, description)"
+                 " VALUES (new.id, new.name, new.qn, new.description); END");
+    else
         fts = prep(db, "INSERT INTO assets_fts(rowid, name, qn, description)"
                        " SELECT id, name, qn, description FROM assets WHERE id > ?");
-    }
     sqlite3_int64 fts_done = 0;
 
     size_t ntx = (n + (size_t)txn - 1) / (size_t)txn;

@@ -4,6 +4,7 @@
  * NDJSON on stdout, one page, or forever with --follow (long polling from the last next_after).
  */
 #include "cli_http.h"
+#include "ms_change.h"
 #include "ms_cli.h"
 
 #include <errno.h>
@@ -41,9 +42,10 @@ static void usage(FILE *out)
         "\n"
         "Options:\n"
         "  --after SEQ     start after this sequence number (default 0: from the beginning)\n"
-        "  --limit N       records per request, 1..10000 (default 100)\n"
+        "  --limit N       records per request, 1..1000 (default 100; the server's cap)\n"
         "  --follow, -f    keep polling for new changes forever\n"
-        "  --wait SECONDS  long-poll wait per request with --follow, 1..300 (default 30)\n"
+        "  --wait SECONDS  long-poll wait per request with --follow, 1..changes.max_wait_seconds\n"
+        "                  (default 30; the server's cap, 60 unless configured)\n"
         "  -h, --help      show this help\n"
         "\n"
         "Exit codes: 0 done or interrupted; 1 the server refused the request (bad parameter);\n"
@@ -60,13 +62,14 @@ typedef struct changes_opts {
     bool follow;
 } changes_opts;
 
-/* Parses the command's own arguments (rest[0..nrest)) into o. Returns MS_EXIT_OK or
- * MS_EXIT_USAGE (message printed). */
-static int parse_args(int nrest, char **rest, changes_opts *o)
+/* Parses the command's own arguments (rest[0..nrest)) into o, within the server's caps: the page
+ * size MS_CHANGES_PAGE_MAX and max_wait (changes.max_wait_seconds, read from the same
+ * configuration as the server's). Returns MS_EXIT_OK or MS_EXIT_USAGE (message printed). */
+static int parse_args(int nrest, char **rest, int64_t max_wait, changes_opts *o)
 {
     o->after = 0;
     o->limit = 100;
-    o->wait = 30;
+    o->wait = max_wait < 30 ? max_wait : 30;
     o->follow = false;
     for (int i = 0; i < nrest;) {
         const char *v = NULL;
@@ -78,11 +81,23 @@ static int parse_args(int nrest, char **rest, changes_opts *o)
             if (m < 0 || !ms_cli_parse_i64("changes", "--after", v, 0, INT64_MAX, &o->after))
                 return MS_EXIT_USAGE;
         } else if ((m = ms_cli_opt("changes", nrest, rest, &i, "--limit", &v)) != 0) {
-            if (m < 0 || !ms_cli_parse_i64("changes", "--limit", v, 1, 10000, &o->limit))
+            if (m < 0) return MS_EXIT_USAGE;
+            if (!ms_cli_parse_i64("changes", "--limit", v, 1, MS_CHANGES_PAGE_MAX, &o->limit)) {
+                fprintf(stderr,
+                        "metasync changes: the server sends at most %d records per "
+                        "request; --follow pages through more\n",
+                        MS_CHANGES_PAGE_MAX);
                 return MS_EXIT_USAGE;
+            }
         } else if ((m = ms_cli_opt("changes", nrest, rest, &i, "--wait", &v)) != 0) {
-            if (m < 0 || !ms_cli_parse_i64("changes", "--wait", v, 1, 300, &o->wait))
+            if (m < 0) return MS_EXIT_USAGE;
+            if (!ms_cli_parse_i64("changes", "--wait", v, 1, max_wait, &o->wait)) {
+                fprintf(stderr,
+                        "metasync changes: the server waits at most "
+                        "changes.max_wait_seconds (%lld) per request\n",
+                        (long long)max_wait);
                 return MS_EXIT_USAGE;
+            }
         } else {
             fprintf(stderr, "metasync changes: unexpected argument %s (see --help)\n", rest[i]);
             return MS_EXIT_USAGE;
@@ -148,7 +163,7 @@ int ms_cmd_changes(int argc, char **argv, char **envp)
     int rc = ms_cli_load_config("changes", &cfg, argc, argv, envp, &rest, &nrest);
     if (rc != MS_EXIT_OK) return rc;
     changes_opts o;
-    rc = parse_args(nrest, rest, &o);
+    rc = parse_args(nrest, rest, cfg.changes_max_wait_seconds, &o);
     free(rest);
     if (rc != MS_EXIT_OK) {
         ms_config_free(&cfg);

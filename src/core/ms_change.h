@@ -36,4 +36,7 @@ void ms_change_to_json(const ms_change *c, ms_buf *out);
 /* Receives change records in seq order; returns 0 to continue, non-zero to stop early. */
 typedef int (*ms_change_cb)(void *ud, const ms_change *c);
 
+/* Most change records one GET /api/v1/changes page may ask for (`limit`); the CLI checks it too. */
+#define MS_CHANGES_PAGE_MAX 1000
+
 #endif

@@ -73,9 +73,11 @@ static const cfg_row cfg_rows[] = {
     ROW(CT_INT, "limits.max_depth", "64", limits_max_depth,
         "Deepest JSON nesting accepted in an event"),
     ROW(CT_SIZE, "lanes.fast_max_bytes", "32MiB", lanes_fast_max_bytes,
-        "Bytes queued on the fast (interactive) lane before producers get backpressure"),
+        "Memory held by events queued on the fast (interactive) lane (their decoded size) "
+        "before producers get backpressure"),
     ROW(CT_SIZE, "lanes.bulk_max_bytes", "64MiB", lanes_bulk_max_bytes,
-        "Bytes queued on the bulk lane before producers get backpressure"),
+        "Memory held by events queued on the bulk lane (their decoded size) before producers get "
+        "backpressure"),
     ROW(CT_INT, "engine.max_commit_events", "5000", engine_max_commit_events,
         "Most events written in one group commit"),
     ROW(CT_INT, "engine.enqueue_timeout_ms", "2000", engine_enqueue_timeout_ms,

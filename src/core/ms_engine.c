@@ -25,7 +25,96 @@ typedef struct job {
     ms_apply_result *res;
     submission *sub;
     unsigned long long enq_ns;
+    uint64_t key; /* qn_key of the event */
 } job;
+
+/* Which lane holds the queued events of a qualified name, and how many: an open-addressing
+ * table (linear probing, backward-shift deletion) keyed by qn_key. Two names sharing a key only
+ * share a lane, which costs nothing but routing freedom. */
+typedef struct pin {
+    uint64_t key; /* 0: free slot */
+    uint32_t count;
+    uint8_t lane;
+} pin;
+
+typedef struct pin_table {
+    pin *slot;
+    size_t cap, n; /* cap: a power of two, or 0 */
+} pin_table;
+
+/* 64-bit FNV-1a of tenant and qualified name, never 0. */
+static uint64_t qn_key(const char *tenant, const char *qn)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)tenant; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull; /* separator: no byte of a string */
+    for (const unsigned char *p = (const unsigned char *)qn; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static pin *pin_find(const pin_table *t, uint64_t key)
+{
+    if (!t->cap) return NULL;
+    for (size_t i = key & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (t->slot[i].key == key) return &t->slot[i];
+        if (!t->slot[i].key) return NULL;
+    }
+}
+
+/* Counts one more event for key, on lane (the key's lane when it is already there). */
+static void pin_add(pin_table *t, uint64_t key, ms_lane lane)
+{
+    pin *p = pin_find(t, key);
+    if (p) {
+        p->count++;
+        return;
+    }
+    if ((t->n + 1) * 2 > t->cap) { /* keep the load at most 1/2 */
+        pin_table g = {ms_xcalloc(t->cap ? t->cap * 2 : 64, sizeof(pin)), t->cap ? t->cap * 2 : 64,
+                       0};
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slot[i].key) {
+                size_t k = t->slot[i].key & (g.cap - 1);
+                while (g.slot[k].key)
+                    k = (k + 1) & (g.cap - 1);
+                g.slot[k] = t->slot[i];
+                g.n++;
+            }
+        free(t->slot);
+        *t = g;
+    }
+    size_t k = key & (t->cap - 1);
+    while (t->slot[k].key)
+        k = (k + 1) & (t->cap - 1);
+    t->slot[k] = (pin){key, 1, (uint8_t)lane};
+    t->n++;
+}
+
+/* Counts one event of key less; forgets the key at zero. */
+static void pin_drop(pin_table *t, uint64_t key)
+{
+    pin *p = pin_find(t, key);
+    if (!p || --p->count) return;
+    size_t mask = t->cap - 1, hole = (size_t)(p - t->slot);
+    for (size_t i = (hole + 1) & mask; t->slot[i].key; i = (i + 1) & mask) {
+        size_t home = t->slot[i].key & mask;
+        /* move slot i into the hole unless its home lies cyclically in (hole, i] */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            t->slot[hole] = t->slot[i];
+            hole = i;
+        }
+    }
+    t->slot[hole] = (pin){0, 0, 0};
+    t->n--;
+}
+
+static void pin_clear(pin_table *t)
+{
+    if (t->n) memset(t->slot, 0, t->cap * sizeof *t->slot);
+    t->n = 0;
+}
 
 typedef struct lane {
     job *ring;
@@ -47,12 +136,15 @@ struct ms_engine {
     pthread_cond_t done; /* submitters wait for their results */
     pthread_cond_t seq;  /* long-polls and sinks wait for new changes */
     lane lanes[MS_LANE_COUNT];
+    pin_table pins; /* lanes of the queued events per qualified name */
     tenant_seq *seqs;
     size_t nseqs;
     uint64_t generation;
     bool started, stopping, stopped;
     pthread_t writer;
-    double ns_per_event; /* moving average of apply cost, sizes the bulk slice */
+    double ns_per_event;    /* moving average of apply cost, sizes the bulk slice */
+    unsigned quiet_commits; /* commits in a row that took no fast event (writer only) */
+    bool last_served_bulk;  /* the previous commit took bulk events (writer only) */
 };
 
 static void lane_push(lane *l, job j)
@@ -71,9 +163,11 @@ static void lane_push(lane *l, job j)
     l->bytes += j.ev->bytes;
 }
 
-static job lane_pop(lane *l)
+/* Takes the oldest job of l. @locks_required mu */
+static job lane_pop(ms_engine *e, lane *l)
 {
     job j = l->ring[l->head];
+    pin_drop(&e->pins, j.key);
     l->head = (l->head + 1) % l->cap;
     l->count--;
     l->bytes -= j.ev->bytes;
@@ -128,13 +222,25 @@ static tenant_seq *seq_slot(ms_engine *e, const char *tenant, bool add)
     return &e->seqs[e->nseqs++];
 }
 
-/* How many bulk events the next commit may take: about 20 ms of work (so a fast event waits at
- * most that long behind the bulk lane), at least 256 so that the fixed cost of a commit (fsync)
- * stays small per event. */
+/* How many bulk events the next commit may take, given that it took taken_fast fast events:
+ * - none when it took fast events and the previous commit served the bulk lane: a fast event's
+ *   own commit stays a few ms instead of a fast one plus a slice; bulk events wait at most every
+ *   other commit, so a stream of fast events cannot starve them;
+ * - otherwise about 20 ms of work (so a fast event waits at most that long behind the bulk lane),
+ *   doubled for each commit after the first two in a row that took no fast event, up to
+ *   engine.max_commit_events: with no fast traffic, bulk commits grow whole (large transactions
+ *   amortize the index pages a random-order load dirties), while a fast event that comes after
+ *   a quiet spell waits for at most one commit about as long as that spell;
+ * - at least 256 so that the fixed cost of a commit (fsync) stays small per event.
+ * @locality writer thread */
 static size_t bulk_slice(const ms_engine *e, size_t taken_fast)
 {
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
-    size_t budget = (size_t)(20e6 / (e->ns_per_event > 1 ? e->ns_per_event : 1));
+    if (taken_fast && e->last_served_bulk) return 0;
+    unsigned grow = e->quiet_commits > 2 ? e->quiet_commits - 2 : 0;
+    double ns = 20e6 * (double)(1u << (grow < 16 ? grow : 16));
+    double budget_d = ns / (e->ns_per_event > 1 ? e->ns_per_event : 1);
+    size_t budget = budget_d < (double)max ? (size_t)budget_d : max;
     if (budget < 256) budget = 256;
     if (budget > max) budget = max;
     return taken_fast >= max ? 0 : (budget < max - taken_fast ? budget : max - taken_fast);
@@ -193,9 +299,13 @@ static void *writer_main(void *arg)
         while (!fast->count && !bulk->count && !e->stopping) pthread_cond_wait(&e->work, &e->mu);
         if (!fast->count && !bulk->count) break; /* stopping and drained */
         size_t n = 0;
-        while (fast->count && n < max) jobs[n++] = lane_pop(fast);
-        size_t nb = bulk_slice(e, n);
-        while (bulk->count && nb--) jobs[n++] = lane_pop(bulk);
+        while (fast->count && n < max)
+            jobs[n++] = lane_pop(e, fast);
+        e->quiet_commits = n ? 0 : e->quiet_commits + (e->quiet_commits < 64);
+        size_t nb = bulk_slice(e, n), nf = n;
+        while (bulk->count && nb--)
+            jobs[n++] = lane_pop(e, bulk);
+        e->last_served_bulk = n > nf;
         pthread_cond_broadcast(&e->room);
         pthread_mutex_unlock(&e->mu);
 
@@ -257,8 +367,11 @@ void ms_engine_free(ms_engine *e)
 {
     if (!e) return;
     ms_engine_stop(e);
-    for (int l = 0; l < MS_LANE_COUNT; l++) free(e->lanes[l].ring);
-    for (size_t i = 0; i < e->nseqs; i++) free(e->seqs[i].tenant);
+    for (int l = 0; l < MS_LANE_COUNT; l++)
+        free(e->lanes[l].ring);
+    free(e->pins.slot);
+    for (size_t i = 0; i < e->nseqs; i++)
+        free(e->seqs[i].tenant);
     free(e->seqs);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->work);
@@ -286,26 +399,47 @@ static bool run_transforms(ms_engine *e, ms_event *ev, ms_apply_result *res)
     return true;
 }
 
-/* Chooses the lane of events whose type is absent: the lane of an earlier event of the batch for
- * the same qualified name, else that of the stored asset, else fast. */
-static void route_untyped(ms_engine *e, ms_event **evs, size_t n)
+/* The lane of each event by itself (own[i]): its type's lane, or for an event whose type is
+ * absent the lane of its asset's stored type (fast when unknown). An event that follows an
+ * earlier one of the batch for the same name is pinned later anyway: no store lookup for it. */
+static void route_own(ms_engine *e, ms_event **evs, const uint64_t *keys, size_t n, ms_lane *own)
 {
+    pin_table seen = {0};
     for (size_t i = 0; i < n; i++) {
         ms_event *ev = evs[i];
-        if (!ev || ev->lane_known) continue;
-        bool found = false;
-        for (size_t k = i; k-- > 0 && !found;) {
-            if (evs[k] && strcmp(evs[k]->qn, ev->qn) == 0) {
-                ev->lane = evs[k]->lane;
-                found = true;
-            }
-        }
-        if (found) continue;
+        if (!ev) continue;
+        own[i] = ev->lane;
+        bool follows = pin_find(&seen, keys[i]) != NULL;
+        if (!follows) pin_add(&seen, keys[i], ev->lane);
+        if (ev->lane_known || follows) continue;
+        own[i] = MS_LANE_FAST;
         char type[128];
+        const ms_type *t = NULL;
         if (e->a.store->asset_type(e->a.store_ctx, ev->tenant, ev->qn, type, sizeof type, NULL) ==
                 MS_OK &&
-            (strcmp(type, "column") == 0 || strcmp(type, "bi_field") == 0))
-            ev->lane = MS_LANE_BULK;
+            e->a.types)
+            t = ms_types_get(e->a.types, ev->tenant, type);
+        if (t) own[i] = t->lane;
+    }
+    free(seen.slot);
+}
+
+/* Sets each event's lane so that the events for one qualified name keep their arrival order:
+ * the lane where events for it are queued, else that of its first event in the batch, else its
+ * own; sums the bytes each lane must take. @locks_required mu */
+static void route_pinned(ms_engine *e, ms_event **evs, const uint64_t *keys, const ms_lane *own,
+                         size_t n, pin_table *batch, size_t need[MS_LANE_COUNT])
+{
+    pin_clear(batch);
+    need[MS_LANE_FAST] = need[MS_LANE_BULK] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!evs[i]) continue;
+        const pin *p = pin_find(batch, keys[i]);
+        if (!p) p = pin_find(&e->pins, keys[i]);
+        ms_lane l = p ? (ms_lane)p->lane : own[i];
+        pin_add(batch, keys[i], l);
+        evs[i]->lane = l;
+        need[l] += evs[i]->bytes;
     }
 }
 
@@ -322,24 +456,29 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
             atomic_fetch_add(&e->a.metrics->events_rejected[res[i].code], 1);
             ms_event_free(evs[i]);
             evs[i] = NULL;
-        }
-    }
-    route_untyped(e, evs, n);
-    for (size_t i = 0; i < n; i++)
-        if (evs[i]) {
-            need[evs[i]->lane] += evs[i]->bytes;
+        } else {
             live++;
         }
+    }
     if (!live) return MS_OK;
+    uint64_t *keys = ms_xmalloc(n * sizeof *keys);
+    ms_lane *own = ms_xmalloc(n * sizeof *own);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = evs[i] ? qn_key(evs[i]->tenant, evs[i]->qn) : 0;
+    route_own(e, evs, keys, n, own);
+    pin_table batch = {0};
 
     submission sub = {.pending = live, .failure = MS_OK};
     struct timespec dl = deadline_in((unsigned)e->a.cfg->engine_enqueue_timeout_ms);
+    ms_err refused = MS_OK;
     pthread_mutex_lock(&e->mu);
     for (;;) {
         if (e->stopping) {
-            pthread_mutex_unlock(&e->mu);
-            return ms_error_set(err, MS_ERR_UNAVAILABLE, "the engine is shutting down");
+            refused = ms_error_set(err, MS_ERR_UNAVAILABLE, "the engine is shutting down");
+            break;
         }
+        /* Again after each wait: what is queued, and so the pins, may have changed. */
+        route_pinned(e, evs, keys, own, n, &batch, need);
         bool fits = true;
         for (int l = 0; l < MS_LANE_COUNT; l++) {
             lane *q = &e->lanes[l];
@@ -347,18 +486,28 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
         }
         if (fits) break;
         if (pthread_cond_timedwait(&e->room, &e->mu, &dl) != 0) {
-            pthread_mutex_unlock(&e->mu);
-            return ms_error_set(err, MS_ERR_OVERLOADED,
-                                "the ingest lanes are full; retry after a short pause");
+            refused = ms_error_set(err, MS_ERR_OVERLOADED,
+                                   "the ingest lanes are full; retry after a short pause");
+            break;
         }
+    }
+    free(batch.slot);
+    free(own);
+    if (refused != MS_OK) {
+        pthread_mutex_unlock(&e->mu);
+        free(keys);
+        atomic_fetch_add(&e->a.metrics->events_overloaded, live);
+        return refused;
     }
     unsigned long long now = ms_now_ns();
     for (size_t i = 0; i < n; i++) {
         if (!evs[i]) continue;
+        pin_add(&e->pins, keys[i], evs[i]->lane);
         lane_push(&e->lanes[evs[i]->lane],
-                  (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now});
+                  (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now, .key = keys[i]});
         evs[i] = NULL;
     }
+    free(keys);
     pthread_cond_signal(&e->work);
     while (sub.pending) pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
@@ -422,7 +571,8 @@ void ms_engine_metrics_render(ms_engine *e, ms_buf *out)
         snprintf(lbl, sizeof lbl, "lane=\"%s\"", ms_lane_name((ms_lane)l));
         ms_metrics_sample(out, "metasync_lane_queue_events", lbl, (double)e->lanes[l].count);
     }
-    ms_metrics_header(out, "metasync_lane_queue_bytes", "gauge", "Bytes queued per lane.");
+    ms_metrics_header(out, "metasync_lane_queue_bytes", "gauge",
+                      "Memory held by the queued events per lane (decoded size).");
     for (int l = 0; l < MS_LANE_COUNT; l++) {
         char lbl[32];
         snprintf(lbl, sizeof lbl, "lane=\"%s\"", ms_lane_name((ms_lane)l));

@@ -3,15 +3,21 @@
  * thread that group-commits to the store → change notifications for sinks and long-polls.
  *
  * Lanes: `fast` (every type but columns and BI fields) and `bulk` (columns, BI fields). Each
- * commit takes every queued fast event first (up to engine.max_commit_events), then a slice of
- * the bulk lane sized so that one commit stays short (about 20 ms, from the measured cost per
- * event): a bulk backlog therefore delays a fast event by at most one short commit, never by the
- * backlog. An event whose type is absent (tag, link, patch…) goes to the lane of its asset's
- * stored type, or of an earlier event for the same qualified name in the same batch, so events
- * for one qualified name keep their arrival order.
+ * commit takes every queued fast event first (up to engine.max_commit_events); a commit that
+ * took fast events takes no bulk event unless the one before it was fast-only too (so bulk
+ * cannot starve). Otherwise bulk events go in slices sized so that one commit stays short
+ * (about 20 ms, from the measured cost per event), doubled for each further commit in a row
+ * without fast events, up to engine.max_commit_events: a bulk backlog delays a fast event by at
+ * most one commit about as long as the quiet spell before it (~20 ms while fast events flow),
+ * never by the backlog, and a load without fast events gets whole commits. Events
+ * for one qualified name keep their arrival order, whatever their types: an event goes to the lane
+ * where events for its qualified name are still queued, else to the lane of the first event for it
+ * in the same batch, else to its own type's lane; an event whose type is absent (tag, link, patch…)
+ * to the lane of its asset's stored type (built-in or custom).
  *
  * Backpressure: each lane is bounded in bytes (lanes.*_max_bytes). ms_engine_submit waits up to
- * engine.enqueue_timeout_ms for room and then fails with MS_ERR_OVERLOADED, enqueuing nothing; a
+ * engine.enqueue_timeout_ms for room and then fails with MS_ERR_OVERLOADED, enqueuing nothing (its
+ * events are counted in metasync_events_overloaded_total, so received = sum of outcomes); a
  * batch larger than a lane is admitted only into an empty lane. Memory stays flat whatever is
  * offered.
  *
@@ -43,6 +49,7 @@ typedef struct ms_engine_args {
     void *store_ctx;
     const ms_transform *transforms; /* run in order on every event; may be NULL */
     size_t ntransforms;
+    ms_types *types; /* the lanes of stored types, for events without a type; NULL: all fast */
 } ms_engine_args;
 
 /* Creates an engine (not yet running). The args' pointers must outlive the engine. */

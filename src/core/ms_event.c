@@ -250,6 +250,30 @@ void ms_event_free(ms_event *ev)
     free(ev);
 }
 
+/* What malloc(n) takes with glibc on 64-bit: an 8-byte header, 16-byte steps, 32 at least. */
+static size_t heap_block(size_t n)
+{
+    size_t c = (n + 8 + 15) / 16 * 16;
+    return c < 32 ? 32 : c;
+}
+
+static size_t heap_str(const char *s)
+{
+    return s ? heap_block(strlen(s) + 1) : 0;
+}
+
+size_t ms_event_heap_bytes(const ms_event *ev)
+{
+    size_t n = heap_block(sizeof *ev) + heap_str(ev->id) + heap_str(ev->tenant) + heap_str(ev->qn) +
+               heap_str(ev->type) + heap_str(ev->name) + heap_str(ev->parent) +
+               heap_str(ev->attributes) + heap_str(ev->tag) + heap_str(ev->to) + heap_str(ev->via) +
+               heap_str(ev->ts);
+    if (ev->tags) n += heap_block(ev->ntags * sizeof *ev->tags);
+    for (size_t i = 0; i < ev->ntags; i++)
+        n += heap_str(ev->tags[i]);
+    return n;
+}
+
 /* Reads `tags` (an array of tag names) into ev: sorted, without duplicates. */
 static ms_err read_tags(struct json_object *v, ms_event *ev, ms_error *err)
 {
@@ -478,7 +502,7 @@ static ms_err decode_text(const char *text, size_t len, const ms_decode_opts *op
     if (err->code != MS_OK) return err->code;
     ms_err rc = decode_value(o, opts, scratch, out, err);
     json_object_put(o);
-    if (rc == MS_OK) (*out)->bytes = len;
+    if (rc == MS_OK) (*out)->bytes = ms_event_heap_bytes(*out);
     return rc;
 }
 

@@ -68,11 +68,14 @@ typedef struct ms_event {
     char *ts;         /* event time as given (RFC 3339), NULL if absent */
     ms_lane lane;     /* from the type; MS_LANE_FAST when the type is unknown (lane_known false) */
     bool lane_known;
-    size_t index;     /* 0-based index in its batch */
-    size_t bytes;     /* size of its JSON text, for queue accounting */
+    size_t index; /* 0-based index in its batch */
+    size_t bytes; /* heap held by the decoded event (ms_event_heap_bytes), for the lanes */
 } ms_event;
 
 void ms_event_free(ms_event *ev);
+/* Heap bytes held by ev: the struct and every string and array it owns, each with the
+ * allocator's per-block overhead. What queuing the event costs in memory (lane accounting). */
+size_t ms_event_heap_bytes(const ms_event *ev);
 
 typedef struct ms_decode_opts {
     const char *tenant;     /* the tenant events belong to (required) */

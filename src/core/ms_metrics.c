@@ -103,6 +103,9 @@ void ms_metrics_render(ms_metrics *m, ms_buf *out)
             &m->events_duplicate);
     per_code(out, "metasync_events_rejected_total", "Events rejected, by error code.",
              m->events_rejected);
+    counter(out, "metasync_events_overloaded_total",
+            "Events of batches answered 503 (lanes full or shutting down), to be sent again.",
+            &m->events_overloaded);
     counter(out, "metasync_http_requests_total", "HTTP requests served.", &m->http_requests);
     per_code(out, "metasync_http_problems_total", "HTTP error answers, by error code.",
              m->http_problems);

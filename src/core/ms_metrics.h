@@ -34,6 +34,7 @@ typedef struct ms_metrics {
     atomic_ullong events_unchanged;
     atomic_ullong events_duplicate;
     atomic_ullong events_rejected[MS_ERR__COUNT];
+    atomic_ullong events_overloaded; /* in batches answered 503 (lanes full, or stopping) */
     atomic_ullong http_requests;
     atomic_ullong http_problems[MS_ERR__COUNT];
     atomic_ullong commits;

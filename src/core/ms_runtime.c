@@ -88,7 +88,12 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
     ms_err rc = rt->store->open(&oa, &rt->store_ctx, err);
     if (rc == MS_OK) rc = rt->store->types_load(rt->store_ctx, load_type, rt, err);
     if (rc == MS_OK) {
-        ms_engine_args ea = {cfg, &rt->log, &rt->metrics, rt->store, rt->store_ctx, NULL, 0};
+        ms_engine_args ea = {.cfg = cfg,
+                             .log = &rt->log,
+                             .metrics = &rt->metrics,
+                             .store = rt->store,
+                             .store_ctx = rt->store_ctx,
+                             .types = rt->types};
         rt->engine = ms_engine_new(&ea);
         rc = ms_engine_start(rt->engine, err);
     }

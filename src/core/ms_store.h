@@ -58,7 +58,7 @@ typedef struct ms_asset_query {
 typedef enum { MS_LINEAGE_UPSTREAM = 1, MS_LINEAGE_DOWNSTREAM = 2, MS_LINEAGE_BOTH = 3 } ms_lineage_dir;
 
 typedef struct ms_store_stats {
-    uint64_t orphans; /* not deleted, parent missing (cheap: a partial index) */
+    uint64_t orphans; /* not deleted, parent missing (O(1) once the writer has seen the tenant) */
 } ms_store_stats;
 
 typedef struct ms_store_open_args {

@@ -60,6 +60,16 @@ static const builtin_def builtin_defs[] = {
 
 #define N_BUILTIN (sizeof builtin_defs / sizeof builtin_defs[0])
 
+/* Built-ins that take no parent at all (an empty parents list alone means any parent). */
+static const char *const root_types[] = {"connection", "kafka_subject"};
+
+static bool is_root_type(const char *name)
+{
+    for (size_t i = 0; i < sizeof root_types / sizeof root_types[0]; i++)
+        if (strcmp(root_types[i], name) == 0) return true;
+    return false;
+}
+
 struct ms_types {
     ms_type *builtin[N_BUILTIN]; /* immutable after ms_types_new */
     pthread_rwlock_t lock;       /* guards custom, ncustom, cap */
@@ -145,6 +155,7 @@ ms_types *ms_types_new(void)
         t->nparents = copy_list(d->parents, 3, &t->parents);
         t->nrequired = copy_list(d->required, 3, &t->required);
         t->lane = d->lane;
+        t->root = is_root_type(d->name);
         t->builtin = true;
         t->description = ms_xstrdup(d->description);
         type_build_json(t);
@@ -214,7 +225,7 @@ const ms_type *ms_types_get(ms_types *t, const char *tenant, const char *name)
 
 bool ms_type_allows_parent(const ms_type *child, const char *parent_type)
 {
-    if (!child) return false;
+    if (!child || child->root) return false;
     if (child->nparents == 0) return true;
     if (!parent_type) return false;
     for (size_t i = 0; i < child->nparents; i++)

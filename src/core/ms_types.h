@@ -1,12 +1,14 @@
 /*
  * ms_types.h — the registry of asset types: the built-in ones and those registered at run time.
  *
- * A type has a name, the types its parent may have (empty = any or none), the attributes every
- * asset of the type must carry, and its lane (bulk for columns and BI fields, fast otherwise).
- * Built-ins: connection; database (parent connection); schema (database); table and view
+ * A type has a name, the types its parent may have, the attributes every asset of the type must
+ * carry, and its lane (bulk for columns and BI fields, fast otherwise). Parents: a root type
+ * (`root`) takes no parent at all; otherwise an empty list means any parent (or none).
+ * Built-ins: connection (root); database (parent connection); schema (database); table and view
  * (schema); column (table or view; requires data_type); dashboard (connection); bi_field
- * (dashboard); process (a lineage step; requires inputs and outputs); kafka_subject (a subject
- * of the schema registry) and kafka_schema (parent kafka_subject; one registered version).
+ * (dashboard); process (a lineage step, any parent; requires inputs and outputs); kafka_subject
+ * (a subject of the schema registry) and kafka_schema (parent kafka_subject; one registered
+ * version). Custom types are never root: an empty or absent "parents" keeps meaning any parent.
  *
  * Custom types are per tenant: a tenant sees the built-ins plus its own. The definition JSON is
  *   {"name":"kafka_topic","parents":["connection"],"required_attributes":["partitions"],
@@ -38,6 +40,7 @@ typedef struct ms_type {
     char **required; /* required attribute names */
     size_t nrequired;
     ms_lane lane;
+    bool root; /* no parent allowed: a parent is MS_ERR_INVALID_PARENT (built-ins only) */
     bool builtin;
     char *tenant;      /* NULL for built-ins */
     char *description; /* may be NULL */
@@ -66,7 +69,8 @@ ms_err ms_types_register(ms_types *t, const char *tenant, const char *json, size
  * out; each element is the type's canonical definition JSON plus "builtin":true|false. */
 void ms_types_list_json(ms_types *t, const char *tenant, ms_buf *out);
 
-/* True when a child of type `child` may have a parent of type `parent_type`. */
+/* True when a child of type `child` may have a parent of type `parent_type` (never for a root
+ * type). */
 bool ms_type_allows_parent(const ms_type *child, const char *parent_type);
 
 #endif

@@ -205,13 +205,16 @@ def test_delete_is_soft_and_takes_descendants(server):
 
 
 def test_delete_in_a_parent_cycle_terminates(make_server):
-    """Types without parent types take any parent, so parent loops can exist; deleting into one
-    must end (it once hung the writer thread in the descendant walk)."""
+    """A recursive custom type can form parent loops; deleting into one must end (it once hung
+    the writer thread in the descendant walk)."""
     server = make_server()
     try:
-        server.ingest_ok([up("c1", "connection", parent="c2"),
-                          up("c2", "connection", parent="c1"),
-                          up("self", "connection", parent="self")])
+        r = server.post("/api/v1/types", json.dumps({"name": "folder", "parents": ["folder"]}),
+                        "application/json")
+        assert r.status_code == 201, r.text
+        server.ingest_ok([up("c1", "folder", parent="c2"),
+                          up("c2", "folder", parent="c1"),
+                          up("self", "folder", parent="self")])
         for qn in ("c1", "self"):
             r = server.post("/api/v1/events", ndjson([{"op": "delete", "qualified_name": qn}]),
                             NDJSON, timeout=T(3))
@@ -224,11 +227,6 @@ def test_delete_in_a_parent_cycle_terminates(make_server):
         raise
 
 
-@pytest.mark.xfail(reason="bug: since 2a9b462 the W_DESC descendant query of do_delete "
-                          "(src/store/sqlite/store_sqlite_apply.c) has no ORDER BY, so a cascading "
-                          "delete writes its records in insertion order within a level instead of "
-                          "'nearest first, then by qualified name' (docs/model.md, Soft delete)",
-                   strict=False)
 def test_cascading_delete_order_is_nearest_first_then_by_name(server):
     """docs/model.md (Soft delete): descendants are deleted nearest first, then by qualified
     name, each with its own change record."""
@@ -242,6 +240,18 @@ def test_cascading_delete_order_is_nearest_first_then_by_name(server):
     order = [c["qualified_name"] for c in server.changes(after=seq)["items"]]
     assert order == [s, f"{s}/t_a", f"{s}/t_b", f"{s}/t_c",
                      f"{s}/t_a/m", f"{s}/t_b/a", f"{s}/t_b/z"]
+
+
+def test_connection_is_a_root_type(server):
+    """docs/model.md (Built-in types): a connection takes no parent at all, existing or not;
+    a process (no parent types either) still takes any."""
+    server.ingest_ok([up("pg", "connection")])
+    ans = server.post_events([up("other", "connection", parent="pg"),
+                              up("lonely", "connection", parent="nowhere")])
+    assert [r["code"] for r in ans["rejected"]] == ["invalid_parent", "invalid_parent"], ans
+    assert server.asset_status("other") == 404
+    server.ingest_ok([up("etl", "process", parent="pg", attributes={"inputs": [], "outputs": []})])
+    assert server.asset("etl")["parent"] == "pg"
 
 
 def test_delete_with_if_version(server):
@@ -703,10 +713,6 @@ def test_head_health_and_readiness(server):
     assert server.get("/healthz").json() == {"status": "ok"}
 
 
-@pytest.mark.xfail(reason="bug: types_route (src/api/http/api_http.c) handles every method that is "
-                          "not GET as POST, so HEAD /api/v1/types answers 400 malformed_json (empty "
-                          "body) instead of 200, and a HEAD carrying a definition registers the "
-                          "type (201)", strict=False)
 def test_head_on_types_lists_and_registers_nothing(server):
     r = server.http.head(server.url + "/api/v1/types", timeout=T(10))
     assert r.status_code == 200, r.status_code
@@ -736,15 +742,9 @@ def test_events_for_one_asset_apply_in_body_order(server):
         ("create", 1), ("update", 2), ("tag", 3), ("delete", 4), ("create", 5), ("update", 6)]
     a = server.asset(c)
     assert a["attributes"] == {"data_type": "bigint", "n": 2}
-    assert [t["name"] for t in a["tags"]] == ["PII"]  # kept across the delete (docs/model.md)
+    assert a["tags"] == []  # a re-create starts with its own tags only (docs/model.md)
 
 
-@pytest.mark.xfail(reason="bug: route_untyped (src/core/ms_engine.c) keeps one asset's events on one "
-                          "lane only when the later events have no type; a typed event for the same "
-                          "qualified name on the other lane overtakes the earlier ones (fast before "
-                          "bulk), against docs/events.md 'Events for the same qualified name keep "
-                          "their order': [delete column x, upsert x as table] → type_conflict",
-                   strict=False)
 def test_events_for_one_asset_keep_their_order_even_when_typed_on_another_lane(server):
     x = "pg/sales/public/t9/x"  # an orphan column (no table t9)
     server.ingest_ok(estate()[:3] + [col(x, "int")])
@@ -752,3 +752,52 @@ def test_events_for_one_asset_keep_their_order_even_when_typed_on_another_lane(s
     assert ans["rejected"] == [] and ans["applied"] == 2, ans
     a = server.asset(x)
     assert a["type"] == "table" and a["deleted"] is False
+
+
+def _lane_commits(server, lane):
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith(f'metasync_ingest_lag_seconds_count{{lane="{lane}"}}'):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def test_untyped_events_of_a_custom_bulk_type_go_to_the_bulk_lane(server):
+    """docs/events.md: an event without a type follows its asset's stored type's lane, custom
+    types included."""
+    r = server.post("/api/v1/types", json.dumps({"name": "metric_field", "lane": "bulk"}),
+                    "application/json")
+    assert r.status_code == 201, r.text
+    server.ingest_ok([up("m/f1", "metric_field")])
+    bulk, fast = _lane_commits(server, "bulk"), _lane_commits(server, "fast")
+    server.ingest_ok([{"op": "tag", "qualified_name": "m/f1", "tag": "PII"}])
+    server.ingest_ok([{"op": "patch", "qualified_name": "m/f1", "attributes": {"n": 1}}])
+    assert _lane_commits(server, "bulk") == bulk + 2
+    assert _lane_commits(server, "fast") == fast
+
+
+def test_recreate_starts_with_the_tags_of_its_own_event(server):
+    """docs/model.md (Soft delete): a re-created asset does not get its old direct tags back."""
+    server.ingest_ok(estate())
+    qn = "pg/sales/public/orders"
+    server.ingest_ok([{"op": "tag", "qualified_name": qn, "tag": "PII"},
+                      {"op": "delete", "qualified_name": qn}])
+    server.ingest_ok([up(qn, "table")])
+    assert server.asset(qn)["tags"] == []
+    server.ingest_ok([{"op": "delete", "qualified_name": qn}, up(qn, "table", tags=["GDPR"])])
+    assert [t["name"] for t in server.asset(qn)["tags"]] == ["GDPR"]
+    assert server.changes(after=0, limit=1000)["items"][-1]["changed"].count("tags") == 1
+
+
+def test_deep_attributes_survive_a_patch(server):
+    """Attributes nested deeper than json-c's own 32 levels (the decoder takes 64) are read back
+    with the decoder's parser: a later patch merges into them instead of dropping them."""
+    deep = {"leaf": True}
+    for _ in range(58):  # event → attributes → 58 levels: 60 deep
+        deep = {"d": deep}
+    server.ingest_ok([up("deep", "process", attributes={"inputs": [], "outputs": [],
+                                                          "deep": deep})])
+    ans = server.ingest_ok([{"op": "patch", "qualified_name": "deep", "attributes": {"n": 1}}])
+    assert ans["applied"] == 1, ans
+    a = server.asset("deep")["attributes"]
+    assert a["deep"] == deep and a["n"] == 1 and a["inputs"] == []
+    assert server.history("deep")[-1]["changed"] == ["attributes.n"]

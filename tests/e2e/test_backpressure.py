@@ -1,7 +1,8 @@
 """Backpressure under concurrent load: with tiny lanes and a short enqueue timeout, writers get
 `503 overloaded` with Retry-After (and nothing of such a batch is applied); retrying the same
 batches (events with ids) ends with every event applied exactly once, a gap-free change feed, and
-the 503s counted in metasync_http_problems_total{code="overloaded"}.
+the 503s counted in metasync_http_problems_total{code="overloaded"} and their events in
+metasync_events_overloaded_total, so that received = the sum of the outcomes.
 """
 import threading
 
@@ -64,4 +65,13 @@ def test_overload_answers_503_and_retries_lose_nothing(make_server):
     assert (int(float(line[0].split()[1])) if line else 0) == len(overloaded)
     for lane in ("fast", "bulk"):
         assert f'metasync_lane_queue_events{{lane="{lane}"}} 0' in metrics
+
+    # Every received event lands in exactly one outcome, the 503'd ones in overloaded.
+    def total(name):
+        return sum(int(float(x.split()[-1])) for x in metrics.splitlines()
+                   if x.startswith(name + " ") or x.startswith(name + "{"))
+    outcomes = ["applied", "unchanged", "duplicate", "rejected", "overloaded"]
+    assert total("metasync_events_overloaded_total") == len(overloaded) * per_batch
+    assert total("metasync_events_received_total") == sum(
+        total(f"metasync_events_{o}_total") for o in outcomes)
     server.assert_healthy()

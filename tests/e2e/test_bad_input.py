@@ -293,13 +293,20 @@ def test_wrong_content_type_is_415(server):
 
 
 def test_wrong_method_is_405(server):
-    for method, path in [("PUT", "/api/v1/events"), ("DELETE", "/api/v1/events"),
-                         ("GET", "/api/v1/events"), ("POST", "/api/v1/assets"),
-                         ("DELETE", "/api/v1/assets/x"), ("POST", "/api/v1/changes"),
-                         ("PUT", "/api/v1/types"), ("POST", "/api/v1/changes/stream")]:
+    """docs/api.md (Errors): the Allow header lists the methods the route really allows."""
+    read = "GET, HEAD"
+    for method, path, allow in [
+            ("PUT", "/api/v1/events", "POST"), ("DELETE", "/api/v1/events", "POST"),
+            ("GET", "/api/v1/events", "POST"), ("HEAD", "/api/v1/events", "POST"),
+            ("POST", "/api/v1/assets", read), ("DELETE", "/api/v1/assets/x", read),
+            ("POST", "/api/v1/changes", read), ("PUT", "/api/v1/types", read + ", POST"),
+            ("POST", "/api/v1/changes/stream", read), ("POST", "/healthz", read),
+            ("DELETE", "/readyz", read), ("POST", "/metrics", read)]:
         r = server.http.request(method, server.url + path, data="{}", timeout=T(10))
-        problem(r, 405, "method_not_allowed")
-        assert r.headers.get("Allow"), r.headers
+        if method != "HEAD":
+            problem(r, 405, "method_not_allowed")
+        assert r.status_code == 405, (method, path)
+        assert r.headers.get("Allow") == allow, (method, path, r.headers)
     server.assert_healthy()
 
 

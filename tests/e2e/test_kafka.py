@@ -182,8 +182,11 @@ def test_broker_down_and_up_loses_nothing(kafka, kserver):
     # Produce while a broker is down: the producer retries until its partitions are back.
     import threading
     t = threading.Thread(target=produce, args=(kafka.bootstrap, "metasync.events",
-                                               [upsert(f"bd-{i}", "connection", id=f"bd-{i}")
-                                                for i in range(20, 60)]),
+                                               # distinct keys spread the events over every
+                                               # partition, so some have a live leader
+                                               [(f"bd-{i}".encode(),
+                                                 upsert(f"bd-{i}", "connection", id=f"bd-{i}"),
+                                                 None) for i in range(20, 60)]),
                          kwargs={"message.timeout.ms": int(T(120) * 1000)})
     t.start()
     wait_until(lambda: kserver.asset_status("bd-59") == 200 or

@@ -142,7 +142,8 @@ static void engine_start(fixture *f)
                         .store = &gated_ops,
                         .store_ctx = f->store,
                         .transforms = f->transforms,
-                        .ntransforms = f->ntransforms};
+                        .ntransforms = f->ntransforms,
+                        .types = f->types};
     f->e = ms_engine_new(&a);
     assert_non_null(f->e);
     ms_error err;

@@ -48,7 +48,12 @@ static void all_open(fixture *f)
     ms_store_open_args oa = {&f->cfg, &f->log, f->cfg.store_url, f->types};
     ms_error err;
     assert_int_equal(ms_store_sqlite.open(&oa, &f->store, &err), MS_OK);
-    ms_engine_args ea = {&f->cfg, &f->log, &f->metrics, &ms_store_sqlite, f->store, NULL, 0};
+    ms_engine_args ea = {.cfg = &f->cfg,
+                         .log = &f->log,
+                         .metrics = &f->metrics,
+                         .store = &ms_store_sqlite,
+                         .store_ctx = f->store,
+                         .types = f->types};
     f->engine = ms_engine_new(&ea);
     assert_int_equal(ms_engine_start(f->engine, &err), MS_OK);
     reg_open(f);

@@ -7,9 +7,6 @@
  * history(), asset_get JSON, asset_list filters and paging, lineage over a cycle, orphans counted
  * by stats() and adopted when the parent arrives, sink cursors, custom type persistence,
  * persistence across reopen, and tenant isolation.
- *
- * Known bugs found here are wrapped so the suite passes: the test does every check, cleans up,
- * then calls skip() with a "BUG:" message (see the comments at each).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +20,7 @@
 #include "ms_store.h"
 #include "ms_types.h"
 
+#include <sqlite3.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1005,6 +1003,99 @@ static void test_orphans_adopted(void **state)
     assert_applied(
         apply1(f, "{\"op\":\"upsert\",\"type\":\"database\",\"qualified_name\":\"lonely\"}"));
     assert_int_equal(orphans(f, "default"), 1);
+
+    /* The count is kept by the writer: deleted orphans leave it, and are not counted again when
+     * their parent arrives; a re-created one is counted again. */
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"pg/db/s/u/x\",\"attributes\":{\"data_type\":\"int\"}}"));
+    assert_int_equal(orphans(f, "default"), 2);
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/u/x\"}"));
+    assert_int_equal(orphans(f, "default"), 1);
+    assert_applied(
+        apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"pg/db/s/u\"}"));
+    assert_int_equal(orphans(f, "default"), 1);
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/u\"}"));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"pg/db/s/u/x\",\"attributes\":{\"data_type\":\"int\"}}"));
+    assert_int_equal(orphans(f, "default"), 2);
+    /* and it matches a count of the table */
+    int64_t n = -1;
+    sqlite3 *db = NULL;
+    char path[800];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM assets WHERE orphan=1 AND deleted=0", -1, &st,
+                       NULL);
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(n, 2);
+}
+
+/* A create's changed paths are listed from the canonical attributes text without parsing it
+ * again: they must be exactly what ms_json_diff_paths gives, escapes and key order included. */
+static void test_create_changed_paths(void **state)
+{
+    fixture *f = *state;
+    const char *ev = "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"p\","
+                     "\"attributes\":{\"z\":{\"y\":[1,{\"k\":\"v:w\"}]},\"a\\\"b\":1,"
+                     "\"\\u00e9\\n\":\"x,\\\"y\\\":\",\"b\":null,\"a\\\\c\":[]}}";
+    assert_applied(apply1(f, ev));
+    chg_list l = {0};
+    history_of(f, "default", "p", &l);
+    assert_int_equal(l.n, 1);
+    struct json_object *after = parse(l.c[0].after);
+    ms_buf want = MS_BUF_INIT;
+    ms_buf_puts(&want, "[\"type\",\"name\",\"parent\"");
+    ms_json_diff_paths(NULL, get(after, "attributes"), "attributes", &want, 3);
+    ms_buf_putc(&want, ']');
+    assert_string_equal(l.c[0].changed, want.data);
+    ms_buf_free(&want);
+    json_object_put(after);
+    chg_list_free(&l);
+}
+
+/* Number of assets a full-text search q finds. */
+static size_t search_count(fixture *f, const char *q)
+{
+    ms_asset_query aq = {.tenant = "default", .q = q, .orphan = -1, .limit = 100};
+    struct json_object *items = list(f, &aq, NULL);
+    size_t n = json_object_array_length(items);
+    json_object_put(items);
+    return n;
+}
+
+/* New assets are indexed for search once per commit (not by a per-row trigger): an asset created
+ * and renamed in one commit, and one renamed later, are found by their last names only, and the
+ * index stays consistent. */
+static void test_search_indexed_per_commit(void **state)
+{
+    fixture *f = *state;
+    const char *evs[] = {
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"alpha\"}",
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"beta\"}",
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c2\",\"name\":\"delta\","
+        "\"attributes\":{\"description\":\"quarterly numbers\"}}"};
+    ms_apply_result res[3];
+    assert_int_equal(apply_n(f, NULL, evs, 3, NOW1, res), MS_OK);
+    assert_int_equal(search_count(f, "alpha"), 0);
+    assert_int_equal(search_count(f, "beta"), 1);
+    assert_int_equal(search_count(f, "quarterly"), 1);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":"
+                             "\"c2\",\"name\":\"gamma\"}"));
+    assert_int_equal(search_count(f, "delta"), 0);
+    assert_int_equal(search_count(f, "gamma"), 1);
+    assert_int_equal(search_count(f, "quarterly"), 0);
+    char path[800];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO assets_fts(assets_fts) VALUES('integrity-check')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
 }
 
 /* Captures the callback's tenant/json pairs of types_load. */
@@ -1340,14 +1431,9 @@ static void test_link_lineage_cycle(void **state)
     json_object_put(lg);
     ms_buf_free(&out);
 
-    /*
-     * BUG (store_sqlite.c sq_lineage/walk): with MS_LINEAGE_BOTH the upstream and downstream
-     * walks each append their edges, so on a cycle every edge is listed twice in "edges".
-     */
-    if (dup_edges != 1) {
-        print_message("BUG: lineage(BOTH) over a cycle lists edge A->B %d times\n", dup_edges);
-        skip();
-    }
+    /* With MS_LINEAGE_BOTH the upstream and downstream walks meet the cycle's edges twice; each
+     * is listed once. */
+    assert_int_equal(dup_edges, 1);
 }
 
 /* Runs in a forked child: opens its own store under dir, makes `loop` its own parent, deletes
@@ -1373,11 +1459,23 @@ static void self_parent_child(const char *dir)
     ms_store_open_args a = {.cfg = &cfg, .url = "sqlite", .types = types};
     void *ctx = NULL;
     if (ms_store_sqlite.open(&a, &ctx, &err) != MS_OK) _exit(2);
-    const char *j[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"loop\","
-                       "\"parent\":\"loop\"}",
-                       "{\"op\":\"delete\",\"qualified_name\":\"loop\"}"};
+    /* A recursive custom type: loop is its own parent; a and b are each other's, c is b's. */
+    const char *folder = "{\"name\":\"folder\",\"parents\":[\"folder\"]}";
+    bool created = false;
+    if (ms_types_register(types, "default", folder, strlen(folder), NULL, &created, &err) != MS_OK)
+        _exit(2);
+#define FOLDER(qn, parent)                                                                         \
+    "{\"op\":\"upsert\",\"type\":\"folder\",\"qualified_name\":\"" qn "\",\"parent\":\"" parent    \
+    "\"}"
+    const char *j[] = {FOLDER("loop", "loop"),
+                       FOLDER("a", "b"),
+                       FOLDER("b", "a"),
+                       FOLDER("c", "b"),
+                       "{\"op\":\"delete\",\"qualified_name\":\"loop\"}",
+                       "{\"op\":\"delete\",\"qualified_name\":\"a\"}"};
+#undef FOLDER
     ms_decode_opts o = {.tenant = "default", .types = types};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 6; i++) {
         ms_event *ev = NULL;
         if (ms_event_decode(j[i], strlen(j[i]), &o, &ev, &err) != MS_OK) _exit(2);
         ms_apply_result r;
@@ -1385,12 +1483,13 @@ static void self_parent_child(const char *dir)
         unsigned long long t0 = ms_now_ms();
         ms_err rc = ms_store_sqlite.apply(ctx, &ev, 1, NOW1, &r, &err);
         if (rc != MS_OK) {
-            fprintf(stderr, "child: %s failed after %llu ms: %s: %s\n", i ? "delete" : "upsert",
-                    ms_now_ms() - t0, ms_err_code(rc), err.detail);
-            _exit(i ? 1 : 3);
+            fprintf(stderr, "child: %s failed after %llu ms: %s: %s\n",
+                    i >= 4 ? "delete" : "upsert", ms_now_ms() - t0, ms_err_code(rc), err.detail);
+            _exit(i >= 4 ? 1 : 3);
         }
         ms_event_free(ev);
-        if (r.status != MS_APPLY_APPLIED) _exit(i ? 4 : 3);
+        if (r.status != MS_APPLY_APPLIED) _exit(i >= 4 ? 4 : 3);
+        if (i == 5 && r.seq_last - r.seq_first != 2) _exit(4); /* a, then b, then c */
     }
     ms_store_sqlite.close(ctx);
     ms_types_free(types);
@@ -1426,22 +1525,14 @@ static void test_delete_self_parent_terminates(void **state)
     bool ok = !hung && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     assert_false(!hung && WIFEXITED(status) &&
                  (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 3)); /* setup worked */
-    /*
-     * BUG: store_sqlite_apply.c do_delete walks descendants with the W_DESC recursive CTE,
-     * which de-duplicates (qn, lvl) pairs; when an asset is its own parent (or two assets are
-     * each other's parent, both accepted since `connection` allows any parent and adoption
-     * does not re-check), the walk never ends: the writer collects rows forever and runs out
-     * of memory (here the child, capped at 256 MiB, ends with store_error after exhausting it
-     * in about 3 s, or under ASan at its 8 s alarm).
-     */
-    if (!ok) {
-        print_message("BUG: deleting an asset that is its own parent does not terminate (%s)\n",
-                      hung                       ? "timed out"
-                      : WIFSIGNALED(status)      ? strsignal(WTERMSIG(status))
-                      : WEXITSTATUS(status) == 1 ? "store_error after exhausting memory"
-                                                 : "wrong result");
-        skip();
-    }
+    /* The descendant walk of do_delete never steps back onto the deleted asset: a parent loop
+     * always passes through it, so the walk ends (it once ran out of memory here). */
+    if (!ok)
+        fail_msg("deleting into a parent loop does not terminate (%s)",
+                 hung                       ? "timed out"
+                 : WIFSIGNALED(status)      ? strsignal(WTERMSIG(status))
+                 : WEXITSTATUS(status) == 1 ? "store_error after exhausting memory"
+                                            : "wrong result");
 }
 
 /* ---- control-plane records (ms_store.h version 2) ---------------------------------------------
@@ -1570,6 +1661,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seqs_per_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_asset_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_adopted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_indexed_per_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_changed_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors_types_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_lineage_cycle, setup, teardown),

@@ -91,7 +91,12 @@ static void test_builtins(void **state)
     const ms_type *proc = ms_types_get(t, NULL, "process");
     assert_true(ms_type_allows_parent(proc, "schema"));
     assert_true(ms_type_allows_parent(proc, NULL));
-    assert_true(ms_type_allows_parent(ms_types_get(t, NULL, "connection"), NULL));
+    const ms_type *conn = ms_types_get(t, NULL, "connection");
+    assert_true(conn->root);
+    assert_false(proc->root);
+    assert_false(ms_type_allows_parent(conn, NULL));
+    assert_false(ms_type_allows_parent(conn, "connection"));
+    assert_false(ms_type_allows_parent(conn, "database"));
 
     assert_string_equal(ms_lane_name(MS_LANE_FAST), "fast");
     assert_string_equal(ms_lane_name(MS_LANE_BULK), "bulk");

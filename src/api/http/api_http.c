@@ -366,7 +366,7 @@ static enum MHD_Result get_changes(api *a, struct MHD_Connection *c, const char 
     ms_error_clear(&err);
     long long after, limit, wait;
     if (!int_arg(c, "after", 0, 0, INT64_MAX, &after, &err) ||
-        !int_arg(c, "limit", 100, 1, 1000, &limit, &err) ||
+        !int_arg(c, "limit", 100, 1, MS_CHANGES_PAGE_MAX, &limit, &err) ||
         !int_arg(c, "wait", 0, 0, rt->cfg->changes_max_wait_seconds, &wait, &err))
         return ms_problem_send(c, path, &err, &rt->metrics);
     if (wait > 0 && ms_engine_last_seq(rt->engine, tenant) <= (uint64_t)after)
@@ -457,7 +457,7 @@ static enum MHD_Result types_route(api *a, struct MHD_Connection *c, const char 
     ms_runtime *rt = a->rt;
     ms_buf b = MS_BUF_INIT;
     enum MHD_Result out;
-    if (strcmp(method, "GET") == 0) {
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) { /* HEAD never registers */
         ms_buf_puts(&b, "{\"items\":");
         ms_types_list_json(rt->types, tenant_of(c), &b);
         ms_buf_putc(&b, '}');
@@ -546,6 +546,9 @@ static enum MHD_Result registry_route(api *a, struct MHD_Connection *c, const ch
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
+/* The Allow list of read-only routes: HEAD is GET without the body (MHD drops it). */
+#define ALLOW_GET "GET, HEAD"
+
 static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
                              const char *method, req *r)
 {
@@ -554,6 +557,10 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
     bool post = strcmp(method, "POST") == 0;
     if (strncmp(url, "/registry", 9) == 0 && (url[9] == '/' || url[9] == '\0'))
         return registry_route(a, c, url, method, r); /* every method: the registry routes them */
+    if ((strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+         strcmp(url, "/metrics") == 0) &&
+        !get)
+        return ms_problem_send_method(c, url, ALLOW_GET, m);
     if (strcmp(url, "/healthz") == 0 && get)
         return ms_api_json(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0 && get) {
@@ -563,7 +570,7 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
     }
     if (strcmp(url, "/metrics") == 0 && get) return metrics_route(a, c);
     if (strcmp(url, "/api/v1/events") == 0) {
-        if (!post) return ms_problem_send_code(c, url, MS_ERR_METHOD, "use POST", m);
+        if (!post) return ms_problem_send_method(c, url, "POST", m);
         if (r->too_large) {
             char d[128];
             snprintf(d, sizeof d, "the body is larger than http.max_body_bytes (%lld bytes)",
@@ -576,21 +583,21 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
         return post_events(a, c, url, r);
     }
     if (strcmp(url, "/api/v1/types") == 0) {
-        if (!get && !post) return ms_problem_send_code(c, url, MS_ERR_METHOD, "use GET or POST", m);
+        if (!get && !post) return ms_problem_send_method(c, url, ALLOW_GET ", POST", m);
         if (r->too_large || r->over_budget)
             return ms_problem_send_code(c, url, MS_ERR_BODY_TOO_LARGE, "the body is too large", m);
         return types_route(a, c, url, method, r);
     }
     if (strcmp(url, "/api/v1/changes") == 0 || strcmp(url, "/api/v1/changes/stream") == 0) {
-        if (!get) return ms_problem_send_code(c, url, MS_ERR_METHOD, "use GET", m);
+        if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
         return url[15] ? stream_changes(a, c, url) : get_changes(a, c, url);
     }
     if (strcmp(url, "/api/v1/assets") == 0 || strcmp(url, "/api/v1/assets/") == 0) {
-        if (!get) return ms_problem_send_code(c, url, MS_ERR_METHOD, "use GET", m);
+        if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
         return list_assets(a, c, url, NULL);
     }
     if (strncmp(url, "/api/v1/assets/", 15) == 0) {
-        if (!get) return ms_problem_send_code(c, url, MS_ERR_METHOD, "use GET", m);
+        if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
         return get_asset_route(a, c, url, url + 15);
     }
     return ms_problem_send_code(c, url, MS_ERR_NOT_FOUND, "no such route", m);
@@ -682,12 +689,13 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     uint16_t port = (uint16_t)atoi(colon + 1);
-    a->d = MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    a->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, a,
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!a->d) {
         free(a);

@@ -17,8 +17,9 @@ enum MHD_Result ms_api_json(struct MHD_Connection *conn, unsigned status, const 
     return rc;
 }
 
-enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path,
-                                const ms_error *err, ms_metrics *metrics)
+/* Builds and queues the problem answer; allow (405 only) is the Allow header's value. */
+static enum MHD_Result problem_send(struct MHD_Connection *conn, const char *path,
+                                    const ms_error *err, const char *allow, ms_metrics *metrics)
 {
     ms_err code = err->code > MS_OK && err->code < MS_ERR__COUNT ? err->code : MS_ERR_INTERNAL;
     int status = ms_err_http_status(code);
@@ -42,10 +43,26 @@ enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path,
     ms_buf_free(&b);
     MHD_add_response_header(r, "Content-Type", "application/problem+json");
     if (ms_err_is_retriable(code) && status == 503) MHD_add_response_header(r, "Retry-After", "1");
-    if (code == MS_ERR_METHOD) MHD_add_response_header(r, "Allow", "GET, POST");
+    if (allow) MHD_add_response_header(r, "Allow", allow);
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+enum MHD_Result ms_problem_send(struct MHD_Connection *conn, const char *path,
+                                const ms_error *err, ms_metrics *metrics)
+{
+    return problem_send(conn, path, err, NULL, metrics);
+}
+
+enum MHD_Result ms_problem_send_method(struct MHD_Connection *conn, const char *path,
+                                       const char *allow, ms_metrics *metrics)
+{
+    ms_error e;
+    ms_error_clear(&e);
+    e.code = MS_ERR_METHOD;
+    snprintf(e.detail, sizeof e.detail, "use %s", allow);
+    return problem_send(conn, path, &e, allow, metrics);
 }
 
 enum MHD_Result ms_problem_send_code(struct MHD_Connection *conn, const char *path, ms_err code,

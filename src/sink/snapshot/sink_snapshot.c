@@ -6,8 +6,10 @@
  * (the hour of the first record's commit time). Records are buffered per tenant; the durable
  * seq moves only when an object is stored, so after a crash the runner re-offers what was
  * buffered and an object may be written again under the same first seq (readers dedupe by seq).
- * While the blob store fails, the buffer stops growing at twice the object size and the sink
- * answers RETRY: memory stays bounded and nothing is lost.
+ * While the blob store fails, the buffer stops growing at twice the object size (plus the record
+ * that crossed it) and the sink answers RETRY: memory stays bounded and nothing is lost. A
+ * delivery may be taken in part before that RETRY; the runner then offers it again from its
+ * start, and the records already held (seq <= taken) are skipped.
  */
 #include "ms_buf.h"
 #include "ms_sink.h"
@@ -19,7 +21,8 @@ typedef struct snap_tenant {
     char *tenant;
     ms_buf data;
     uint64_t first, last;
-    char hour[16]; /* yyyy/mm/dd/hh of the first record */
+    uint64_t taken; /* highest seq buffered or stored: re-offered records up to it are skipped */
+    char hour[16];  /* yyyy/mm/dd/hh of the first record */
     unsigned long long since_ms;
     unsigned long long retry_at_ms;
 } snap_tenant;
@@ -86,8 +89,9 @@ static ms_sink_status snap_deliver(void *ctx, const char *tenant, const ms_chang
 {
     snap_sink *s = ctx;
     snap_tenant *t = slot(s, tenant);
-    if (t->data.len >= 2 * s->max_bytes && !flush(s, t, now, durable)) return MS_SINK_RETRY;
     for (size_t i = 0; i < n; i++) {
+        if (c[i].seq <= t->taken) continue;
+        if (t->data.len >= 2 * s->max_bytes && !flush(s, t, now, durable)) return MS_SINK_RETRY;
         if (!t->data.len) {
             t->first = c[i].seq;
             t->since_ms = now;
@@ -97,7 +101,7 @@ static ms_sink_status snap_deliver(void *ctx, const char *tenant, const ms_chang
         }
         ms_change_to_json(&c[i], &t->data);
         ms_buf_putc(&t->data, '\n');
-        t->last = c[i].seq;
+        t->last = t->taken = c[i].seq;
         if (t->data.len >= s->max_bytes) flush(s, t, now, durable);
     }
     if (t->data.len && (now == MS_SINK_FLUSH_ALL || now - t->since_ms >= s->max_age_ms))

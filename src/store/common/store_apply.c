@@ -87,10 +87,12 @@ typedef struct apply_ctx {
     const ms_sa_backend *ops;
     void *be;
     ms_types *types;
+    int max_depth;
     const ms_event *ev;
     const char *now;
     ms_apply_result *res;
     uint64_t *seq;
+    int64_t *orphans;
     ms_error *err;
 } apply_ctx;
 
@@ -134,6 +136,14 @@ static bool load(apply_ctx *a, const char *qn, ms_srow *r)
 static bool save(apply_ctx *a, const char *qn, ms_srow *r, bool existed)
 {
     return a->ops->row_save(a->be, a->ev->tenant, qn, r, existed, a->err);
+}
+
+/* Accounts the change of the live-orphan count when row b (before; !exists for a new asset)
+ * is saved as r. */
+static void orphan_count(apply_ctx *a, const ms_srow *b, const ms_srow *r)
+{
+    if (a->orphans)
+        *a->orphans += (!r->deleted && r->orphan) - (b->exists && !b->deleted && b->orphan);
 }
 
 static bool str_eq(const char *x, const char *y)
@@ -198,8 +208,54 @@ static void direct_tags_set(ms_srow *r, char *const *want, size_t n)
     ms_stags_sort(r->tags, r->ntags);
 }
 
+/* Parses stored or event attributes with the decoder's strict parser and depth limit (json-c's
+ * own parser stops at 32 levels, so deeper attributes the decoder accepted would read as NULL).
+ * NULL text, or text that does not parse, gives NULL. */
+static struct json_object *attrs_parse(int max_depth, const char *text)
+{
+    if (!text) return NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    return ms_json_parse(text, strlen(text), max_depth, NULL, &err);
+}
+
+/* Returns the end of the JSON string starting at the quote p (just past its closing quote). */
+static const char *skip_jstring(const char *p)
+{
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && p[1]) p++;
+    return *p ? p + 1 : p;
+}
+
+/* Appends ,"attributes.<key>" for each top-level key of the canonical JSON object text attrs
+ * (starting after n paths already written) and returns how many: what ms_json_diff_paths(NULL,
+ * parsed attrs) gives for a create, without parsing again what the decoder already checked.
+ * Canonical keys come sorted bytewise and escaped by ms_buf_put_jstrn, as diff paths are. */
+static size_t create_paths(const char *attrs, ms_buf *out, size_t n)
+{
+    size_t k = 0;
+    int depth = 0;
+    for (const char *p = attrs; p && *p;) {
+        if (*p == '"') {
+            const char *end = skip_jstring(p);
+            if (depth == 1 && *end == ':') {
+                if (n + k++) ms_buf_putc(out, ',');
+                ms_buf_puts(out, "\"attributes.");
+                ms_buf_append(out, p + 1, (size_t)(end - p - 1));
+            }
+            p = end;
+            continue;
+        }
+        if (*p == '{' || *p == '[') depth++;
+        if (*p == '}' || *p == ']') depth--;
+        p++;
+    }
+    return k;
+}
+
 /* Appends the JSON array of changed paths between before (may be !exists) and after. */
-static void changed_paths(const ms_srow *b, const ms_srow *a, bool tags_changed, ms_buf *out)
+static void changed_paths(int max_depth, const ms_srow *b, const ms_srow *a, bool tags_changed,
+                          ms_buf *out)
 {
     size_t n = 0;
     ms_buf_putc(out, '[');
@@ -212,9 +268,11 @@ static void changed_paths(const ms_srow *b, const ms_srow *a, bool tags_changed,
     FIELD(name, "name")
     FIELD(parent, "parent")
 #undef FIELD
-    if (!b->exists || !str_eq(b->attributes, a->attributes)) {
-        struct json_object *x = b->exists ? json_tokener_parse(b->attributes) : NULL;
-        struct json_object *y = json_tokener_parse(a->attributes);
+    if (!b->exists) {
+        n += create_paths(a->attributes, out, n);
+    } else if (!str_eq(b->attributes, a->attributes)) {
+        struct json_object *x = attrs_parse(max_depth, b->attributes);
+        struct json_object *y = attrs_parse(max_depth, a->attributes);
         ms_buf tmp = MS_BUF_INIT;
         size_t k = ms_json_diff_paths(x, y, "attributes", &tmp, 0);
         if (k) {
@@ -243,6 +301,13 @@ static bool check_parent(apply_ctx *a, const ms_type *t, const char *parent, boo
         *orphan = t && t->nparents > 0;
         return true;
     }
+    if (t && t->root) { /* whether or not the parent exists */
+        char msg[200];
+        snprintf(msg, sizeof msg, "a %s cannot have a parent (parent '%%s')", t->name);
+        reject(a, MS_ERR_INVALID_PARENT, msg, parent);
+        *ok = false;
+        return true;
+    }
     char *ptype = NULL;
     if (!a->ops->parent_type(a->be, a->ev->tenant, parent, &ptype, a->err)) return false;
     if (ptype) {
@@ -263,7 +328,7 @@ static bool check_parent(apply_ctx *a, const ms_type *t, const char *parent, boo
 static bool check_required(apply_ctx *a, const ms_type *t, const char *attrs)
 {
     if (!t || !t->nrequired) return true;
-    struct json_object *o = json_tokener_parse(attrs);
+    struct json_object *o = attrs_parse(a->max_depth, attrs);
     bool ok = true;
     for (size_t i = 0; ok && i < t->nrequired; i++) {
         struct json_object *v = NULL;
@@ -299,6 +364,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, ms_srow *b, ms_srow *r, b
     r->updated_at = ms_xstrdup(a->now);
     if (!r->created_at) r->created_at = ms_xstrdup(a->now);
     if (!save(a, qn, r, existed)) return false;
+    orphan_count(a, b, r);
     if (tags_changed && !a->ops->tags_write(a->be, a->ev->tenant, qn, r, a->err)) return false;
     ms_buf before = MS_BUF_INIT, after = MS_BUF_INIT, changed = MS_BUF_INIT;
     bool was_live = existed && !b->deleted;
@@ -308,7 +374,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, ms_srow *b, ms_srow *r, b
         ms_buf_puts(&changed, "[\"deleted\"]");
     } else {
         ms_srow none = {0};
-        changed_paths(was_live ? b : &none, r, tags_changed, &changed);
+        changed_paths(a->max_depth, was_live ? b : &none, r, tags_changed, &changed);
     }
     bool ok = change(a, op, qn, r->type, r->version, was_live ? before.data : NULL,
                      r->deleted ? NULL : after.data, changed.data);
@@ -347,11 +413,16 @@ static bool do_upsert(apply_ctx *a)
     r.deleted = false;
     r.version = b.exists ? b.version + 1 : 1;
     r.created_at = live ? ms_xstrdup(b.created_at) : NULL;
-    if (b.exists) /* carry tags over, then apply the event's direct tags */
+    if (live) /* carry tags over, then apply the event's direct tags */
         for (size_t i = 0; i < b.ntags; i++)
             ms_srow_tag_add(&r, b.tags[i].name, b.tags[i].source, b.tags[i].origin);
     bool tags_changed = ev->has_tags && !direct_tags_equal(&b, ev->tags, ev->ntags);
-    if (tags_changed) direct_tags_set(&r, ev->tags, ev->ntags);
+    if (tags_changed || (!live && ev->has_tags)) direct_tags_set(&r, ev->tags, ev->ntags);
+    if (!live && b.exists && !direct_tags_equal(&b, NULL, 0)) {
+        /* A re-create starts with the event's tags only: drop those the deleted asset had. */
+        ms_srow none = {0};
+        if (!(ok = a->ops->tags_write(a->be, ev->tenant, ev->qn, &none, a->err))) goto done;
+    }
     bool same = live && !tags_changed && str_eq(b.name, r.name) && str_eq(b.parent, r.parent) &&
                 str_eq(b.attributes, r.attributes);
     if (same && b.orphan == r.orphan) {
@@ -363,13 +434,17 @@ static bool do_upsert(apply_ctx *a)
         r.version = b.version;
         r.updated_at = ms_xstrdup(b.updated_at);
         ok = save(a, ev->qn, &r, true);
+        orphan_count(a, &b, &r);
         a->res->status = MS_APPLY_UNCHANGED;
         goto done;
     }
     ok = commit_asset(a, ev->qn, &b, &r, tags_changed || (!live && r.ntags),
                       live ? "update" : "create");
-    if (ok && !live) /* children that arrived first are no longer orphans */
-        ok = a->ops->adopt(a->be, ev->tenant, ev->qn, a->err);
+    if (ok && !live) { /* children that arrived first are no longer orphans */
+        int64_t adopted = 0;
+        ok = a->ops->adopt(a->be, ev->tenant, ev->qn, a->orphans ? &adopted : NULL, a->err);
+        if (a->orphans) *a->orphans -= adopted;
+    }
 done:
     ms_srow_free(&b);
     ms_srow_free(&r);
@@ -394,8 +469,8 @@ static bool do_patch(apply_ctx *a)
         reject(a, MS_ERR_TYPE_CONFLICT, msg, ev->qn);
         goto done;
     }
-    struct json_object *cur = json_tokener_parse(b.attributes);
-    struct json_object *patch = json_tokener_parse(ev->attributes);
+    struct json_object *cur = attrs_parse(a->max_depth, b.attributes);
+    struct json_object *patch = attrs_parse(a->max_depth, ev->attributes);
     struct json_object *merged = ms_json_merge_patch(cur, patch);
     ms_buf canon = MS_BUF_INIT;
     ms_json_canonical(merged, &canon);
@@ -528,10 +603,12 @@ static bool do_link(apply_ctx *a, bool add)
     return ok;
 }
 
-bool ms_sa_event(const ms_sa_backend *ops, void *be, ms_types *types, const ms_event *ev,
-                 const char *now, uint64_t *seq, ms_apply_result *res, ms_error *err)
+bool ms_sa_event(const ms_sa_args *args, const ms_event *ev, ms_apply_result *res, ms_error *err)
 {
-    apply_ctx a = {ops, be, types, ev, now, res, seq, err};
+    const ms_sa_backend *ops = args->ops;
+    void *be = args->be;
+    apply_ctx a = {ops,       be,  args->types, args->max_depth, ev,
+                   args->now, res, args->seq,   args->orphans,   err};
     memset(res, 0, sizeof *res);
     res->status = MS_APPLY_UNCHANGED;
     if (ev->id) {

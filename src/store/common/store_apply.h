@@ -69,26 +69,37 @@ typedef struct ms_sa_backend {
     /* Replaces the direct tags of (tenant, qn) by those of r. */
     bool (*tags_write)(void *be, const char *tenant, const char *qn, const ms_srow *r,
                        ms_error *err);
-    /* Clears the orphan flag of the children of parent. */
-    bool (*adopt)(void *be, const char *tenant, const char *parent, ms_error *err);
+    /* Clears the orphan flag of the children of parent; adds to *live (may be NULL) how many of
+     * them are not deleted. */
+    bool (*adopt)(void *be, const char *tenant, const char *parent, int64_t *live, ms_error *err);
     /* Adds or removes an edge; *changed tells whether the table changed. */
     bool (*edge_set)(void *be, const char *tenant, const char *src, const char *dst,
                      const char *via, bool add, bool *changed, ms_error *err);
     /* Appends a change record (c->seq assigned by the caller). */
     bool (*change_add)(void *be, const ms_change *c, ms_error *err);
-    /* The qualified names of the live descendants of qn (heap array of heap strings). */
+    /* The qualified names of the live descendants of qn, nearest first, then by name (heap
+     * array of heap strings). */
     bool (*descendants)(void *be, const char *tenant, const char *qn, char ***kids, size_t *n,
                         ms_error *err);
     /* The type of the live asset qn into *type (heap string), NULL when there is none. */
     bool (*parent_type)(void *be, const char *tenant, const char *qn, char **type, ms_error *err);
 } ms_sa_backend;
 
+/* What ms_sa_event works with besides the event. */
+typedef struct ms_sa_args {
+    const ms_sa_backend *ops;
+    void *be;         /* the backend's context */
+    ms_types *types;  /* parent types and required attributes */
+    int max_depth;    /* limits.max_depth: how deep stored attributes are parsed */
+    const char *now;  /* commit time (RFC 3339) */
+    uint64_t *seq;    /* the tenant's last seq in the open transaction; advanced per record */
+    int64_t *orphans; /* the tenant's live-orphan count, kept up to date (may be NULL) */
+} ms_sa_args;
+
 /*
- * Applies one event through the backend. *seq is the tenant's last seq in the open transaction
- * and is advanced for every change record written. Fills res (zeroed here). Returns false on a
- * database failure (err filled; the caller rolls back), true otherwise, rejections included.
+ * Applies one event through the backend. Fills res (zeroed here). Returns false on a database
+ * failure (err filled; the caller rolls back), true otherwise, rejections included.
  */
-bool ms_sa_event(const ms_sa_backend *ops, void *be, ms_types *types, const ms_event *ev,
-                 const char *now, uint64_t *seq, ms_apply_result *res, ms_error *err);
+bool ms_sa_event(const ms_sa_args *args, const ms_event *ev, ms_apply_result *res, ms_error *err);
 
 #endif

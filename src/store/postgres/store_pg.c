@@ -163,6 +163,7 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->log = a->log;
     s->types = a->types;
     s->url = ms_xstrdup(a->url);
+    s->max_depth = (int)a->cfg->limits_max_depth;
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     ms_err rc = (s->w = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
@@ -305,30 +306,18 @@ static ms_err pg_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items, m
     return MS_OK;
 }
 
-/* Walks one direction from qn, appending nodes (with distance) and the edges between them. The
- * walk's UNION on (name, distance) and the depth bound end it on cycles. */
+/* Walks one direction from qn, appending the nodes reached (with their distance). The walk's
+ * UNION on (name, distance) and the depth bound end it on cycles. */
 static ms_err walk(pg_store *s, const char *tenant, const char *qn, bool down, int depth,
-                   ms_buf *nodes, ms_buf *edges, size_t *nn, size_t *ne, ms_error *err)
+                   ms_buf *nodes, size_t *nn, ms_error *err)
 {
 #define WALK(next, here)                                                                           \
     "WITH RECURSIVE w(qn, d) AS (SELECT $2::text COLLATE \"C\", 0 UNION SELECT e." next            \
-    ", w.d + 1 FROM edges e JOIN w ON e.tenant = $1 AND e." here " = w.qn WHERE w.d < $3::int)"
-    static const char *const nodes_sql[2] = {
-        WALK("src", "dst") " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON"
-                           " a.tenant = $1 AND a.qn = w.qn AND NOT a.deleted WHERE w.d > 0 AND"
-                           " w.qn <> $2 GROUP BY w.qn, a.type, a.name ORDER BY MIN(w.d), w.qn",
-        WALK("dst", "src") " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON"
-                           " a.tenant = $1 AND a.qn = w.qn AND NOT a.deleted WHERE w.d > 0 AND"
-                           " w.qn <> $2 GROUP BY w.qn, a.type, a.name ORDER BY MIN(w.d), w.qn",
-    };
-    static const char *const edges_sql[2] = {
-        WALK("src", "dst") " SELECT DISTINCT e.src, e.dst, e.via FROM edges e JOIN w ON"
-                           " e.tenant = $1 AND e.dst = w.qn WHERE w.d < $3::int"
-                           " ORDER BY e.src, e.dst, e.via",
-        WALK("dst", "src") " SELECT DISTINCT e.src, e.dst, e.via FROM edges e JOIN w ON"
-                           " e.tenant = $1 AND e.src = w.qn WHERE w.d < $3::int"
-                           " ORDER BY e.src, e.dst, e.via",
-    };
+    ", w.d + 1 FROM edges e JOIN w ON e.tenant = $1 AND e." here " = w.qn WHERE w.d < $3::int)"    \
+    " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = $1 AND"        \
+    " a.qn = w.qn AND NOT a.deleted WHERE w.d > 0 AND w.qn <> $2 GROUP BY w.qn, a.type, a.name"    \
+    " ORDER BY MIN(w.d), w.qn"
+    static const char *const nodes_sql[2] = {WALK("src", "dst"), WALK("dst", "src")};
 #undef WALK
     char d[16];
     snprintf(d, sizeof d, "%d", depth);
@@ -347,10 +336,31 @@ static ms_err walk(pg_store *s, const char *tenant, const char *qn, bool down, i
                       down ? "downstream" : "upstream", PQgetvalue(res, i, 1));
     }
     PQclear(res);
-    res = pool_run(s, tenant, edges_sql[down], 3, p, err);
+    return MS_OK;
+}
+
+/* Appends the edges between the nodes reached by walking dir from qn, each edge once (on a cycle
+ * the upstream and downstream walks meet the same edges). */
+static ms_err walk_edges(pg_store *s, const char *tenant, const char *qn, ms_lineage_dir dir,
+                         int depth, ms_buf *edges, ms_error *err)
+{
+    static const char *const sql =
+        "WITH RECURSIVE dn(qn, d) AS (SELECT $2::text COLLATE \"C\", 0 WHERE $4::bool UNION"
+        " SELECT e.dst, dn.d + 1 FROM edges e JOIN dn ON e.tenant = $1 AND e.src = dn.qn"
+        " WHERE dn.d < $3::int), up(qn, d) AS (SELECT $2::text COLLATE \"C\", 0 WHERE $5::bool"
+        " UNION SELECT e.src, up.d + 1 FROM edges e JOIN up ON e.tenant = $1 AND e.dst = up.qn"
+        " WHERE up.d < $3::int)"
+        " SELECT e.src, e.dst, e.via FROM edges e JOIN dn ON e.tenant = $1 AND e.src = dn.qn"
+        " WHERE dn.d < $3::int UNION SELECT e.src, e.dst, e.via FROM edges e JOIN up ON"
+        " e.tenant = $1 AND e.dst = up.qn WHERE up.d < $3::int ORDER BY 1, 2, 3";
+    char d[16];
+    snprintf(d, sizeof d, "%d", depth);
+    const char *p[] = {tenant, qn, d, dir & MS_LINEAGE_DOWNSTREAM ? "t" : "f",
+                       dir & MS_LINEAGE_UPSTREAM ? "t" : "f"};
+    PGresult *res = pool_run(s, tenant, sql, 5, p, err);
     if (!res) return MS_ERR_STORE;
     for (int i = 0; i < PQntuples(res); i++) {
-        if ((*ne)++) ms_buf_putc(edges, ',');
+        if (i) ms_buf_putc(edges, ',');
         ms_buf_puts(edges, "{\"from\":");
         ms_buf_put_jstr(edges, col(res, i, 0));
         ms_buf_puts(edges, ",\"to\":");
@@ -368,12 +378,12 @@ static ms_err pg_lineage(void *ctx, const char *tenant, const char *qn, ms_linea
                          int depth, ms_buf *out, ms_error *err)
 {
     ms_buf nodes = MS_BUF_INIT, edges = MS_BUF_INIT;
-    size_t nn = 0, ne = 0;
+    size_t nn = 0;
     ms_err rc = MS_OK;
-    if (dir & MS_LINEAGE_UPSTREAM)
-        rc = walk(ctx, tenant, qn, false, depth, &nodes, &edges, &nn, &ne, err);
+    if (dir & MS_LINEAGE_UPSTREAM) rc = walk(ctx, tenant, qn, false, depth, &nodes, &nn, err);
     if (rc == MS_OK && (dir & MS_LINEAGE_DOWNSTREAM))
-        rc = walk(ctx, tenant, qn, true, depth, &nodes, &edges, &nn, &ne, err);
+        rc = walk(ctx, tenant, qn, true, depth, &nodes, &nn, err);
+    if (rc == MS_OK) rc = walk_edges(ctx, tenant, qn, dir, depth, &edges, err);
     if (rc == MS_OK) {
         ms_buf_puts(out, "{\"root\":");
         ms_buf_put_jstr(out, qn);

@@ -72,13 +72,13 @@ static const char *const wsql[W__COUNT] = {
     [W_EDGE_DEL] = "DELETE FROM edges WHERE tenant = $1 AND src = $2 AND dst = $3 AND via = $4",
     [W_CHG_INS] = "INSERT INTO changes(tenant, seq, op, qn, type, version, before, after, changed,"
                   " cause, ts) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    /* Live descendants, nearest first, then in creation order. A walk down can meet an asset
+    /* Live descendants, nearest first, then by name. A walk down can meet an asset
      * twice only on a parent loop, which passes through the root: never stepping back onto
      * the root ends it. */
     [W_DESC] = "WITH RECURSIVE d(qn, depth, id) AS (SELECT $2::text COLLATE \"C\", 0, 0::bigint"
                " UNION ALL SELECT a.qn, d.depth + 1, a.id FROM assets a JOIN d ON a.tenant = $1"
                " AND a.parent = d.qn WHERE NOT a.deleted AND a.qn <> $2)"
-               " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, id",
+               " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant = $1 AND qn = $2 AND NOT deleted",
     /* The tenant's row, created on first sight, locked until commit: its last_seq is the seq
      * counter. */
@@ -582,9 +582,11 @@ static bool be_tags_write(void *be, const char *tenant, const char *qn, const ms
     return true;
 }
 
-static bool be_adopt(void *be, const char *tenant, const char *parent, ms_error *err)
+/* PostgreSQL counts orphans with a query (stats()), so live is never asked for here. */
+static bool be_adopt(void *be, const char *tenant, const char *parent, int64_t *live, ms_error *err)
 {
     (void)err;
+    (void)live;
     wbatch *b = be;
     cache_ent *e = ent_find(b, tenant, parent);
     if (e) {
@@ -736,8 +738,8 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
             t->tenant = ev->tenant;
             ok = seq_begin(&b, t);
         }
-        ok = ok && ms_sa_event(&backend, &b, s->types, ev, now_ts, &t->next, &res[i], err) &&
-             !b.failed;
+        ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, t ? &t->next : NULL, NULL};
+        ok = ok && ms_sa_event(&args, ev, &res[i], err) && !b.failed;
     }
     ok = ok && flush_all(&b);
     for (size_t k = 0; ok && k < nts; k++) {

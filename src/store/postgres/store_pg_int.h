@@ -28,7 +28,8 @@ typedef struct pg_store {
     const ms_log *log;
     ms_types *types;
     char *url;
-    PGconn *w; /* writer thread only */
+    int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
+    PGconn *w;     /* writer thread only */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     PGconn *pool[PG_POOL];

@@ -13,7 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* 1: the first schema; 2: + ctl (control-plane records). Every table is created IF NOT EXISTS, so
+/* 1: the first schema; 2: + ctl (control-plane records), full-text rows indexed per commit
+ * instead of per-row triggers. The DDL is idempotent (IF NOT EXISTS, DROP TRIGGER IF EXISTS), so
  * opening a version-1 database adds what is missing and bumps the version. */
 #define SQ_SCHEMA_VERSION 2
 
@@ -52,14 +53,21 @@ static const char *const schema_sql =
     " json TEXT NOT NULL, PRIMARY KEY(tenant, kind, key)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
     " content='assets', content_rowid='id');"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_ai AFTER INSERT ON assets BEGIN"
-    " INSERT INTO assets_fts(rowid, name, qn, description)"
-    " VALUES (new.id, new.name, new.qn, new.description); END;"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_ad AFTER DELETE ON assets BEGIN"
-    " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
+    /* New rows are indexed once per commit by the writer (W_FTS_ADD: every id above the
+     * fts_indexed_id mark), not by a per-row trigger; schema 1's triggers are replaced. The
+     * update and delete triggers only touch rows below the mark, already in the index. */
+    "DROP TRIGGER IF EXISTS assets_fts_ai;"
+    "DROP TRIGGER IF EXISTS assets_fts_ad;"
+    "DROP TRIGGER IF EXISTS assets_fts_au;"
+    "INSERT OR IGNORE INTO meta(key, value)"
+    " SELECT 'fts_indexed_id', coalesce(max(id), 0) FROM assets;"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_ad2 AFTER DELETE ON assets"
+    " WHEN old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed_id')"
+    " BEGIN INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
     " VALUES ('delete', old.id, old.name, old.qn, old.description); END;"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_au AFTER UPDATE OF name, attributes ON assets"
-    " WHEN old.name IS NOT new.name OR old.description IS NOT new.description BEGIN"
+    "CREATE TRIGGER IF NOT EXISTS assets_fts_au2 AFTER UPDATE OF name, attributes ON assets"
+    " WHEN (old.name IS NOT new.name OR old.description IS NOT new.description) AND"
+    " old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed_id') BEGIN"
     " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
     " VALUES ('delete', old.id, old.name, old.qn, old.description);"
     " INSERT INTO assets_fts(rowid, name, qn, description)"
@@ -198,6 +206,7 @@ static void sq_close(void *ctx)
     free(s->path);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s);
 }
 
@@ -269,8 +278,10 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->types = a->types;
     s->sync_full = strcmp(a->cfg->store_synchronous, "normal") != 0;
     s->cache_mb = (int)a->cfg->store_cache_mb;
+    s->max_depth = (int)a->cfg->limits_max_depth;
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->stats_mu, NULL);
     const char *url = a->url;
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
         s->path = ms_xstrdup(url + 7);
@@ -443,9 +454,9 @@ typedef struct lin_node {
     int depth;
 } lin_node;
 
-/* Walks one direction from qn, appending nodes (with distance) and the edges between them. */
+/* Walks one direction from qn, appending the nodes reached (with their distance). */
 static ms_err walk(sqlite3 *db, const char *tenant, const char *qn, bool down, int depth,
-                   ms_buf *nodes, ms_buf *edges, size_t *nn, size_t *ne, ms_error *err)
+                   ms_buf *nodes, size_t *nn, ms_error *err)
 {
     const char *sql_down =
         "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.dst, w.d + 1 FROM edges e"
@@ -459,16 +470,6 @@ static ms_err walk(sqlite3 *db, const char *tenant, const char *qn, bool down, i
         " SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = ?1 AND"
         " a.qn = w.qn AND a.deleted = 0 WHERE w.d > 0 AND w.qn <> ?2 GROUP BY w.qn"
         " ORDER BY MIN(w.d), w.qn";
-    const char *sql_edges_down =
-        "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.dst, w.d + 1 FROM edges e"
-        " JOIN w ON e.tenant = ?1 AND e.src = w.qn WHERE w.d < ?3)"
-        " SELECT DISTINCT e.src, e.dst, e.via FROM edges e JOIN w ON e.tenant = ?1 AND"
-        " e.src = w.qn WHERE w.d < ?3 ORDER BY e.src, e.dst, e.via";
-    const char *sql_edges_up =
-        "WITH RECURSIVE w(qn, d) AS (SELECT ?2, 0 UNION SELECT e.src, w.d + 1 FROM edges e"
-        " JOIN w ON e.tenant = ?1 AND e.dst = w.qn WHERE w.d < ?3)"
-        " SELECT DISTINCT e.src, e.dst, e.via FROM edges e JOIN w ON e.tenant = ?1 AND"
-        " e.dst = w.qn WHERE w.d < ?3 ORDER BY e.src, e.dst, e.via";
     sqlite3_stmt *st = prep(db, down ? sql_down : sql_up, err);
     if (!st) return MS_ERR_STORE;
     sq_bind_text(st, 1, tenant);
@@ -487,14 +488,33 @@ static ms_err walk(sqlite3 *db, const char *tenant, const char *qn, bool down, i
                       down ? "downstream" : "upstream", sqlite3_column_int(st, 1));
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return sq_fail(err, db, "lineage");
-    st = prep(db, down ? sql_edges_down : sql_edges_up, err);
+    return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "lineage");
+}
+
+/* Appends the edges between the nodes reached by walking dir from qn, each edge once (on a cycle
+ * the upstream and downstream walks meet the same edges). */
+static ms_err walk_edges(sqlite3 *db, const char *tenant, const char *qn, ms_lineage_dir dir,
+                         int depth, ms_buf *edges, ms_error *err)
+{
+    const char *sql =
+        "WITH RECURSIVE dn(qn, d) AS (SELECT ?2, 0 WHERE ?4 UNION SELECT e.dst, dn.d + 1 FROM"
+        " edges e JOIN dn ON e.tenant = ?1 AND e.src = dn.qn WHERE dn.d < ?3),"
+        " up(qn, d) AS (SELECT ?2, 0 WHERE ?5 UNION SELECT e.src, up.d + 1 FROM edges e"
+        " JOIN up ON e.tenant = ?1 AND e.dst = up.qn WHERE up.d < ?3)"
+        " SELECT e.src, e.dst, e.via FROM edges e JOIN dn ON e.tenant = ?1 AND e.src = dn.qn"
+        " WHERE dn.d < ?3 UNION SELECT e.src, e.dst, e.via FROM edges e JOIN up ON"
+        " e.tenant = ?1 AND e.dst = up.qn WHERE up.d < ?3 ORDER BY 1, 2, 3";
+    sqlite3_stmt *st = prep(db, sql, err);
     if (!st) return MS_ERR_STORE;
     sq_bind_text(st, 1, tenant);
     sq_bind_text(st, 2, qn);
     sqlite3_bind_int(st, 3, depth);
+    sqlite3_bind_int(st, 4, (dir & MS_LINEAGE_DOWNSTREAM) != 0);
+    sqlite3_bind_int(st, 5, (dir & MS_LINEAGE_UPSTREAM) != 0);
+    size_t ne = 0;
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((*ne)++) ms_buf_putc(edges, ',');
+        if (ne++) ms_buf_putc(edges, ',');
         ms_buf_puts(edges, "{\"from\":");
         ms_buf_put_jstr(edges, (const char *)sqlite3_column_text(st, 0));
         ms_buf_puts(edges, ",\"to\":");
@@ -514,12 +534,12 @@ static ms_err sq_lineage(void *ctx, const char *tenant, const char *qn, ms_linea
     sq_store *s = ctx;
     sqlite3 *db = sq_acquire(s);
     ms_buf nodes = MS_BUF_INIT, edges = MS_BUF_INIT;
-    size_t nn = 0, ne = 0;
+    size_t nn = 0;
     ms_err rc = MS_OK;
-    if (dir & MS_LINEAGE_UPSTREAM)
-        rc = walk(db, tenant, qn, false, depth, &nodes, &edges, &nn, &ne, err);
+    if (dir & MS_LINEAGE_UPSTREAM) rc = walk(db, tenant, qn, false, depth, &nodes, &nn, err);
     if (rc == MS_OK && (dir & MS_LINEAGE_DOWNSTREAM))
-        rc = walk(db, tenant, qn, true, depth, &nodes, &edges, &nn, &ne, err);
+        rc = walk(db, tenant, qn, true, depth, &nodes, &nn, err);
+    if (rc == MS_OK) rc = walk_edges(db, tenant, qn, dir, depth, &edges, err);
     sq_release(s, db);
     if (rc == MS_OK) {
         ms_buf_puts(out, "{\"root\":");
@@ -633,8 +653,19 @@ static ms_err sq_last_seq(void *ctx, const char *tenant, uint64_t *seq, ms_error
     return rc;
 }
 
+/* The orphan count is kept by the writer for every tenant it has written to since open (O(1));
+ * only a tenant it has not seen yet is counted with a query. */
 static ms_err sq_stats(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err)
 {
+    sq_store *s = ctx;
+    pthread_mutex_lock(&s->stats_mu);
+    for (size_t i = 0; i < s->nseqs; i++)
+        if (strcmp(s->seqs[i].tenant, tenant) == 0) {
+            st->orphans = (uint64_t)s->seqs[i].orphans;
+            pthread_mutex_unlock(&s->stats_mu);
+            return MS_OK;
+        }
+    pthread_mutex_unlock(&s->stats_mu);
     int64_t v = 0;
     ms_err rc = scalar(ctx, "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
                        tenant, NULL, &v, err);

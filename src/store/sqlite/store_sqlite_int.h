@@ -42,13 +42,18 @@ enum {
     W_DESC,
     W_TENANT_INS,
     W_PARENT,
+    W_FTS_ADD,
+    W_FTS_MARK,
+    W_ORPHANS,
     W__COUNT
 };
 
 typedef struct sq_tenant_seq {
     char *tenant;
-    uint64_t committed; /* last seq durably committed */
-    uint64_t next;      /* tentative, inside the open transaction */
+    uint64_t committed;   /* last seq durably committed */
+    uint64_t next;        /* tentative, inside the open transaction */
+    int64_t orphans;      /* live orphans, committed (read by stats under stats_mu) */
+    int64_t orphans_next; /* tentative, inside the open transaction */
 } sq_tenant_seq;
 
 typedef struct sq_store {
@@ -57,10 +62,14 @@ typedef struct sq_store {
     char *path;
     bool sync_full;
     int cache_mb;
+    int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
     sqlite3 *w;
     sqlite3_stmt *ws[W__COUNT];
-    sq_tenant_seq *seqs; /* writer-thread only */
+    int64_t fts_mark;    /* assets up to this id are in the full-text index (committed) */
+    int64_t fts_pending; /* highest id inserted in the open transaction (writer only) */
+    sq_tenant_seq *seqs; /* written by the writer thread only, under stats_mu */
     size_t nseqs;
+    pthread_mutex_t stats_mu; /* lets stats() read seqs[].orphans from other threads */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     sqlite3 *pool[SQ_POOL];
