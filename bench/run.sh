@@ -95,7 +95,7 @@ pg_bytes() {
 pg_explain() {
   [[ $1 == hierarchical ]] || return 0
   local out=$DIR/explain.txt q="psql -X -A -t -q"
-  $q "$PG_OWNER" -c "INSERT INTO edges(tenant, src, dst) SELECT 'default', qn, lead(qn) OVER (ORDER BY qn) FROM assets WHERE type = 'table'" -c "DELETE FROM edges WHERE dst IS NULL" -c "ANALYZE assets, tags, edges, changes, seen"
+  $q "$PG_OWNER" -c "INSERT INTO edges(tenant, src, dst) SELECT 'default', qn, nxt FROM (SELECT qn, lead(qn) OVER (ORDER BY qn) AS nxt FROM assets WHERE type = 'table') t WHERE nxt IS NOT NULL" -c "ANALYZE assets, tags, edges, changes, seen"
   local col tbl mid seq
   col=$($q "$PG_OWNER" -c "SELECT qn FROM assets WHERE type = 'column' ORDER BY qn OFFSET 400000 LIMIT 1")
   tbl=$($q "$PG_OWNER" -c "SELECT qn FROM assets WHERE type = 'table' ORDER BY qn OFFSET 40000 LIMIT 1")
