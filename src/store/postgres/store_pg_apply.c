@@ -46,6 +46,7 @@ enum {
     W_INS_MANY,
     W_CHG_MANY,
     W_SEEN_MANY,
+    W_TAGS_MANY,
     W_SET_TENANT,
     W__COUNT
 };
@@ -105,6 +106,8 @@ static const char *const wsql[W__COUNT] = {
                    " cause, ts) SELECT $1, s, o, q, t, v, b, a, c, ca, ts FROM unnest($2::bigint[],"
                    " $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],"
                    " $9::text[], $10::text[], $11::text[]) AS u(s, o, q, t, v, b, a, c, ca, ts)",
+    [W_TAGS_MANY] = "INSERT INTO tags(tenant, qn, tag, source, origin) SELECT $1, q, t, 'direct',"
+                    " '' FROM unnest($2::text[], $3::text[]) AS u(q, t) ON CONFLICT DO NOTHING",
     [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])"
                     " ON CONFLICT DO NOTHING",
     [W_SET_TENANT] = "SELECT set_config('metasync.tenant', $1, true)",
@@ -167,6 +170,7 @@ typedef struct wbatch {
     uint64_t gen;
     rowbuf assets;  /* new assets: qn, type, name, parent, attributes, created, orphan */
     rowbuf changes; /* change records: seq … ts */
+    rowbuf tags;    /* direct tags: qn, tag */
 } wbatch;
 
 static bool flush_assets(struct wbatch *b);
@@ -334,6 +338,7 @@ static bool rowbuf_send(wbatch *b, rowbuf *rb, int ncols, int w)
 /* Sends the buffered assets (before anything that may read or change them). */
 static bool flush_assets(wbatch *b)
 {
+    if (!rowbuf_send(b, &b->tags, 2, W_TAGS_MANY)) return false;
     if (!b->assets.n) return true;
     for (size_t i = 0; i < b->nents; i++)
         b->ents[i].pending = false;
@@ -572,13 +577,18 @@ static bool be_tags_write(void *be, const char *tenant, const char *qn, const ms
                           ms_error *err)
 {
     (void)err;
-    const char *p[] = {tenant, qn, NULL};
-    if (!wsend(be, W_TAGS_CLEAR, 2, p)) return false;
-    for (size_t i = 0; i < r->ntags; i++) {
-        if (strcmp(r->tags[i].source, "direct") != 0) continue;
-        p[2] = r->tags[i].name;
-        if (!wsend(be, W_TAG_INS, 3, p)) return false;
+    wbatch *b = be;
+    cache_ent *e = ent_find(b, tenant, qn);
+    if (!e || !e->pending) { /* it may have tags rows: clear them after what is buffered */
+        const char *p[] = {tenant, qn};
+        if (!rowbuf_send(b, &b->tags, 2, W_TAGS_MANY) || !wsend(b, W_TAGS_CLEAR, 2, p))
+            return false;
     }
+    for (size_t i = 0; i < r->ntags; i++) /* buffered: one INSERT per batch */
+        if (strcmp(r->tags[i].source, "direct") == 0) {
+            const char *v[] = {qn, r->tags[i].name};
+            rowbuf_add(&b->tags, 2, v);
+        }
     return true;
 }
 
@@ -757,5 +767,6 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
     free(b.seen);
     rowbuf_free(&b.assets);
     rowbuf_free(&b.changes);
+    rowbuf_free(&b.tags);
     return ok ? MS_OK : MS_ERR_STORE;
 }
