@@ -10,7 +10,7 @@
  * ms_store_sqlite.open (so tables, indexes and the FTS5 setup are exactly the store's), which
  * is then closed. The file is decoded with the server's own decoder (ms_event_decode) *before*
  * the timed region, and the change record's after-JSON is pre-built with the store's own
- * snapshot writer (sq_asset_json), so the timed loop only binds and steps prepared statements.
+ * snapshot writer (ms_srow_json), so the timed loop only binds and steps prepared statements.
  *
  * Per asset, default (the minimal loop): INSERT OR IGNORE INTO seen; INSERT INTO assets; INSERT
  * INTO changes (after-JSON, changed paths, cause); and per transaction, like the store, the
@@ -140,7 +140,7 @@ static rowv *load(const char *path, ms_types *types, size_t *nrows)
         r->orphan = ev->parent ? !qset_has(&seen, ev->parent) : 0;
         qset_add(&seen, ev->qn);
         /* The after-JSON and changed paths, as commit_asset writes them for a create. */
-        sq_row row;
+        ms_srow row;
         memset(&row, 0, sizeof row);
         row.exists = true;
         row.type = ev->type;
@@ -150,15 +150,15 @@ static rowv *load(const char *path, ms_types *types, size_t *nrows)
         row.version = 1;
         row.created_at = row.updated_at = (char *)NOW;
         row.orphan = r->orphan;
-        sq_tag tags[16];
+        ms_stag tags[16];
         size_t nt = ev->has_tags ? ev->ntags : 0;
         if (nt > 16) nt = 16;
         for (size_t i = 0; i < nt; i++)
-            tags[i] = (sq_tag){ev->tags[i], (char *)"direct", (char *)""};
+            tags[i] = (ms_stag){ev->tags[i], (char *)"direct", (char *)""};
         row.tags = tags;
         row.ntags = nt;
         ms_buf b = MS_BUF_INIT;
-        sq_asset_json(&b, ev->qn, &row);
+        ms_srow_json(&b, ev->qn, &row);
         r->after = ms_buf_steal(&b);
         ms_buf c = MS_BUF_INIT;
         ms_buf_puts(&c, "[\"type\",\"name\",\"parent\"");

@@ -16,6 +16,11 @@
 #   BENCH_BACKLOG_PARALLEL=8 BENCH_BACKLOG_BATCH=10000   ingest settings of the backlog
 #   BENCH_PERF=0           1: record `perf` of the server during the hierarchical ingest
 #   BENCH_KEEP=0           1: keep the data directories afterwards
+#   BENCH_STORE=sqlite     postgres: the same ingest into the PostgreSQL store (a throwaway
+#                          PostgreSQL 15 from tests/e2e/pgserver.py under $BENCH_DIR/pg); its limit
+#                          is PostgreSQL's own COPY of the very rows the engine wrote into a fresh
+#                          database with the same schema (bench_pg_copy); plus EXPLAIN ANALYZE of
+#                          the main read queries on the hierarchical database ($BENCH_DIR/explain.txt)
 # Output: a table on stdout, and one machine-readable line `BENCH_SUMMARY {json}` (also written
 # to $BENCH_DIR/summary.json). Timings are reported, never asserted.
 set -euo pipefail
@@ -36,6 +41,7 @@ BL_PAR=${BENCH_BACKLOG_PARALLEL:-8}
 BL_BATCH=${BENCH_BACKLOG_BATCH:-10000}
 PERF=${BENCH_PERF:-0}
 KEEP=${BENCH_KEEP:-0}
+STORE=${BENCH_STORE:-sqlite}
 
 MS=$BUILD/metasync
 GEN=$BUILD/bench_gen_estate
@@ -58,6 +64,64 @@ trap cleanup EXIT
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+# PostgreSQL mode: one cluster for the run; pg_db NAME creates and migrates a database and sets
+# PG_APP and PG_OWNER (URLs).
+PGDIR=$DIR/pg
+PGPY="/usr/bin/python3 $ROOT/tests/e2e/pgserver.py"
+if [[ $STORE == postgres ]]; then
+  FASTLANE=0
+  ENGINE_SQL=""
+  rm -rf "$PGDIR"
+  mkdir -p "$PGDIR"
+  $PGPY start "$PGDIR" >/dev/null
+  cleanup_pg() { cleanup; $PGPY stop "$PGDIR" || true; }
+  trap cleanup_pg EXIT
+fi
+pg_db() {
+  local urls
+  urls=$($PGPY database "$PGDIR" "$1" "$MS")
+  PG_APP=$(sed -n 1p <<<"$urls")
+  PG_OWNER=$(sed -n 2p <<<"$urls")
+}
+# pg_bytes OWNER_URL: bytes of the tenant tables and their indexes.
+pg_bytes() {
+  psql -X -A -t "$1" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+}
+
+# pg_explain ORDER: EXPLAIN (ANALYZE, BUFFERS) of the store's main read queries, as the
+# application role (row-level security on), on the database just ingested (hierarchical only).
+# The estate has no lineage: one edge per table to the next table is added first (as the owner).
+pg_explain() {
+  [[ $1 == hierarchical ]] || return 0
+  local out=$DIR/explain.txt q="psql -X -A -t -q"
+  $q "$PG_OWNER" -c "INSERT INTO edges(tenant, src, dst) SELECT 'default', qn, nxt FROM (SELECT qn, lead(qn) OVER (ORDER BY qn) AS nxt FROM assets WHERE type = 'table') t WHERE nxt IS NOT NULL" -c "ANALYZE assets, tags, edges, changes, seen"
+  local col tbl mid seq
+  col=$($q "$PG_OWNER" -c "SELECT qn FROM assets WHERE type = 'column' ORDER BY qn OFFSET 400000 LIMIT 1")
+  tbl=$($q "$PG_OWNER" -c "SELECT qn FROM assets WHERE type = 'table' ORDER BY qn OFFSET 40000 LIMIT 1")
+  mid=$($q "$PG_OWNER" -c "SELECT qn FROM assets WHERE type = 'column' ORDER BY qn OFFSET 300000 LIMIT 1")
+  seq=$($q "$PG_OWNER" -c "SELECT max(seq) / 2 FROM changes")
+  local tags="(SELECT coalesce(json_agg(json_build_array(t.tag, t.source, t.origin) ORDER BY t.tag, t.origin), '[]') FROM tags t WHERE t.tenant = a.tenant AND t.qn = a.qn)"
+  local cols="a.qn, a.id, a.type, a.name, a.parent, a.attributes, a.version, a.deleted, a.created_at, a.orphan, a.updated_at, $tags"
+  local walk="WITH RECURSIVE w(qn, d) AS (SELECT '$tbl'::text COLLATE \"C\", 0 UNION SELECT e.dst, w.d + 1 FROM edges e JOIN w ON e.tenant = 'default' AND e.src = w.qn WHERE w.d < 3)"
+  {
+    echo "# EXPLAIN (ANALYZE, BUFFERS) as $(sed 's|.*//\([^@]*\)@.*|\1|' <<<"$PG_APP") with metasync.tenant = 'default'"
+    echo "# $($q "$PG_OWNER" -c "SELECT count(*) FROM assets") assets, $($q "$PG_OWNER" -c "SELECT count(*) FROM changes") change records, $($q "$PG_OWNER" -c "SELECT count(*) FROM tags") tags, $($q "$PG_OWNER" -c "SELECT count(*) FROM edges") edges"
+    for sql in \
+      "SELECT $cols FROM assets a WHERE a.tenant = 'default' AND a.qn = '$col'" \
+      "SELECT $cols FROM assets a WHERE a.tenant = 'default' AND a.type = 'column' AND NOT a.deleted AND a.qn > '$mid' ORDER BY a.qn LIMIT 101" \
+      "SELECT $cols FROM assets a WHERE a.tenant = 'default' AND a.parent = '$tbl' AND NOT a.deleted ORDER BY a.qn LIMIT 101" \
+      "SELECT $cols FROM assets a WHERE a.tenant = 'default' AND a.search @@ to_tsquery('simple', 'customer:* & id:*') AND NOT a.deleted ORDER BY a.qn LIMIT 101" \
+      "$walk SELECT w.qn, MIN(w.d), a.type, a.name FROM w LEFT JOIN assets a ON a.tenant = 'default' AND a.qn = w.qn AND NOT a.deleted WHERE w.d > 0 AND w.qn <> '$tbl' GROUP BY w.qn, a.type, a.name ORDER BY MIN(w.d), w.qn" \
+      "SELECT seq, op, qn, type, version, before, after, changed, cause, ts FROM changes WHERE tenant = 'default' AND seq > $seq ORDER BY seq LIMIT 1000" \
+      "SELECT seq, op, qn, type, version, before, after, changed, cause, ts FROM changes WHERE tenant = 'default' AND qn = '$col' ORDER BY seq"; do
+      echo
+      echo "## $sql" | cut -c1-400
+      $q "$PG_APP" -c "SET metasync.tenant = 'default'" -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) $sql"
+    done
+  } >"$out" 2>&1
+  log "$1: EXPLAIN ANALYZE of the main read queries in $out"
+}
 
 # start_server DATADIR [config flags...]: sets SERVER_PID and URL.
 start_server() {
@@ -164,7 +228,12 @@ for order in $ORDERS; do
     *) echo "bench: unknown order $order" >&2; exit 2 ;;
   esac
   DD=$DIR/data-$order
-  start_server "$DD"
+  if [[ $STORE == postgres ]]; then
+    pg_db "bench_$order"
+    start_server "$DD" --store.url "$PG_APP"
+  else
+    start_server "$DD"
+  fi
   log "$order: ingesting $(fmt_int "$N") assets into $URL (batch $BATCH, parallel $PAR, synchronous=$SYNC)"
   PERF_PID=""
   if [[ $PERF == 1 && $order == hierarchical ]] && command -v perf >/dev/null; then
@@ -202,7 +271,11 @@ for order in $ORDERS; do
   SRV_CPU=$(awk -v a="$C0" -v b="$C1" -v w="$WALL" 'BEGIN { printf "%.2f", (b - a) / w }')
   read -r _ CLI_U CLI_S _ <"$DIR/ingest-$order.time"
   CLI_CPU=$(awk -v u="$CLI_U" -v s="$CLI_S" -v w="$WALL" 'BEGIN { printf "%.2f", (u + s) / w }')
-  DB_B=$(( $(bytes_of "$DD/metasync.db") + $(bytes_of "$DD/metasync.db-wal") ))
+  if [[ $STORE == postgres ]]; then
+    DB_B=$(pg_bytes "$PG_OWNER")
+  else
+    DB_B=$(( $(bytes_of "$DD/metasync.db") + $(bytes_of "$DD/metasync.db-wal") ))
+  fi
   SNAP_B=$(bytes_of "$DD/snapshots")
   ALL_B=$(bytes_of "$DD")
   ORPH=$(awk '/^metasync_orphans/ { print $2 }' "$M" | head -1)
@@ -211,9 +284,18 @@ for order in $ORDERS; do
 
   RD=$DIR/raw-$order
   rm -rf "$RD"
-  log "$order: raw SQLite loop, transactions of $PER_COMMIT rows (the engine's average commit)"
-  "$RAW" --file "$FILE" --dir "$RD" --txn "$PER_COMMIT" --sync "$SYNC" --label "raw-$order" \
-    >"$DIR/raw-$order.out" 2>"$DIR/raw-$order.err"
+  if [[ $STORE == postgres ]]; then
+    pg_explain "$order"
+    SRC_OWNER=$PG_OWNER
+    pg_db "bench_copy_$order"
+    log "$order: PostgreSQL's COPY of the same rows into a fresh database with the same schema"
+    "$ROOT/bench/pg_copy.sh" "$SRC_OWNER" "$PG_APP" "$PG_OWNER" "$RD" "copy-$order" \
+      >"$DIR/raw-$order.out" 2>"$DIR/raw-$order.err"
+  else
+    log "$order: raw SQLite loop, transactions of $PER_COMMIT rows (the engine's average commit)"
+    "$RAW" --file "$FILE" --dir "$RD" --txn "$PER_COMMIT" --sync "$SYNC" --label "raw-$order" \
+      >"$DIR/raw-$order.out" 2>"$DIR/raw-$order.err"
+  fi
   RAW_RATE=$(sed -n 's/^RAW .*rows_per_s=\([0-9]*\).*/\1/p' "$DIR/raw-$order.out")
   RAW_P50=$(sed -n 's/^RAW .*commit_p50_ms=\([0-9.]*\).*/\1/p' "$DIR/raw-$order.out")
   RAW_P99=$(sed -n 's/^RAW .*commit_p99_ms=\([0-9.]*\).*/\1/p' "$DIR/raw-$order.out")
@@ -292,9 +374,14 @@ for order in $ORDERS; do
     "$(awk -v b="${R[$order.db]}" -v n="$N" 'BEGIN { print b / n }')" \
     "$(fmt_int "${R[$order.raw]:-0}")" "$(fmt_int "${R[$order.esql]:-0}")" "${R[$order.ratio]}"
 done
+if [[ $STORE == postgres ]]; then
+  echo "  (store: PostgreSQL; B/asset(db): tables + indexes (pg_total_relation_size) / assets;"
+  echo "   raw: PostgreSQL's COPY of the same rows into the same tables, one transaction; ratio = assets/s / raw)"
+else
 echo "  (B/asset: the whole data directory incl. snapshots / assets; B/asset(db): metasync.db + WAL;"
 echo "   raw: the minimal SQLite loop, same schema, same rows, transactions of the engine's average commit size;"
 echo "   raw+lookups: the same plus every read/update the engine's writer issues; ratio = assets/s / raw)"
+fi
 for order in $ORDERS; do
   echo "  $order: ${R[$order.percommit]} events/commit on average; writer busy ${R[$order.busy]}% of the run; server used ${R[$order.srvcpu]} cores, the ingest client ${R[$order.clicpu]}; raw commit p50/p99 ${R[$order.rawp50]}/${R[$order.rawp99]} ms"
 done
@@ -304,7 +391,8 @@ if [[ $FASTLANE == 1 ]]; then
   echo "  posted → visible p50 ${R[fl.p50]:-?} ms, p99 ${R[fl.p99]:-?} ms, max ${R[fl.max]:-?} ms; server-side enqueue → commit of the probes p99 ${R[fl.slag]:-?} ms; bulk-lane lag p99 ${BLAG_P99}s; peak RSS $(( ${R[fl.hwm]:-0} / 1024 )) MiB"
 fi
 echo
+[[ $STORE == postgres ]] && echo "target (PostgreSQL store): ratio to COPY ≥ 0.5"
 echo "targets (2 cores): ratio ≥ 0.70 | hierarchical ≥ 100,000 assets/s | fast-lane p99 ≤ 50 ms | RSS ≤ 256 MiB"
-JSON="{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"assets\":$N,\"cpus\":$NCPU,\"load_before\":$LOAD0,\"load_after\":$LOAD1,\"batch\":$BATCH,\"parallel\":$PAR,\"synchronous\":\"$SYNC\",$SUMMARY}"
+JSON="{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"store\":\"$STORE\",\"assets\":$N,\"cpus\":$NCPU,\"load_before\":$LOAD0,\"load_after\":$LOAD1,\"batch\":$BATCH,\"parallel\":$PAR,\"synchronous\":\"$SYNC\",$SUMMARY}"
 echo "$JSON" >"$DIR/summary.json"
 echo "BENCH_SUMMARY $JSON"

@@ -11,6 +11,7 @@ PKGS=(
   curl python3 python3-pytest python3-requests prometheus
   yamllint python3-yaml
   libssl-dev nodejs npm python3-boto3 python3-botocore
+  libpq-dev postgresql-15 postgresql-contrib
 )
 
 missing=()

@@ -6,6 +6,8 @@
 #   3. the same unit and engine tests against the ASan+UBSan build
 #   4. every fuzz target for FUZZ_SECONDS (default 20) each
 #   5. docs/config.md matches `metasync config --markdown`
+#   6. the PostgreSQL store: its unit tests and the engine tests (-m "not slow", without the
+#      sqlite_only ones) against a throwaway PostgreSQL 15 (tests/e2e/pgserver.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -53,6 +55,20 @@ docs_config() {
     echo "docs/config.md is up to date"
 }
 
+postgres_all() {
+  local dir rc=0 url
+  dir=$(mktemp -d)
+  $PY tests/e2e/pgserver.py start "$dir" >/dev/null || { rm -rf "$dir"; return 1; }
+  url=$($PY tests/e2e/pgserver.py database "$dir" unit "$PWD/build/metasync" | sed -n 1p) || rc=1
+  [ $rc -eq 0 ] && { MS_TEST_PG_URL="$url" ctest --test-dir build --output-on-failure \
+    -R test_store_postgres || rc=1; }
+  $PY tests/e2e/pgserver.py stop "$dir"
+  rm -rf "$dir"
+  env METASYNC_TEST_STORE=postgres METASYNC_BIN="$PWD/build/metasync" \
+    $PY -m pytest -q -p no:cacheprovider -m "not slow and not sqlite_only" tests/e2e || rc=1
+  return $rc
+}
+
 stage "unit tests" ctest --test-dir build --output-on-failure
 stage "engine tests" env METASYNC_BIN="$PWD/build/metasync" $PY -m pytest -q -p no:cacheprovider tests/e2e
 stage "unit tests (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure
@@ -61,6 +77,7 @@ stage "engine tests (ASan+UBSan)" env METASYNC_BIN="$PWD/build-asan/metasync" ME
   $PY -m pytest -q -p no:cacheprovider -m "not slow" tests/e2e
 stage "fuzz" fuzz_all
 stage "docs" docs_config
+stage "postgres store" postgres_all
 
 echo
 if [ $failed -gt 0 ]; then

@@ -7,6 +7,7 @@
 #include <string.h>
 
 extern const ms_store_ops ms_store_sqlite;
+extern const ms_store_ops ms_store_postgres, ms_store_postgresql;
 extern const ms_blob_ops ms_blob_dir;
 extern const ms_blob_ops ms_blob_s3;
 extern const ms_sink_ops ms_sink_snapshot;
@@ -14,7 +15,8 @@ extern const ms_source_ops ms_source_http;
 extern const ms_source_ops ms_source_kafka;
 extern const ms_sink_ops ms_sink_kafka;
 
-static const ms_store_ops *const stores[] = {&ms_store_sqlite, NULL};
+static const ms_store_ops *const stores[] = {&ms_store_sqlite, &ms_store_postgres,
+                                              &ms_store_postgresql, NULL};
 static const ms_blob_ops *const blobs[] = {&ms_blob_dir, &ms_blob_s3, NULL};
 static const ms_sink_ops *const sinks[] = {&ms_sink_snapshot, &ms_sink_kafka, NULL};
 static const ms_source_ops *const sources[] = {&ms_source_http, &ms_source_kafka, NULL};

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"demo", ms_cmd_demo, "load a sample estate into a running server"},
     {"dlq", ms_cmd_dlq, "list or replay Kafka dead letters (dlq list|replay)"},
     {"config", ms_cmd_config, "print or check the configuration keys"},
+    {"migrate", ms_cmd_migrate, "bring the store's schema up to date (PostgreSQL: as its owner)"},
     {"avro", ms_cmd_avro, "check, decode, encode or fingerprint Avro schemas and datums"},
     {"version", NULL, "print the version"},
 };

@@ -23,6 +23,8 @@ int ms_cmd_changes(int argc, char **argv, char **envp);
 int ms_cmd_demo(int argc, char **argv, char **envp);
 int ms_cmd_config(int argc, char **argv, char **envp);
 int ms_cmd_dlq(int argc, char **argv, char **envp);
+/* `metasync migrate`: applies the store's pending schema migrations and prints them. */
+int ms_cmd_migrate(int argc, char **argv, char **envp);
 /* `metasync avro`: developer tools over the Avro codec; needs no configuration or server. */
 int ms_cmd_avro(int argc, char **argv, char **envp);
 

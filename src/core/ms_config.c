@@ -83,7 +83,8 @@ static const cfg_row cfg_rows[] = {
     ROW(CT_INT, "engine.enqueue_timeout_ms", "2000", engine_enqueue_timeout_ms,
         "Milliseconds to wait for queue room before answering 503 overloaded"),
     ROW(CT_STRING, "store.url", "sqlite", store_url,
-        "Store to use: \"sqlite\" (data_dir/metasync.db) or sqlite:PATH"),
+        "Store to use: \"sqlite\" (data_dir/metasync.db), sqlite:PATH, or a PostgreSQL URI "
+        "postgres://USER:PASSWORD@HOST:PORT/DATABASE (docs/model.md)"),
     ENUM_ROW("store.synchronous", "full", store_synchronous, "full|normal",
              "SQLite synchronous mode: full (durable on power loss) or normal (faster)"),
     ROW(CT_INT, "store.cache_mb", "64", store_cache_mb, "SQLite page cache size in MiB"),

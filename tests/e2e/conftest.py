@@ -91,12 +91,57 @@ def ndjson(events):
     return "".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events)
 
 
+# ---- METASYNC_TEST_STORE=postgres: every server on a PostgreSQL database of its own ----
+
+TEST_STORE = os.environ.get("METASYNC_TEST_STORE", "sqlite")
+_pg = {"cluster": None, "dbs": {}}
+
+
+def pg_cluster():
+    """The session's PostgreSQL cluster (tests/e2e/pgserver.py), started on first use."""
+    if _pg["cluster"] is None:
+        import pgserver
+        _pg["cluster"] = pgserver.PgCluster().start()
+    return _pg["cluster"]
+
+
+def pg_store_args(data_dir, extra_args):
+    """With METASYNC_TEST_STORE=postgres and no store.url of the test's own: --store.url of a
+    fresh database for data_dir (the same one again when a server restarts on data_dir),
+    migrated by `metasync migrate` as the owner; the server connects as the application role."""
+    if TEST_STORE != "postgres" or any(str(a).startswith("--store") for a in extra_args):
+        return []
+    key = str(Path(data_dir).resolve())
+    if key not in _pg["dbs"]:
+        name = f"t{len(_pg['dbs'])}_{os.getpid()}"
+        _pg["dbs"][key] = pg_cluster().new_database(name, migrate_with=BIN)[1]
+    return ["--store.url", _pg["dbs"][key]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_session():
+    """Stops the session's PostgreSQL cluster, if one was started."""
+    yield
+    if _pg["cluster"] is not None:
+        _pg["cluster"].stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Against PostgreSQL, tests marked sqlite_only (they read SQLite files) are skipped."""
+    if TEST_STORE == "postgres":
+        skip = pytest.mark.skip(reason="sqlite_only: METASYNC_TEST_STORE=postgres")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
+
+
 class Server:
     """One `metasync serve` process with its own data directory."""
 
     def __init__(self, data_dir, extra_args=(), log_path=None):
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
+        self.extra_args += pg_store_args(self.data_dir, self.extra_args)
         self._log_base = Path(log_path or (self.data_dir.parent / f"{self.data_dir.name}-stderr"))
         self.log_path = None
         self.proc = None

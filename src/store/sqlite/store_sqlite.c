@@ -93,37 +93,8 @@ char *sq_col_dup(sqlite3_stmt *st, int i)
     return t ? ms_xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
 }
 
-void sq_row_free(sq_row *r)
-{
-    free(r->type);
-    free(r->name);
-    free(r->parent);
-    free(r->attributes);
-    free(r->created_at);
-    free(r->updated_at);
-    for (size_t i = 0; i < r->ntags; i++) {
-        free(r->tags[i].name);
-        free(r->tags[i].source);
-        free(r->tags[i].origin);
-    }
-    free(r->tags);
-    memset(r, 0, sizeof *r);
-}
-
-static int tag_cmp(const void *a, const void *b)
-{
-    const sq_tag *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    return c ? c : strcmp(x->origin, y->origin);
-}
-
-void sq_tags_sort(sq_tag *t, size_t n)
-{
-    if (n > 1) qsort(t, n, sizeof *t, tag_cmp);
-}
-
 ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const char *tenant,
-                   const char *qn, bool with_tags, sq_row *r, ms_error *err)
+                   const char *qn, bool with_tags, ms_srow *r, ms_error *err)
 {
     memset(r, 0, sizeof *r);
     sq_bind_text(get, 1, tenant);
@@ -149,7 +120,7 @@ ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const
 }
 
 ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, const char *qn,
-                    sq_row *r, ms_error *err)
+                    ms_srow *r, ms_error *err)
 {
     sq_bind_text(tags_get, 1, tenant);
     sq_bind_text(tags_get, 2, qn);
@@ -160,7 +131,7 @@ ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, con
             cap = cap ? cap * 2 : 4;
             r->tags = ms_xrealloc(r->tags, cap * sizeof *r->tags);
         }
-        sq_tag *t = &r->tags[r->ntags++];
+        ms_stag *t = &r->tags[r->ntags++];
         t->name = sq_col_dup(tags_get, 0);
         t->source = sq_col_dup(tags_get, 1);
         t->origin = sq_col_dup(tags_get, 2);
@@ -170,47 +141,12 @@ ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, con
     return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "load tags");
 }
 
-void sq_asset_json(ms_buf *out, const char *qn, const sq_row *r)
-{
-    ms_buf_puts(out, "{\"qualified_name\":");
-    ms_buf_put_jstr(out, qn);
-    ms_buf_puts(out, ",\"type\":");
-    ms_buf_put_jstr(out, r->type);
-    ms_buf_puts(out, ",\"name\":");
-    ms_buf_put_jstr(out, r->name);
-    ms_buf_puts(out, ",\"parent\":");
-    ms_buf_put_jstr(out, r->parent);
-    ms_buf_puts(out, ",\"attributes\":");
-    ms_buf_puts(out, r->attributes ? r->attributes : "{}");
-    ms_buf_puts(out, ",\"tags\":[");
-    for (size_t i = 0; i < r->ntags; i++) {
-        if (i) ms_buf_putc(out, ',');
-        ms_buf_puts(out, "{\"name\":");
-        ms_buf_put_jstr(out, r->tags[i].name);
-        ms_buf_puts(out, ",\"source\":");
-        ms_buf_put_jstr(out, r->tags[i].source);
-        if (r->tags[i].origin && r->tags[i].origin[0]) {
-            ms_buf_puts(out, ",\"from\":");
-            ms_buf_put_jstr(out, r->tags[i].origin);
-        }
-        ms_buf_putc(out, '}');
-    }
-    ms_buf_puts(out, "],\"version\":");
-    ms_buf_put_i64(out, r->version);
-    ms_buf_puts(out, ",\"created_at\":");
-    ms_buf_put_jstr(out, r->created_at);
-    ms_buf_puts(out, ",\"updated_at\":");
-    ms_buf_put_jstr(out, r->updated_at);
-    ms_buf_puts(out, r->deleted ? ",\"deleted\":true" : ",\"deleted\":false");
-    ms_buf_puts(out, r->orphan ? ",\"orphan\":true}" : ",\"orphan\":false}");
-}
-
 /* Opens one connection with MetaSync's pragmas. */
 static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(s->path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         ms_error_set(err, MS_ERR_STORE, "sqlite: cannot open %s: %s", s->path,
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -259,10 +195,13 @@ static void sq_close(void *ctx)
 {
     sq_store *s = ctx;
     if (!s) return;
-    for (int i = 0; i < W__COUNT; i++) sqlite3_finalize(s->ws[i]);
+    for (int i = 0; i < W__COUNT; i++)
+        sqlite3_finalize(s->ws[i]);
     if (s->w) sqlite3_close(s->w);
-    for (int i = 0; i < SQ_POOL; i++) sqlite3_close(s->pool[i]);
-    for (size_t i = 0; i < s->nseqs; i++) free(s->seqs[i].tenant);
+    for (int i = 0; i < SQ_POOL; i++)
+        sqlite3_close(s->pool[i]);
+    for (size_t i = 0; i < s->nseqs; i++)
+        free(s->seqs[i].tenant);
     free(s->seqs);
     free(s->path);
     pthread_mutex_destroy(&s->pool_mu);
@@ -291,8 +230,8 @@ static ms_err migrate(sq_store *s, ms_error *err)
     if (have > SQ_SCHEMA_VERSION) {
         sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
         return ms_error_set(err, MS_ERR_STORE,
-                            "%s has schema version %d, newer than this binary's %d", s->path,
-                            have, SQ_SCHEMA_VERSION);
+                            "%s has schema version %d, newer than this binary's %d", s->path, have,
+                            SQ_SCHEMA_VERSION);
     }
     char sql[128];
     snprintf(sql, sizeof sql,
@@ -354,7 +293,8 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     mkdir_parents(s->path);
     ms_err rc = open_conn(s, &s->w, err);
     if (rc == MS_OK) rc = migrate(s, err);
-    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) rc = open_conn(s, &s->pool[i], err);
+    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++)
+        rc = open_conn(s, &s->pool[i], err);
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
     if (rc != MS_OK) {
         sq_close(s);
@@ -374,7 +314,8 @@ static sqlite3_stmt *prep(sqlite3 *db, const char *sql, ms_error *err)
     return st;
 }
 
-#define ROW_COLS "id, type, name, parent, attributes, version, deleted, created_at, orphan, updated_at"
+#define ROW_COLS                                                                                   \
+    "id, type, name, parent, attributes, version, deleted, created_at, orphan, updated_at"
 
 static ms_err sq_asset_get(void *ctx, const char *tenant, const char *qn, bool include_deleted,
                            ms_buf *out, ms_error *err)
@@ -387,7 +328,7 @@ static ms_err sq_asset_get(void *ctx, const char *tenant, const char *qn, bool i
                             " ORDER BY tag, origin",
                             err);
     ms_err rc = MS_ERR_STORE;
-    sq_row r;
+    ms_srow r;
     memset(&r, 0, sizeof r);
     if (get && tg) rc = sq_row_load(db, get, tg, tenant, qn, true, &r, err);
     if (rc == MS_OK) {
@@ -399,9 +340,9 @@ static ms_err sq_asset_get(void *ctx, const char *tenant, const char *qn, bool i
                               "to see it",
                               qn, (long long)r.version);
         else
-            sq_asset_json(out, qn, &r);
+            ms_srow_json(out, qn, &r);
     }
-    sq_row_free(&r);
+    ms_srow_free(&r);
     sqlite3_finalize(get);
     sqlite3_finalize(tg);
     sq_release(s, db);
@@ -413,7 +354,8 @@ static void fts_query(const char *q, ms_buf *out)
 {
     const unsigned char *p = (const unsigned char *)q;
     while (*p) {
-        while (*p && !(*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+        while (*p && !(*p >= 0x80 || (*p >= '0' && *p <= '9') ||
+                       ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
             p++;
         const unsigned char *start = p;
         while (*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
@@ -427,8 +369,8 @@ static void fts_query(const char *q, ms_buf *out)
     }
 }
 
-static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
-                            ms_buf *next_cursor, ms_error *err)
+static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items, ms_buf *next_cursor,
+                            ms_error *err)
 {
     sq_store *s = ctx;
     ms_buf sql = MS_BUF_INIT, fq = MS_BUF_INIT;
@@ -478,7 +420,7 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
             }
             ms_buf_reset(&last);
             ms_buf_puts(&last, qn);
-            sq_row r;
+            ms_srow r;
             memset(&r, 0, sizeof r);
             r.exists = true;
             r.id = sqlite3_column_int64(st, 1);
@@ -493,8 +435,8 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items,
             r.updated_at = sq_col_dup(st, 10);
             if (sq_tags_load(db, tg, q->tenant, qn, &r, err) != MS_OK) rc = MS_ERR_STORE;
             if (n++) ms_buf_putc(items, ',');
-            sq_asset_json(items, qn, &r);
-            sq_row_free(&r);
+            ms_srow_json(items, qn, &r);
+            ms_srow_free(&r);
         }
         if (src != SQLITE_ROW && src != SQLITE_DONE) rc = sq_fail(err, db, "list assets");
     }
@@ -642,8 +584,8 @@ static ms_err feed_changes(sqlite3 *db, sqlite3_stmt *st, const char *tenant, ms
 
 #define CHG_COLS "seq, op, qn, type, version, before, after, changed, cause, ts"
 
-static ms_err sq_history(void *ctx, const char *tenant, const char *qn, ms_change_cb cb,
-                         void *ud, ms_error *err)
+static ms_err sq_history(void *ctx, const char *tenant, const char *qn, ms_change_cb cb, void *ud,
+                         ms_error *err)
 {
     sq_store *s = ctx;
     sqlite3 *db = sq_acquire(s);
@@ -784,8 +726,8 @@ static ms_err sq_cursor_get(void *ctx, const char *tenant, const char *sink, uin
 }
 
 /* Runs one write statement on a pool connection (other threads than the writer). */
-static ms_err pool_write(sq_store *s, const char *sql, const char *a, const char *b,
-                         const char *c, int64_t n, ms_error *err)
+static ms_err pool_write(sq_store *s, const char *sql, const char *a, const char *b, const char *c,
+                         int64_t n, ms_error *err)
 {
     sqlite3 *db = sq_acquire(s);
     sqlite3_stmt *st = prep(db, sql, err);
@@ -814,8 +756,7 @@ static ms_err sq_cursor_set(void *ctx, const char *tenant, const char *sink, uin
 static ms_err sq_type_save(void *ctx, const char *tenant, const char *name, const char *json,
                            ms_error *err)
 {
-    return pool_write(ctx,
-                      "INSERT OR REPLACE INTO types(tenant, name, definition) VALUES(?, ?, ?)",
+    return pool_write(ctx, "INSERT OR REPLACE INTO types(tenant, name, definition) VALUES(?, ?, ?)",
                       tenant, name, json, 0, err);
 }
 

@@ -15,6 +15,7 @@
 #include "ms_log.h"
 #include "ms_store.h"
 #include "ms_types.h"
+#include "store/common/store_apply.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -75,36 +76,14 @@ typedef struct sq_store {
     bool pool_busy[SQ_POOL];
 } sq_store;
 
-/* A tag of an asset as stored. */
-typedef struct sq_tag {
-    char *name;
-    char *source; /* "direct" | "propagated" */
-    char *origin; /* "" for direct */
-} sq_tag;
-
-/* An asset row as loaded, strings owned. */
-typedef struct sq_row {
-    bool exists;
-    int64_t id;
-    char *type, *name, *parent, *attributes, *created_at, *updated_at;
-    int64_t version;
-    bool deleted, orphan;
-    sq_tag *tags;
-    size_t ntags;
-} sq_row;
-
-void sq_row_free(sq_row *r);
+/* Asset rows are the shared ms_srow (store/common/store_apply.h). */
 /* Loads the row of (tenant, qn) with stmt `get` (bound and reset here) and, when with_tags, its
  * tags with `tags_get`. Returns MS_OK (r->exists tells) or MS_ERR_STORE. */
 ms_err sq_row_load(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *tags_get, const char *tenant,
-                   const char *qn, bool with_tags, sq_row *r, ms_error *err);
+                   const char *qn, bool with_tags, ms_srow *r, ms_error *err);
 /* Loads the tags of (tenant, qn) into r with stmt tags_get (bound and reset here). */
 ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, const char *qn,
-                    sq_row *r, ms_error *err);
-/* Appends the asset snapshot JSON of row r named qn. */
-void sq_asset_json(ms_buf *out, const char *qn, const sq_row *r);
-/* Sorts tags by name then origin. */
-void sq_tags_sort(sq_tag *t, size_t n);
+                    ms_srow *r, ms_error *err);
 
 /* Raises MS_ERR_STORE with SQLite's message for db. */
 ms_err sq_fail(ms_error *err, sqlite3 *db, const char *what);
@@ -117,8 +96,8 @@ sqlite3 *sq_acquire(sq_store *s);
 void sq_release(sq_store *s, sqlite3 *db);
 
 /* The writer's apply() (store_sqlite_apply.c). */
-ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
-                ms_apply_result *res, ms_error *err);
+ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
+                ms_error *err);
 /* Prepares the writer statements; called by open. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err);
 

@@ -1,0 +1,78 @@
+/*
+ * store_pg_int.h — internals shared by the PostgreSQL store's files: the context, the connection
+ * pool, query helpers and the schema migrations. Not for use outside src/store/postgres.
+ *
+ * Connections: one writer connection used only by apply() on the engine's writer thread, with
+ * its statements prepared at open; a pool of PG_POOL connections for readers and the small
+ * writes of other threads (cursors, types, ctl records), each used by one thread at a time
+ * (pg_acquire/pg_release). Every transaction first sets metasync.tenant (set_config(..., true),
+ * local to the transaction): row-level security keys every tenant table on it.
+ */
+#ifndef STORE_PG_INT_H
+#define STORE_PG_INT_H
+
+#include "ms_buf.h"
+#include "ms_error.h"
+#include "ms_log.h"
+#include "ms_store.h"
+#include "ms_types.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PG_POOL 4
+
+typedef struct pg_store {
+    const ms_log *log;
+    ms_types *types;
+    char *url;
+    int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
+    PGconn *w;     /* writer thread only */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    PGconn *pool[PG_POOL];
+    bool pool_busy[PG_POOL];
+} pg_store;
+
+/* One statement of a pipelined transaction: SQL text and its text parameters (NULL = SQL NULL). */
+typedef struct pg_q {
+    const char *sql;
+    int n;
+    const char *const *params;
+} pg_q;
+
+/* Raises MS_ERR_STORE with libpq's message for c (or res's when given). */
+ms_err pg_fail(ms_error *err, PGconn *c, const PGresult *res, const char *what);
+/* Opens one connection to url; NULL with err filled on failure. */
+PGconn *pg_connect(const char *url, ms_error *err);
+
+/*
+ * Runs the statements qs[0..n) in one transaction (one round trip: pipeline mode), the first of
+ * them setting metasync.tenant to tenant unless tenant is NULL. Returns the result of the last
+ * statement (caller PQclear()s it) or NULL with err filled when any statement failed.
+ */
+PGresult *pg_run(PGconn *c, const char *tenant, const pg_q *qs, int n, ms_error *err);
+
+PGconn *pg_acquire(pg_store *s);
+void pg_release(pg_store *s, PGconn *c);
+
+/* Migrations (store_pg_migrate.c): brings the schema up to date under an advisory lock.
+ * app_role (may be NULL) is granted the application's rights. Appends the applied versions to
+ * applied (comma-separated, may be NULL). */
+ms_err pg_migrate(PGconn *c, const char *app_role, ms_buf *applied, int *current, ms_error *err);
+
+/* Fills r (zeroed first) from row `row` of a result whose asset columns start at column `at`:
+ * id, type, name, parent, attributes, version, deleted, created_at, orphan, updated_at, then
+ * (with_tags) the tags as a JSON array of [tag, source, origin]. */
+struct ms_srow;
+void pg_row_from(const PGresult *res, int row, int at, bool with_tags, struct ms_srow *r);
+
+/* The writer (store_pg_apply.c). */
+ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
+                ms_error *err);
+/* Prepares the writer's statements on s->w; called at open and after a reconnect. */
+ms_err pg_apply_prepare(pg_store *s, ms_error *err);
+
+#endif
