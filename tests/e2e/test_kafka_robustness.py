@@ -111,6 +111,87 @@ def stub_registry():
     s.close()
 
 
+def test_paused_partitions_resume_after_a_rebalance(kafka, make_server):
+    server = kserver(make_server, kafka, *FAST_GROUP_ARGS, "--kafka.max-buffered-bytes", "1MiB",
+                     "--kafka.batch-max-messages", "10")
+    base = server.last_seq()
+    pad = "p" * 300
+    produce(kafka.bootstrap, "metasync.events.bulk",
+            [(f"k{i % 64}".encode(), upsert(f"rb-{i}", id=f"rb-{i}", attributes={"pad": pad}),
+              None) for i in range(20000)])
+    wait_until(lambda: metric(server, "metasync_kafka_paused_partitions") > 0, 30,
+               message="the bulk partitions paused by backpressure")
+    join_group_and_leave(kafka.bootstrap, ["metasync.events"])
+    wait_until(lambda: server.last_seq() >= base + 20000, 120, interval=0.2,
+               message="all 20000 events after the rebalance")
+    assert server.asset_status("rb-19999") == 200
+
+
+def test_unreachable_registry_retries_instead_of_dead_lettering(kafka, make_server, stub_registry):
+    server = kserver(make_server, kafka, "--registry.url", stub_registry.url)
+    produce(kafka.bootstrap, "metasync.events",
+            [(b"a", framed(7, {"id": "reg-1", "op": "upsert", "type": "connection",
+                               "qualified_name": "reg-1"}), None),
+             (b"a", framed(999, {"id": "reg-x", "op": "upsert"}), None)])
+    wait_until(lambda: stub_registry.lookups >= 2, 30, message="the lookup retried")
+    assert server.asset_status("reg-1") == 404
+    stub_registry.up = True
+    wait_until(lambda: server.asset_status("reg-1") == 200, 30, message="reg-1 once it is up")
+    dl = wait_until(lambda: read_topic(kafka.bootstrap, "metasync.dlq") or None, 30,
+                    message="the dead letter of the unknown id")
+    assert [d["headers"]["error.code"] for d in dl] == ["unknown_schema_id"]
+
+
+def test_revoke_does_not_wait_for_a_retrying_batch(kafka, make_server, stub_registry):
+    server = kserver(make_server, kafka, *FAST_GROUP_ARGS, "--registry.url", stub_registry.url)
+    produce(kafka.bootstrap, "metasync.events",
+            [(b"a", framed(7, {"id": "rv-1", "op": "upsert", "type": "connection",
+                               "qualified_name": "rv-1"}), None)])
+    wait_until(lambda: stub_registry.lookups >= 2, 30, message="the batch retrying")
+    join_group_and_leave(kafka.bootstrap, ["metasync.events"])  # hung before: revoke waited
+    stub_registry.up = True
+    wait_until(lambda: server.asset_status("rv-1") == 200, 30, message="rv-1 after the rebalance")
+    assert read_topic(kafka.bootstrap, "metasync.dlq") == []
+
+
+def test_a_dead_letter_too_large_is_sent_truncated(kafka, make_server):
+    server = kserver(make_server, kafka, "--kafka.properties.message.max.bytes", "100000")
+    produce(kafka.bootstrap, "metasync.events",
+            [(b"huge", b"\xff" * 500_000, [("origin", b"t")]),
+             (b"ok", json.dumps(upsert("after-huge")), None)])
+    wait_until(lambda: server.asset_status("after-huge") == 200, 30, message="after-huge")
+    dl = wait_until(lambda: read_topic(kafka.bootstrap, "metasync.dlq") or None, 30,
+                    message="the truncated dead letter")
+    h = dl[0]["headers"]
+    assert h["error.code"] == "unknown_magic_byte" and h["error.value_truncated"] == "true"
+    assert dl[0]["value"] == b"\xff" * 65536 and dl[0]["key"] == b"huge"
+    assert h["source.topic"] == "metasync.events"
+
+
+def test_derived_ids_of_a_long_topic_name_never_collide(kafka, make_server):
+    topic = "t" * 247  # "kafka:<topic>:<p>:" alone fills the 256-byte id
+    kafka.command(f"topic {topic} 1")
+    server = kserver(make_server, kafka, "--kafka.topics", topic)
+    produce(kafka.bootstrap, topic, [upsert(f"long-{i}") for i in range(3)])
+    wait_until(lambda: all(server.asset_status(f"long-{i}") == 200 for i in range(3)), 30,
+               message="the 3 events without an id")
+    causes = {server.history(f"long-{i}")[0]["cause"] for i in range(3)}
+    assert len(causes) == 3
+    assert all(re.match(r"^kafka:~[0-9a-f]{16}:0:[0-2]$", c) for c in causes), causes
+
+
+def test_an_invalid_tenant_header_is_a_dead_letter(kafka, make_server):
+    server = kserver(make_server, kafka)
+    produce(kafka.bootstrap, "metasync.events",
+            [(b"t", json.dumps(upsert("tn-bad")), [("tenant", b"../etc")]),
+             (b"t", json.dumps(upsert("tn-long")), [("tenant", b"a" * 65)]),
+             (b"t", json.dumps(upsert("tn-ok")), None)])
+    wait_until(lambda: server.asset_status("tn-ok") == 200, 30, message="tn-ok")
+    dl = wait_until(lambda: (lambda d: d if len(d) == 2 else None)(
+        read_topic(kafka.bootstrap, "metasync.dlq")), 30, message="2 dead letters")
+    assert {d["headers"]["error.code"] for d in dl} == {"invalid_field"}
+
+
 def test_built_in_change_schema_registers_under_a_strict_level(kafka, make_server, tmp_path):
     data = tmp_path / "strict"
     s = kserver(make_server, kafka, data_dir=data)
