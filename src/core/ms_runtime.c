@@ -44,7 +44,7 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
     for (const ms_sink_ops *const *s = ms_plugins_sinks(); *s; s++) {
         if ((*s)->version > MS_SINK_OPS_VERSION) continue;
         void *ctx = NULL;
-        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry};
+        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry, &rt->metrics};
         if ((rc = (*s)->init(&ia, &ctx, err)) != MS_OK) return rc;
         if (!ctx) continue;
         ms_sink_runner_args ra = {*s, ctx, rt->store, rt->store_ctx, rt->engine, &rt->log, 250};

@@ -127,6 +127,24 @@ def test_paused_partitions_resume_after_a_rebalance(kafka, make_server):
     assert server.asset_status("rb-19999") == 200
 
 
+def test_a_change_too_large_for_kafka_is_sent_reduced(kafka, make_server):
+    server = kserver(make_server, kafka)
+    big = lambda ch: upsert("big", attributes={"blob": ch * 600_000})  # noqa: E731
+    server.ingest_ok([big("x")])
+    server.ingest_ok([big("y")])  # before + after: 1.2 MB, over message.max.bytes
+    server.ingest_ok([upsert("small-after-big")])
+    msgs = wait_until(lambda: (lambda ms: ms if any(m["key"] == b"small-after-big" for m in ms)
+                               else None)(read_topic(kafka.bootstrap, "metasync.changes")),
+                      30, message="the small change after the big one")
+    big_msgs = [m for m in msgs if m["key"] == b"big"]
+    update = next(m for m in big_msgs if json.loads(m["value"])["op"] == "update")
+    rec = json.loads(update["value"])
+    assert update["headers"]["truncated"] == "before" and rec["truncated"] == ["before"]
+    assert rec["before"] is None and rec["after"]["attributes"]["blob"].startswith("y")
+    assert rec["seq"] and rec["version"] == 2 and rec["qualified_name"] == "big"
+    assert metric(server, "metasync_kafka_changes_reduced_total") >= 1
+
+
 def test_unreachable_registry_retries_instead_of_dead_lettering(kafka, make_server, stub_registry):
     server = kserver(make_server, kafka, "--registry.url", stub_registry.url)
     produce(kafka.bootstrap, "metasync.events",
