@@ -242,3 +242,36 @@ def test_subjects_with_a_slash_have_their_own_asset(kafka, make_server):
     assert s.asset("registry/a%2F1")["type"] == "kafka_subject"
     assert s.asset("registry/a%2F1")["name"] == "a/1"
     assert s.asset("registry/a/1")["type"] == "kafka_schema"
+
+
+def test_replay_goes_back_to_the_source_partition(kafka, make_server):
+    kserver(make_server, kafka)
+    p = producer(kafka.bootstrap)
+    parts = len(Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "x"})
+                .list_topics("metasync.events", timeout=T(10)).topics["metasync.events"]
+                .partitions)
+    for part in range(parts):
+        p.produce("metasync.events", key=b"same", value=b"junk-%d" % part, partition=part)
+    assert p.flush(T(30)) == 0
+    wait_until(lambda: len(read_topic(kafka.bootstrap, "metasync.dlq")) == parts, 30,
+               message="a dead letter per partition")
+    r = run_cli("dlq", "replay", "--kafka.brokers", kafka.bootstrap)
+    assert r.returncode == 0, r.stderr
+
+    def replayed():
+        got = [m for m in read_topic(kafka.bootstrap, "metasync.events")
+               if m["value"].startswith(b"junk-")]
+        return got if len(got) == 2 * parts else None
+
+    got = wait_until(replayed, 30, message="the replayed messages")
+    assert all(m["value"] == b"junk-%d" % m["partition"] for m in got)
+
+
+def test_a_failed_replay_exits_non_zero(kafka, make_server):
+    kserver(make_server, kafka)
+    produce(kafka.bootstrap, "metasync.events", [(b"j", b"junk" * 2000, None)])
+    wait_until(lambda: read_topic(kafka.bootstrap, "metasync.dlq") or None, 30,
+               message="the dead letter")
+    r = run_cli("dlq", "replay", "--kafka.brokers", kafka.bootstrap,
+                "--kafka.properties.message.max.bytes", "1000")  # the letter is 8000 bytes
+    assert r.returncode == 3, (r.returncode, r.stderr)
