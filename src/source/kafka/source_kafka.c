@@ -530,6 +530,7 @@ static void process_batch(ksource *s, ks_item *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (items[i].code == MS_OK) continue;
         failed++;
+        atomic_store(&items[i].dlq_err, 0);    /* items are reused: no error of an earlier batch */
         atomic_store(&items[i].dlq_state, -1); /* to be produced */
     }
     if (failed && !dlq_deliver_all(s, items, n)) return;
