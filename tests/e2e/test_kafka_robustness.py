@@ -111,20 +111,26 @@ def stub_registry():
     s.close()
 
 
-def test_paused_partitions_resume_after_a_rebalance(kafka, make_server):
-    server = kserver(make_server, kafka, *FAST_GROUP_ARGS, "--kafka.max-buffered-bytes", "1MiB",
-                     "--kafka.batch-max-messages", "10")
+def test_paused_partitions_resume_after_a_rebalance(kafka, make_server, stub_registry):
+    # The first bulk message waits for the (unreachable) registry, so the bulk queue fills and
+    # its partitions are paused for certain when the rebalance comes.
+    server = kserver(make_server, kafka, *FAST_GROUP_ARGS, "--registry.url", stub_registry.url,
+                     "--kafka.max-buffered-bytes", "1MiB", "--kafka.batch-max-messages", "10")
     base = server.last_seq()
     pad = "p" * 300
+    first = (b"k0", framed(7, {"id": "rb-avro", "op": "upsert", "type": "connection",
+                               "qualified_name": "rb-avro"}), None)
     produce(kafka.bootstrap, "metasync.events.bulk",
-            [(f"k{i % 64}".encode(), upsert(f"rb-{i}", id=f"rb-{i}", attributes={"pad": pad}),
-              None) for i in range(20000)])
+            [first] + [(f"k{i % 64}".encode(),
+                        upsert(f"rb-{i}", id=f"rb-{i}", attributes={"pad": pad}), None)
+                       for i in range(20000)])
     wait_until(lambda: metric(server, "metasync_kafka_paused_partitions") > 0, 30,
                message="the bulk partitions paused by backpressure")
     join_group_and_leave(kafka.bootstrap, ["metasync.events"])
-    wait_until(lambda: server.last_seq() >= base + 20000, 120, interval=0.2,
-               message="all 20000 events after the rebalance")
-    assert server.asset_status("rb-19999") == 200
+    stub_registry.up = True
+    wait_until(lambda: server.last_seq() >= base + 20001, 120, interval=0.2,
+               message="all 20001 events after the rebalance")
+    assert server.asset_status("rb-19999") == 200 and server.asset_status("rb-avro") == 200
 
 
 def test_a_change_too_large_for_kafka_is_sent_reduced(kafka, make_server):
