@@ -191,7 +191,9 @@ typedef struct dlq_run {
     dlq_opts *o;
     rd_kafka_t *consumer, *producer;
     int64_t matched;
-    int delivery_failures;
+    int delivery_failures; /* also counts dead letters that could not be queued */
+    char *parts_topic;     /* the topic whose partition count is cached in nparts_topic */
+    int nparts_topic;
 } dlq_run;
 
 static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -205,10 +207,40 @@ static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
 }
 
-/* Re-produces m (without MetaSync's headers) to `to`. Returns false if it cannot be queued. */
-static bool replay_one(dlq_run *r, const rd_kafka_message_t *m, rd_kafka_headers_t *h,
-                       const char *to)
+/* The number of partitions of topic (cached for the last topic asked), 0 when unknown. */
+static int partition_count(dlq_run *r, const char *topic)
 {
+    if (r->parts_topic && strcmp(r->parts_topic, topic) == 0) return r->nparts_topic;
+    free(r->parts_topic);
+    r->parts_topic = ms_xstrdup(topic);
+    r->nparts_topic = 0;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(r->producer, topic, NULL);
+    if (rd_kafka_metadata(r->producer, 0, t, &md, DLQ_TIMEOUT_MS) == 0 && md->topic_cnt == 1 &&
+        !md->topics[0].err)
+        r->nparts_topic = md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return r->nparts_topic;
+}
+
+/*
+ * Re-produces m (without MetaSync's headers) to `to`: back to its source partition (header
+ * source.partition) when `to` is the source topic and still has that partition, so the order per
+ * key holds as it was; else by key with murmur2_random, as the changes sink and Java clients
+ * partition. Returns false if it cannot be queued.
+ */
+static bool replay_one(dlq_run *r, const rd_kafka_message_t *m, rd_kafka_headers_t *h,
+                       const char *to, bool to_source)
+{
+    int32_t partition = RD_KAFKA_PARTITION_UA;
+    char *sp = to_source ? header(h, MS_DLQ_H_PARTITION) : NULL;
+    if (sp) {
+        char *endp = NULL;
+        long p = strtol(sp, &endp, 10);
+        if (*sp && !*endp && p >= 0 && p < partition_count(r, to)) partition = (int32_t)p;
+        free(sp);
+    }
     rd_kafka_headers_t *out = rd_kafka_headers_new(8);
     const char *name;
     const void *v;
@@ -217,9 +249,9 @@ static bool replay_one(dlq_run *r, const rd_kafka_message_t *m, rd_kafka_headers
         if (!ms_kafka_is_dlq_header(name)) rd_kafka_header_add(out, name, -1, v, (ssize_t)n);
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            r->producer, RD_KAFKA_V_TOPIC(to), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-            RD_KAFKA_V_HEADERS(out), RD_KAFKA_V_END);
+            r->producer, RD_KAFKA_V_TOPIC(to), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(out), RD_KAFKA_V_END);
         if (!e) return true;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             fprintf(stderr, "metasync dlq: cannot produce to %s: %s\n", to, rd_kafka_err2str(e));
@@ -250,10 +282,14 @@ static bool handle(dlq_run *r, rd_kafka_message_t *m)
                     "metasync dlq: partition %d offset %" PRId64
                     " has no source.topic header; use --to\n",
                     m->partition, m->offset);
+            r->delivery_failures++;
         } else {
             describe(m, h, o->replay ? to : NULL, &line);
-            if (o->replay && !o->dry_run) ok = replay_one(r, m, h, to);
-            if (ok) printf("%s\n", line.data);
+            if (o->replay && !o->dry_run) ok = replay_one(r, m, h, to, !o->to);
+            if (ok)
+                printf("%s\n", line.data);
+            else
+                r->delivery_failures++; /* the run stops here and exits 3 */
         }
         ms_buf_free(&line);
         r->matched++;
@@ -325,8 +361,15 @@ static int read_all(dlq_run *r, const char *topic)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 500);
         if (!m) continue;
         if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            /* The end of a partition: done even when no message reached end[p] (compaction,
+             * transaction markers at the end). */
+            int ep = m->partition;
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && ep >= 0 && ep < nparts && !done[ep]) {
+                done[ep] = true;
+                active--;
+            } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 fprintf(stderr, "metasync dlq: %s\n", rd_kafka_message_errstr(m));
+            }
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -373,6 +416,7 @@ int ms_cmd_dlq(int argc, char **argv, char **envp)
     static const char *const cdefaults[] = {"group.id", "metasync-dlq-cli", NULL};
     static const char *const cforced[] = {"enable.auto.commit", "false", "enable.partition.eof",
                                           "true", NULL};
+    static const char *const pdefaults[] = {"partitioner", "murmur2_random", NULL};
     static const char *const pforced[] = {"acks", "all", "enable.idempotence", "true", NULL};
     char errstr[512];
     rd_kafka_conf_t *cc = ms_kafka_conf_new(&cfg, cdefaults, cforced, &err);
@@ -384,7 +428,7 @@ int ms_cmd_dlq(int argc, char **argv, char **envp)
         }
     }
     if (r.consumer && o.replay && !o.dry_run) {
-        rd_kafka_conf_t *pc = ms_kafka_conf_new(&cfg, NULL, pforced, &err);
+        rd_kafka_conf_t *pc = ms_kafka_conf_new(&cfg, pdefaults, pforced, &err);
         if (pc) {
             rd_kafka_conf_set_opaque(pc, &r);
             rd_kafka_conf_set_dr_msg_cb(pc, on_report);
@@ -407,6 +451,7 @@ int ms_cmd_dlq(int argc, char **argv, char **envp)
         if (r.delivery_failures) rc = MS_EXIT_UNREACHABLE;
         rd_kafka_destroy(r.producer);
     }
+    free(r.parts_topic);
     if (r.consumer) {
         rd_kafka_consumer_close(r.consumer);
         rd_kafka_destroy(r.consumer);

@@ -180,3 +180,18 @@ const char *ms_buf_cstr(const ms_buf *b)
 {
     return b->data ? b->data : "";
 }
+
+void ms_buf_put_pct(ms_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            ms_buf_putc(b, (char)*p);
+        } else {
+            ms_buf_putc(b, '%');
+            ms_buf_putc(b, hex[*p >> 4]);
+            ms_buf_putc(b, hex[*p & 15]);
+        }
+    }
+}

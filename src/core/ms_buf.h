@@ -45,6 +45,9 @@ void ms_buf_put_u64(ms_buf *b, uint64_t v);
  * characters, quote and backslash; passes valid UTF-8 through unchanged. */
 void ms_buf_put_jstr(ms_buf *b, const char *s);
 void ms_buf_put_jstrn(ms_buf *b, const char *s, size_t n);
+/* Appends s percent-encoded: every byte but the unreserved ones (A-Z a-z 0-9 - _ . ~) as %XX.
+ * For a URL path segment or a query parameter. */
+void ms_buf_put_pct(ms_buf *b, const char *s);
 /* Returns the data (NUL-terminated, never NULL) and leaves b empty; caller frees. */
 char *ms_buf_steal(ms_buf *b);
 /* Returns b's text, "" when empty. Valid until the next change to b. */

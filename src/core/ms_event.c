@@ -351,6 +351,11 @@ static ms_err decode_value(struct json_object *o, const ms_decode_opts *opts, ms
     if (rc != MS_OK) return rc;
 
     size_t tenant_len = strlen(opts->tenant);
+    if (!ms_tenant_name_valid(opts->tenant, tenant_len))
+        return ms_error_set(err, MS_ERR_INVALID_FIELD,
+                            "tenant '%s' is not a valid tenant name ([A-Za-z0-9._-], 1 to %d "
+                            "characters)",
+                            clip(opts->tenant, tenant_len, buf), MS_MAX_TENANT_BYTES);
     if (present[F_TENANT]) {
         if (!json_object_is_type(f[F_TENANT], json_type_string))
             return ms_error_set(err, MS_ERR_INVALID_FIELD, "tenant must be a string");
@@ -504,6 +509,18 @@ static ms_err decode_text(const char *text, size_t len, const ms_decode_opts *op
     json_object_put(o);
     if (rc == MS_OK) (*out)->bytes = ms_event_heap_bytes(*out);
     return rc;
+}
+
+bool ms_tenant_name_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > MS_MAX_TENANT_BYTES) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
 }
 
 ms_err ms_event_decode(const char *text, size_t len, const ms_decode_opts *opts, ms_event **out,

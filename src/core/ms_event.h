@@ -43,9 +43,17 @@ typedef enum {
 const char *ms_op_name(ms_op op); /* "upsert", "patch", ... */
 
 /* Limits on single values (bytes). */
-#define MS_MAX_QN_BYTES 1024
-#define MS_MAX_TAG_BYTES 128
-#define MS_MAX_ID_BYTES 256
+#define MS_MAX_QN_BYTES     1024
+#define MS_MAX_TAG_BYTES    128
+#define MS_MAX_ID_BYTES     256
+#define MS_MAX_TENANT_BYTES 64
+
+/*
+ * True when s[0..len) is a valid tenant name: 1 to MS_MAX_TENANT_BYTES characters of
+ * [A-Za-z0-9._-]. The one rule for every way a tenant is named (HTTP, the Kafka `tenant` header,
+ * an event's `tenant` field), so a tenant can always name a Kafka topic and a path segment.
+ */
+bool ms_tenant_name_valid(const char *s, size_t len);
 
 typedef struct ms_event {
     ms_op op;

@@ -112,6 +112,9 @@ void ms_metrics_render(ms_metrics *m, ms_buf *out)
     counter(out, "metasync_commits_total", "Group commits of the store.", &m->commits);
     counter(out, "metasync_changes_written_total", "Change records written to the change log.",
             &m->changes_written);
+    counter(out, "metasync_kafka_changes_reduced_total",
+            "Change records too large for Kafka, sent without before (and after).",
+            &m->kafka_changes_reduced);
     ms_metrics_header(out, "metasync_batch_events", "histogram", "Events per submitted batch.");
     hist_samples(out, "metasync_batch_events", "", &m->batch_size);
     ms_metrics_header(out, "metasync_commit_duration_seconds", "histogram",

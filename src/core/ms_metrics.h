@@ -39,9 +39,10 @@ typedef struct ms_metrics {
     atomic_ullong http_problems[MS_ERR__COUNT];
     atomic_ullong commits;
     atomic_ullong changes_written;
-    ms_hist batch_size;                /* events per submitted batch */
-    ms_hist commit_seconds;            /* duration of one group commit */
-    ms_hist ingest_lag[MS_LANE_COUNT]; /* event enqueued → committed, per lane */
+    atomic_ullong kafka_changes_reduced; /* change records sent without before (and after) */
+    ms_hist batch_size;                  /* events per submitted batch */
+    ms_hist commit_seconds;              /* duration of one group commit */
+    ms_hist ingest_lag[MS_LANE_COUNT];   /* event enqueued → committed, per lane */
 } ms_metrics;
 
 /* Initialises all counters to zero and the histogram buckets. */

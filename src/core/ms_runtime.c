@@ -44,7 +44,7 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
     for (const ms_sink_ops *const *s = ms_plugins_sinks(); *s; s++) {
         if ((*s)->version > MS_SINK_OPS_VERSION) continue;
         void *ctx = NULL;
-        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry};
+        ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry, &rt->metrics};
         if ((rc = (*s)->init(&ia, &ctx, err)) != MS_OK) return rc;
         if (!ctx) continue;
         ms_sink_runner_args ra = {*s, ctx, rt->store, rt->store_ctx, rt->engine, &rt->log, 250};
@@ -73,6 +73,7 @@ static ms_err open_registry(ms_runtime *rt, ms_error *err)
 ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
 {
     memset(rt, 0, sizeof *rt);
+    pthread_mutex_init(&rt->sources_mu, NULL); /* not destroyed: close may run more than once */
     rt->cfg = cfg;
     rt->log.level = ms_log_level_parse(cfg->log_level);
     rt->log.out = stderr;
@@ -110,17 +111,30 @@ ms_err ms_runtime_start_sources(ms_runtime *rt, ms_error *err)
         void *ctx = NULL;
         ms_err rc = (*s)->start(rt, &ctx, err);
         if (rc != MS_OK) return rc;
+        pthread_mutex_lock(&rt->sources_mu);
         rt->sources[rt->nsources] = *s;
         rt->source_ctx[rt->nsources++] = ctx;
+        pthread_mutex_unlock(&rt->sources_mu);
     }
     return MS_OK;
 }
 
 void ms_runtime_close(ms_runtime *rt)
 {
-    while (rt->nsources) {
+    for (;;) {
+        /* Out of the list first (a /metrics render in progress finishes before), then stopped:
+         * the HTTP source is stopped last, so renders go on while the others stop. */
+        pthread_mutex_lock(&rt->sources_mu);
+        if (!rt->nsources) {
+            pthread_mutex_unlock(&rt->sources_mu);
+            break;
+        }
         rt->nsources--;
-        rt->sources[rt->nsources]->stop(rt->source_ctx[rt->nsources]);
+        const ms_source_ops *ops = rt->sources[rt->nsources];
+        void *ctx = rt->source_ctx[rt->nsources];
+        rt->source_ctx[rt->nsources] = NULL;
+        pthread_mutex_unlock(&rt->sources_mu);
+        ops->stop(ctx);
     }
     /* With the sources stopped nothing writes to the registry any more (its writes come from HTTP
      * threads), so the engine may stop; sinks may still resolve schema ids until they stop, so the
@@ -163,9 +177,11 @@ void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
     void *args[2] = {rt, out};
     rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
     for (size_t i = 0; i < rt->nsinks; i++) ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
+    pthread_mutex_lock(&rt->sources_mu);
     for (size_t i = 0; i < rt->nsources; i++)
         if (rt->sources[i]->version >= 2 && rt->sources[i]->metrics && rt->source_ctx[i])
             rt->sources[i]->metrics(rt->source_ctx[i], out);
+    pthread_mutex_unlock(&rt->sources_mu);
 }
 
 ms_err ms_runtime_register_type(ms_runtime *rt, const char *tenant, const char *json, size_t len,

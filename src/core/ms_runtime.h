@@ -17,7 +17,9 @@
 #include "ms_sink_runner.h"
 #include "ms_types.h"
 
-#define MS_DEFAULT_TENANT "default"
+#include <pthread.h>
+
+#define MS_DEFAULT_TENANT    "default"
 #define MS_RUNTIME_MAX_PARTS 8
 
 typedef struct ms_runtime {
@@ -36,6 +38,9 @@ typedef struct ms_runtime {
     const ms_source_ops *sources[MS_RUNTIME_MAX_PARTS];
     void *source_ctx[MS_RUNTIME_MAX_PARTS];
     size_t nsources;
+    /* Guards sources/source_ctx/nsources between ms_runtime_metrics_render (HTTP threads) and
+     * ms_runtime_close: a source is taken out of the list under it before it is stopped. */
+    pthread_mutex_t sources_mu;
     char listen_addr[300]; /* set by the HTTP source once bound (port 0 resolved) */
 } ms_runtime;
 

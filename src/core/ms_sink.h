@@ -42,6 +42,7 @@ typedef struct ms_sink_init_args {
     const ms_blob_ops *blob_ops; /* for sinks that write objects; may be NULL */
     void *blob;
     struct ms_registry *registry; /* for sinks that write Avro; may be NULL */
+    struct ms_metrics *metrics;   /* the process's counters; may be NULL */
 } ms_sink_init_args;
 
 typedef struct ms_sink_ops {

@@ -328,10 +328,22 @@ static void submit_events(ms_registry *r, ms_event **evs, size_t n)
                         res[i].detail);
 }
 
+/*
+ * The qualified name of a subject's asset: "registry/<subject>" with '%' and '/' of the subject
+ * percent-encoded (%25, %2F), so that subject "a/1" is never taken for version 1 of subject "a"
+ * and two subjects never share an asset. The asset's name stays the subject as given.
+ */
 static void subject_qn(ms_buf *b, const char *subject)
 {
     ms_buf_puts(b, "registry/");
-    ms_buf_puts(b, subject);
+    for (const char *p = subject; *p; p++) {
+        if (*p == '%')
+            ms_buf_puts(b, "%25");
+        else if (*p == '/')
+            ms_buf_puts(b, "%2F");
+        else
+            ms_buf_putc(b, *p);
+    }
 }
 
 /* Upserts registry/<subject> and registry/<subject>/<version>. */
@@ -526,6 +538,7 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
     int rc = rg_schema_prepare(text, len, schema_type, &neu, &norm, f);
     if (rc != RG_OK) return rc;
     pthread_mutex_lock(&r->mu);
+    bool created = !rg_locked_subject(r, tenant, subject, false);
     rg_subject *s = rg_locked_subject(r, tenant, subject, true);
     rg_schema *sch = locked_schema_by_text(r, norm);
     for (size_t i = s->nv; sch && i-- > 0;)
@@ -539,7 +552,9 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
         }
     ms_buf why = MS_BUF_INIT;
     const char *level = rg_locked_level(r, tenant, s);
-    if (!locked_check_level(r, s, level, neu, &why)) {
+    /* The built-ins (registered at open) are MetaSync's own wire formats: an operator's level
+     * on their subjects cannot refuse them, or the changes sink would have no id to write. */
+    if (!r->opening && !locked_check_level(r, s, level, neu, &why)) {
         rc = rg_failf(f, RG_INCOMPATIBLE,
                       "Schema being registered is incompatible with an earlier schema for "
                       "subject \"%s\" (compatibility %s); details: [%.250s]",
@@ -577,6 +592,15 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
                 i++;
             }
         }
+    }
+    if (rc != RG_OK && created && s->nv == 0 && !s->compat) {
+        /* A failed first registration leaves no empty subject behind (it was appended last). */
+        r->nsubjects--;
+        free(s->tenant);
+        free(s->name);
+        free(s->v);
+        free(s);
+        s = NULL;
     }
     rg_schema snapshot = {0};
     if (rc == RG_OK) {
@@ -725,6 +749,11 @@ static int load_schema(void *ud, const char *tenant, const char *key, const char
     ms_avro_schema *a = NULL;
     char *norm = NULL;
     rg_fail f;
+    /* next_id passes every stored id, loaded or not (the key is the id too), so an id is never
+     * given out twice even when its record cannot be read. */
+    uint32_t kid = (uint32_t)strtoul(key, NULL, 10);
+    uint32_t top = kid > id ? kid : id;
+    if (top && top >= r->next_id) r->next_id = top + 1;
     if (!text || !id || rg_schema_prepare(text, strlen(text), NULL, &a, &norm, &f) != RG_OK) {
         ms_log_warn(r->log, "registry: stored schema %s not loaded", key);
     } else {
@@ -749,6 +778,7 @@ static int load_version(void *ud, const char *tenant, const char *key, const cha
         rg_version x = {json_object_get_int(vj), (uint32_t)json_object_get_int64(ij),
                         json_object_object_get_ex(o, "deleted", &dj) &&
                             json_object_get_boolean(dj)};
+        if (x.id >= r->next_id) r->next_id = x.id + 1; /* even if its schema did not load */
         subject_add_version(s, x);
     } else {
         ms_log_warn(r->log, "registry: stored version %s not loaded", key);
@@ -782,8 +812,9 @@ static ms_err load(ms_registry *r, ms_error *err)
     return rc;
 }
 
-/* Registers the built-in schemas under the default tenant; a failure is logged, not fatal (an
- * operator may have made the subject's level stricter than the built-in's evolution). They are
+/* Registers the built-in schemas under the default tenant, without the compatibility check (an
+ * operator may have made the subject's level stricter than the built-in's evolution); a failure
+ * (the store's) is logged here and fatal for the Avro changes sink. They are
  * MetaSync's own wire formats, not the estate's metadata: no kafka_schema assets, so a fresh
  * store stays empty (its change log starts with what users send). */
 static void register_builtins(ms_registry *r)
@@ -872,18 +903,41 @@ ms_err ms_registry_schema_by_id(ms_registry *r, uint32_t id, const ms_avro_schem
 {
     pthread_mutex_lock(&r->mu);
     rg_schema *s = rg_locked_schema(r, id);
+    bool known_unknown = false;
+    unsigned long long now = ms_now_ms();
+    for (size_t i = 0; !s && r->url && i < RG_UNKNOWN_CACHE; i++)
+        if (r->unknown[i].id == id && r->unknown[i].until > now) known_unknown = true;
     pthread_mutex_unlock(&r->mu);
+    if (known_unknown)
+        return ms_error_set(err, MS_ERR_UNKNOWN_SCHEMA,
+                            "registry %s: schema %u: 40403 not found (cached)", r->url, id);
     if (!s && r->url) {
         char *text = NULL;
         rg_fail f;
         ms_avro_schema *a = NULL;
         char *norm = NULL;
         int rc = rg_client_fetch(r, id, &text, &f);
+        bool fetched = rc == RG_OK;
         if (rc == RG_OK) rc = rg_schema_prepare(text, strlen(text), NULL, &a, &norm, &f);
         free(text);
-        if (rc != RG_OK)
-            return ms_error_set(err, rg_code_to_err(rc), "registry %s: schema %u: %d %s", r->url,
-                                id, f.code, f.msg);
+        if (rc != RG_OK) {
+            /* Only "no such id" (40403) and a schema that is not valid are answers; anything
+             * else may pass: unreachable (MS_ERR_CONNECT), 5xx or an odd 4xx (MS_ERR_UNAVAILABLE),
+             * both retriable. */
+            ms_err code = rc == RG_SCHEMA_NOT_FOUND            ? MS_ERR_UNKNOWN_SCHEMA
+                          : fetched || rc == RG_INVALID_SCHEMA ? MS_ERR_INVALID_SCHEMA
+                          : rc == RG_UPSTREAM_ERROR            ? MS_ERR_CONNECT
+                                                               : MS_ERR_UNAVAILABLE;
+            if (code == MS_ERR_UNKNOWN_SCHEMA) {
+                pthread_mutex_lock(&r->mu);
+                r->unknown[r->unknown_next].id = id;
+                r->unknown[r->unknown_next].until = now + RG_UNKNOWN_TTL_MS;
+                r->unknown_next = (r->unknown_next + 1) % RG_UNKNOWN_CACHE;
+                pthread_mutex_unlock(&r->mu);
+            }
+            return ms_error_set(err, code, "registry %s: schema %u: %d %s", r->url, id, f.code,
+                                f.msg);
+        }
         pthread_mutex_lock(&r->mu);
         s = rg_locked_schema(r, id);
         if (!s) {

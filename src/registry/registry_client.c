@@ -14,7 +14,9 @@
 #define MS_VERSION "dev"
 #endif
 
-#define MAX_ANSWER_BYTES (4 << 20)
+#define MAX_ANSWER_BYTES       (4 << 20)
+#define RG_LOOKUP_TIMEOUT_MS   3000L
+#define RG_REGISTER_TIMEOUT_MS 30000L
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
@@ -24,28 +26,13 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-/* Percent-encodes a path segment (everything but unreserved characters). */
-static void put_segment(ms_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            ms_buf_putc(b, (char)*p);
-        } else {
-            ms_buf_putc(b, '%');
-            ms_buf_putc(b, hex[*p >> 4]);
-            ms_buf_putc(b, hex[*p & 15]);
-        }
-    }
-}
-
 /*
  * One request to url with an optional JSON body; on a 2xx answer *answer is the parsed body (new
  * reference). Errors: the remote's error_code and message, or 50003 when it can't be reached or
  * answers something else than JSON.
  */
-static int call(ms_registry *r, const char *url, const char *body, json_object **answer, rg_fail *f)
+static int call(ms_registry *r, const char *url, const char *body, long timeout_ms,
+                json_object **answer, rg_fail *f)
 {
     *answer = NULL;
     CURL *e = curl_easy_init();
@@ -63,8 +50,8 @@ static int call(ms_registry *r, const char *url, const char *body, json_object *
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000L ? timeout_ms : 5000L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     if (body) curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     CURLcode cc = curl_easy_perform(e);
     long status = 0;
@@ -102,7 +89,8 @@ int rg_client_fetch(ms_registry *r, uint32_t id, char **text, rg_fail *f)
     ms_buf url = MS_BUF_INIT;
     ms_buf_printf(&url, "%s/schemas/ids/%u", r->url, id);
     json_object *o = NULL, *v;
-    int rc = call(r, url.data, NULL, &o, f);
+    /* Short: a lookup holds up a Kafka batch, which retries the lookup anyway. */
+    int rc = call(r, url.data, NULL, RG_LOOKUP_TIMEOUT_MS, &o, f);
     ms_buf_free(&url);
     if (rc != RG_OK) return rc;
     if (json_object_object_get_ex(o, "schema", &v) && json_object_is_type(v, json_type_string))
@@ -118,13 +106,13 @@ int rg_client_register(ms_registry *r, const char *subject, const char *text, si
 {
     ms_buf url = MS_BUF_INIT, body = MS_BUF_INIT;
     ms_buf_printf(&url, "%s/subjects/", r->url);
-    put_segment(&url, subject);
+    ms_buf_put_pct(&url, subject);
     ms_buf_puts(&url, "/versions");
     ms_buf_puts(&body, "{\"schema\":");
     ms_buf_put_jstrn(&body, text, len);
     ms_buf_putc(&body, '}');
     json_object *o = NULL, *v;
-    int rc = call(r, url.data, body.data, &o, f);
+    int rc = call(r, url.data, body.data, RG_REGISTER_TIMEOUT_MS, &o, f);
     ms_buf_free(&url);
     ms_buf_free(&body);
     if (rc != RG_OK) return rc;

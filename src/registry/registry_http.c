@@ -73,7 +73,8 @@ static char *pct_decode(const char *s, size_t n, bool plus_space)
     return o;
 }
 
-/* Splits the path into decoded segments; false when there are too many. */
+/* Splits the path into decoded segments; false when there are too many, or when one decodes
+ * to a NUL byte (%00: it would silently cut the name short). */
 static bool split_path(rq *q, const char *path)
 {
     const char *p = path ? path : "";
@@ -84,6 +85,8 @@ static bool split_path(rq *q, const char *path)
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
         if (q->nseg == MAX_SEGS) return false;
+        for (size_t i = 0; i + 2 < n; i++)
+            if (p[i] == '%' && p[i + 1] == '0' && p[i + 2] == '0') return false;
         q->seg[q->nseg++] = pct_decode(p, n, false);
         p += n;
     }

@@ -79,7 +79,9 @@ typedef struct rg_tenant {
     char *compat; /* global (tenant-wide) level; NULL = BACKWARD */
 } rg_tenant;
 
-#define RG_BUILTIN_MAX 4
+#define RG_BUILTIN_MAX    4
+#define RG_UNKNOWN_CACHE  16
+#define RG_UNKNOWN_TTL_MS 5000
 
 struct ms_registry {
     const ms_config *cfg;
@@ -99,6 +101,13 @@ struct ms_registry {
     rg_schema **schemas; /* ascending ids (embedded), or the cache (external) */
     size_t nschemas, schemas_cap;
     uint32_t next_id;
+    /* External: ids the registry answered 40403 for, not asked again until `until` (ms), so a
+     * stream of messages with an unknown id does not become a stream of HTTP calls. */
+    struct {
+        uint32_t id;
+        unsigned long long until;
+    } unknown[RG_UNKNOWN_CACHE];
+    size_t unknown_next;
     rg_subject **subjects;
     size_t nsubjects, subjects_cap;
     rg_tenant *tenants;

@@ -108,7 +108,21 @@ def test_register_lookup_and_read(server):
         assert name in ok(call(server, "GET", "/subjects"))
         quoted = urllib.parse.quote(name, safe="")
         assert ok(call(server, "GET", f"/subjects/{quoted}/versions")) == [1]
-        assert server.asset("registry/" + name)["type"] == "kafka_subject"
+        # '%' and '/' of the subject are percent-encoded in its asset's qualified name
+        qn = "registry/" + name.replace("%", "%25").replace("/", "%2F")
+        assert server.asset(qn)["type"] == "kafka_subject"
+
+
+def test_query_decoded_once_and_nul_in_a_segment_refused(server):
+    register(server, "q", REC_A)
+    register(server, "q", REC_AB_DEF)
+    assert ok(call(server, "DELETE", "/subjects/q/versions/1")) == 1
+    assert ok(call(server, "GET", "/subjects/q/versions?deleted=true")) == [1, 2]
+    # "%2574rue" is "%74rue" once decoded, not "true": decoded twice it was
+    assert ok(call(server, "GET", "/subjects/q/versions?deleted=%2574rue")) == [2]
+    # a NUL in a segment would cut "q%00x" down to "q": refused instead
+    r = call(server, "GET", "/subjects/q%00x/versions")
+    assert r.status_code == 404, r.text
 
 
 def test_deletes(server):

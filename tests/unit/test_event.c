@@ -855,6 +855,24 @@ static void test_batch_json_body_errors(void **state)
     ms_batch_free(&b);
 }
 
+/* The one tenant rule: [A-Za-z0-9._-]{1,64}, also applied by the decoder to opts->tenant. */
+static void test_tenant_names(void **state)
+{
+    (void)state;
+    assert_true(ms_tenant_name_valid("default", 7));
+    assert_true(ms_tenant_name_valid("Acme-1.eu_west", 14));
+    char max[MS_MAX_TENANT_BYTES + 2];
+    memset(max, 'a', sizeof max);
+    assert_true(ms_tenant_name_valid(max, MS_MAX_TENANT_BYTES));
+    assert_false(ms_tenant_name_valid(max, MS_MAX_TENANT_BYTES + 1));
+    assert_false(ms_tenant_name_valid("", 0));
+    assert_false(ms_tenant_name_valid("a/b", 3));
+    assert_false(ms_tenant_name_valid("a b", 3));
+    assert_false(ms_tenant_name_valid("a\0b", 3));
+    assert_false(ms_tenant_name_valid("caf\xc3\xa9", 5));
+    assert_false(ms_tenant_name_valid(NULL, 1));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -866,6 +884,7 @@ int main(void)
         T(test_big_integers),     T(test_limits),
         T(test_batch_ndjson),     T(test_batch_ndjson_limits),
         T(test_batch_json_array), T(test_batch_json_body_errors),
+        T(test_tenant_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

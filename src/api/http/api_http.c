@@ -497,10 +497,12 @@ static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const c
     (void)kind;
     ms_buf *q = cls;
     if (q->len) ms_buf_putc(q, '&');
-    ms_buf_puts(q, k); /* MHD has decoded them: the registry's parameters are plain words */
+    /* MHD has decoded them; the registry decodes the query string itself, so encoded again (a
+     * value holding "%41" or "&" must not be decoded twice or split). */
+    ms_buf_put_pct(q, k);
     if (v) {
         ms_buf_putc(q, '=');
-        ms_buf_puts(q, v);
+        ms_buf_put_pct(q, v);
     }
     return MHD_YES;
 }

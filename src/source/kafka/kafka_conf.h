@@ -21,6 +21,8 @@
 #define MS_DLQ_H_TOPIC     "source.topic"
 #define MS_DLQ_H_PARTITION "source.partition"
 #define MS_DLQ_H_OFFSET    "source.offset"
+/* "true" on a dead letter whose value was cut because the whole message was too large. */
+#define MS_DLQ_H_TRUNCATED "error.value_truncated"
 
 /*
  * A new librdkafka configuration: bootstrap.servers from kafka.brokers, then each name=value
@@ -31,6 +33,14 @@
  */
 rd_kafka_conf_t *ms_kafka_conf_new(const ms_config *cfg, const char *const *defaults,
                                    const char *const *forced, ms_error *err);
+
+/*
+ * True when a produce (or delivery) error can never pass by retrying the same message: it is too
+ * large (MSG_SIZE_TOO_LARGE, RECORD_LIST_TOO_LARGE, INVALID_MSG_SIZE), the broker refuses it
+ * (INVALID_RECORD, INVALID_MSG, CORRUPT_MESSAGE), or the topic is invalid or not ours to write
+ * (TOPIC_EXCEPTION, TOPIC_AUTHORIZATION_FAILED, INVALID_TOPIC). Everything else is retried.
+ */
+bool ms_kafka_err_permanent(rd_kafka_resp_err_t e);
 
 /* True when the header name is one MetaSync adds to a dead letter (error.* or source.*). */
 bool ms_kafka_is_dlq_header(const char *name);

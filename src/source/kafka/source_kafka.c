@@ -22,11 +22,17 @@
  * Rebalance: the eager protocol (librdkafka's default range,roundrobin). On revoke the callback
  * (on the consumer thread) drops the messages still queued (not processed, so not committed:
  * they are consumed again from the committed offset by whoever gets the partition), waits for
- * each worker's in-flight batch to finish, commits the stored offsets synchronously, and only
- * then unassigns.
+ * each worker's in-flight batch to finish (a batch that is retrying gives up at its next
+ * backoff, uncommitted: `revoking`), resumes the revoked partitions (librdkafka keeps the pause
+ * flag across unassign/assign), commits the stored offsets synchronously, and only then
+ * unassigns.
  *
- * Ids: an event without an `id` gets "kafka:<topic>:<partition>:<offset>", so a message
+ * Ids: an event without an `id` gets "kafka:<topic>:<partition>:<offset>" (or, when that would
+ * not fit in MS_MAX_ID_BYTES, a form with a hash of the topic: derived_id), so a message
  * delivered again (after a crash before the offset commit) is a duplicate, a no-op.
+ *
+ * Dead letters that the DLQ topic refuses for good are sent truncated (too large) or given up
+ * (counted), never retried forever: dlq_redo.
  */
 #include "kafka_conf.h"
 #include "ms_avro.h"
@@ -80,6 +86,7 @@ typedef struct ksource {
     size_t max_queue_bytes; /* per worker */
     size_t batch_max;
     atomic_bool stopping;
+    atomic_bool revoking; /* a revoke waits for the in-flight batches: they give up at backoff */
     pthread_t thread;
     bool thread_started;
     /* metrics */
@@ -87,6 +94,7 @@ typedef struct ksource {
     atomic_ullong consumed[2 * KS_MAX_TOPICS];
     size_t ntopic_names;
     atomic_ullong dead_letters[MS_ERR__COUNT];
+    atomic_ullong dead_letters_lost; /* could never be delivered (permanent produce error) */
     atomic_int paused_partitions;
     atomic_bool uncommitted; /* a worker's commit failed: stored offsets wait for a commit */
 } ksource;
@@ -97,6 +105,9 @@ typedef struct ks_item {
     ms_err code; /* MS_OK, or why it is dead-lettered */
     char detail[320];
     atomic_int dlq_state; /* 0 pending, 1 delivered, -1 failed */
+    atomic_int dlq_err;   /* the rd_kafka_resp_err_t of the last failed delivery */
+    bool truncate;        /* the dead letter is too large: send it cut (see dlq_produce) */
+    bool retry; /* decoding failed for a reason that passes (registry unreachable): retry */
 } ks_item;
 
 /* ---- small helpers ---- */
@@ -121,15 +132,22 @@ static bool in_list(char *const *list, size_t n, const char *name)
     return false;
 }
 
-/* Sleeps ms milliseconds unless stopping; returns false when stopping. */
+/* True when an in-flight batch must give up without committing: stopping, or a revoke waits. */
+static bool giving_up(ksource *s)
+{
+    return atomic_load(&s->stopping) || atomic_load(&s->revoking);
+}
+
+/* Sleeps ms milliseconds unless giving up; returns false when giving up (stopping, or the
+ * partitions are being revoked: the batch's messages go, uncommitted, to the next owner). */
 static bool backoff(ksource *s, unsigned ms)
 {
     for (unsigned slept = 0; slept < ms; slept += 20) {
-        if (atomic_load(&s->stopping)) return false;
+        if (giving_up(s)) return false;
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    return !atomic_load(&s->stopping);
+    return !giving_up(s);
 }
 
 static unsigned next_backoff(unsigned ms)
@@ -150,6 +168,28 @@ static char *header_str(rd_kafka_message_t *m, const char *name)
 }
 
 /* ---- decoding one message ---- */
+
+/*
+ * The id of an event without one: "kafka:<topic>:<partition>:<offset>" when that fits in
+ * MS_MAX_ID_BYTES - 1, else "kafka:~<16 hex digits of FNV-1a 64 of the topic>:<partition>:
+ * <offset>" (at most 56 bytes). Never truncated, so two messages never share an id; '~' is not
+ * allowed in a Kafka topic name, so the two forms never collide. Caller frees.
+ */
+static char *derived_id(const char *topic, int32_t partition, int64_t offset)
+{
+    char id[MS_MAX_ID_BYTES];
+    int n = snprintf(id, sizeof id, "kafka:%s:%d:%lld", topic, partition, (long long)offset);
+    if (n < 0 || (size_t)n >= sizeof id) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (const unsigned char *p = (const unsigned char *)topic; *p; p++) {
+            h ^= *p;
+            h *= 0x100000001b3ull;
+        }
+        snprintf(id, sizeof id, "kafka:~%016llx:%d:%lld", (unsigned long long)h, partition,
+                 (long long)offset);
+    }
+    return ms_xstrdup(id);
+}
 
 /* Records why a message is dead-lettered; returns NULL for the caller to return. */
 static ms_event *refuse(ks_item *it, ms_err code, const char *detail)
@@ -177,18 +217,14 @@ static ms_event *decode_json(ksource *s, ks_item *it, const char *text, size_t l
         json_object_object_get_ex(o, "tenant", &t) && json_object_is_type(t, json_type_string))
         tenant = ms_xstrdup(json_object_get_string(t));
     json_object_put(o);
+    /* ms_event_decode refuses a tenant that is not a valid name (invalid_field). */
     ms_decode_opts opts = {tenant ? tenant : MS_DEFAULT_TENANT, s->rt->types,
                            (size_t)cfg->limits_max_event_bytes, (int)cfg->limits_max_depth};
     ms_event *ev = NULL;
     ms_err rc = ms_event_decode(text, len, &opts, &ev, &err);
     free(tenant);
     if (rc != MS_OK) return refuse(it, err.code, err.detail);
-    if (!ev->id) {
-        char id[MS_MAX_ID_BYTES];
-        snprintf(id, sizeof id, "kafka:%s:%d:%lld", rd_kafka_topic_name(m->rkt), m->partition,
-                 (long long)m->offset);
-        ev->id = ms_xstrdup(id);
-    }
+    if (!ev->id) ev->id = derived_id(rd_kafka_topic_name(m->rkt), m->partition, m->offset);
     return ev;
 }
 
@@ -214,8 +250,13 @@ static ms_event *decode_avro(ksource *s, ks_item *it)
         return refuse(it, MS_ERR_UNKNOWN_SCHEMA, d);
     }
     const ms_avro_schema *writer = NULL;
-    if (ms_registry_schema_by_id(s->rt->registry, id, &writer, &err) != MS_OK)
+    if (ms_registry_schema_by_id(s->rt->registry, id, &writer, &err) != MS_OK) {
+        /* Only an id the registry does not know, or a schema that is not valid, is a dead
+         * letter; anything else (unreachable, 5xx) passes: the batch is retried. */
+        if (err.code != MS_ERR_UNKNOWN_SCHEMA && err.code != MS_ERR_INVALID_SCHEMA)
+            it->retry = true;
         return refuse(it, err.code, err.detail);
+    }
     json_object *o = NULL;
     if (ms_avro_decode(writer, s->reader, datum, dlen, &o, &err) != MS_OK)
         return refuse(it, err.code, err.detail);
@@ -271,17 +312,33 @@ static void dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     (void)rk;
     (void)opaque;
     ks_item *it = m->_private;
-    if (it) atomic_store(&it->dlq_state, m->err ? -1 : 1);
+    if (!it) return;
+    atomic_store(&it->dlq_err, (int)m->err);
+    atomic_store(&it->dlq_state, m->err ? -1 : 1);
 }
 
-/* Produces one dead letter for it; returns false when it could not even be queued. */
-static bool dlq_produce(ksource *s, ks_item *it)
+/* The most of the original value a truncated dead letter keeps. */
+#define KS_DLQ_CUT_BYTES 65536
+
+/*
+ * Produces one dead letter for it: the original key, value and headers plus the error.* and
+ * source.* headers. When it->truncate (the whole was too large for the DLQ topic), the original
+ * headers are left out, the value is cut to KS_DLQ_CUT_BYTES and header error.value_truncated
+ * is "true". A produce refused at once leaves dlq_state -1 and the error in dlq_err.
+ */
+static void dlq_produce(ksource *s, ks_item *it)
 {
     rd_kafka_message_t *m = it->m;
     rd_kafka_headers_t *orig = NULL;
-    rd_kafka_headers_t *h = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
-                                ? rd_kafka_headers_copy(orig)
-                                : rd_kafka_headers_new(8);
+    rd_kafka_headers_t *h =
+        !it->truncate && rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+            ? rd_kafka_headers_copy(orig)
+            : rd_kafka_headers_new(8);
+    size_t vlen = m->payload ? m->len : 0;
+    if (it->truncate) {
+        rd_kafka_header_add(h, MS_DLQ_H_TRUNCATED, -1, "true", -1);
+        if (vlen > KS_DLQ_CUT_BYTES) vlen = KS_DLQ_CUT_BYTES;
+    }
     char part[24], off[24];
     snprintf(part, sizeof part, "%d", m->partition);
     snprintf(off, sizeof off, "%lld", (long long)m->offset);
@@ -294,15 +351,43 @@ static bool dlq_produce(ksource *s, ks_item *it)
     rd_kafka_resp_err_t e =
         rd_kafka_producev(s->dlq, RD_KAFKA_V_TOPIC(s->rt->cfg->kafka_dlq_topic),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, vlen),
                           RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(it), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
+        atomic_store(&it->dlq_err, (int)e);
         atomic_store(&it->dlq_state, -1);
         ms_log_warn(s->log, "kafka: cannot queue a dead letter: %s", rd_kafka_err2str(e));
-        return false;
     }
-    return true;
+}
+
+/*
+ * Handles a failed dead letter (dlq_state -1): one too large is produced again truncated; one
+ * refused for good otherwise (or too large even truncated) is given up (dlq_state -2: logged,
+ * counted in metasync_kafka_dead_letters_lost_total) so that it cannot block its worker; any
+ * other failure is produced again.
+ */
+static void dlq_redo(ksource *s, ks_item *it)
+{
+    rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)atomic_load(&it->dlq_err);
+    bool too_large = e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                     e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+                     e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE;
+    if (ms_kafka_err_permanent(e) && (!too_large || it->truncate)) {
+        ms_log_error(s->log,
+                     "kafka: dead letter of %s [%d] @%lld (%s) cannot be delivered to %s, given "
+                     "up: %s",
+                     rd_kafka_topic_name(it->m->rkt), it->m->partition, (long long)it->m->offset,
+                     ms_err_code(it->code), s->rt->cfg->kafka_dlq_topic, rd_kafka_err2str(e));
+        atomic_store(&it->dlq_state, -2);
+        return;
+    }
+    if (too_large) it->truncate = true;
+    dlq_produce(s, it);
+    /* Refused at once (too large for message.max.bytes): the same again, truncated. */
+    if (atomic_load(&it->dlq_state) == -1 && !it->truncate &&
+        ms_kafka_err_permanent((rd_kafka_resp_err_t)atomic_load(&it->dlq_err)))
+        dlq_redo(s, it);
 }
 
 /*
@@ -318,8 +403,9 @@ static bool dlq_deliver_all(ksource *s, ks_item *items, size_t n)
         for (size_t i = 0; i < n; i++) {
             if (items[i].code == MS_OK) continue;
             int st = atomic_load(&items[i].dlq_state);
-            if (st == -1 && !atomic_load(&s->stopping)) dlq_produce(s, &items[i]);
-            if (atomic_load(&items[i].dlq_state) != 1) pending++;
+            if (st == -1 && !atomic_load(&s->stopping)) dlq_redo(s, &items[i]);
+            st = atomic_load(&items[i].dlq_state);
+            if (st != 1 && st != -2) pending++;
         }
         if (!pending) return true;
         /* Wait for the reports of what is in flight (a report always comes, at the latest
@@ -334,10 +420,17 @@ static bool dlq_deliver_all(ksource *s, ks_item *items, size_t n)
             if (inflight && atomic_load(&s->stopping))
                 rd_kafka_purge(s->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         }
-        bool all = true;
-        for (size_t i = 0; i < n; i++)
-            if (items[i].code != MS_OK && atomic_load(&items[i].dlq_state) != 1) all = false;
+        bool all = true, redo_now = false;
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].code == MS_OK) continue;
+            int st = atomic_load(&items[i].dlq_state);
+            if (st == -1 &&
+                ms_kafka_err_permanent((rd_kafka_resp_err_t)atomic_load(&items[i].dlq_err)))
+                redo_now = true; /* truncated or given up at once, no backoff */
+            if (st != 1 && st != -2) all = false;
+        }
         if (all) return true;
+        if (redo_now) continue;
         ms_log_warn(s->log, "kafka: dead letters to %s not delivered; retrying",
                     s->rt->cfg->kafka_dlq_topic);
         if (!backoff(s, wait_ms)) return false;
@@ -389,19 +482,28 @@ static void process_batch(ksource *s, ks_item *items, size_t n)
     bool done = false;
     while (!done) {
         size_t k = 0;
+        const ks_item *retry = NULL;
         for (size_t i = 0; i < n; i++) {
             items[i].code = MS_OK;
             items[i].detail[0] = '\0';
+            items[i].retry = items[i].truncate = false;
             ms_event *ev = decode_message(s, &items[i]);
             if (ev) {
                 ev->index = k;
                 evs[k] = ev;
                 of[k++] = i;
             }
+            if (items[i].retry && !retry) retry = &items[i];
         }
         ms_error err;
         ms_error_clear(&err);
-        ms_err rc = k ? ms_engine_submit(s->rt->engine, evs, k, res, &err) : MS_OK;
+        ms_err rc = MS_OK;
+        if (retry) { /* e.g. the registry is unreachable: nothing is a dead letter yet */
+            rc = retry->code;
+            snprintf(err.detail, sizeof err.detail, "%s", retry->detail);
+        } else if (k) {
+            rc = ms_engine_submit(s->rt->engine, evs, k, res, &err);
+        }
         for (size_t j = 0; j < k; j++) {
             ms_event_free(evs[j]); /* what submit did not take (it refused the batch) */
             evs[j] = NULL;
@@ -428,11 +530,14 @@ static void process_batch(ksource *s, ks_item *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (items[i].code == MS_OK) continue;
         failed++;
+        atomic_store(&items[i].dlq_err, 0);    /* items are reused: no error of an earlier batch */
         atomic_store(&items[i].dlq_state, -1); /* to be produced */
     }
     if (failed && !dlq_deliver_all(s, items, n)) return;
     for (size_t i = 0; i < n; i++)
-        if (items[i].code != MS_OK) {
+        if (items[i].code != MS_OK && atomic_load(&items[i].dlq_state) == -2) {
+            atomic_fetch_add(&s->dead_letters_lost, 1);
+        } else if (items[i].code != MS_OK) {
             atomic_fetch_add(&s->dead_letters[items[i].code], 1);
             ms_log_debug(s->log, "kafka: dead letter %s [%d] @%lld: %s: %s",
                          rd_kafka_topic_name(items[i].m->rkt), items[i].m->partition,
@@ -586,13 +691,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         ms_log_info(s->log, "kafka: assigned %d partitions", parts->cnt);
         rd_kafka_assign(rk, parts);
+        /* librdkafka keeps a partition's pause flag across unassign/assign: a partition paused
+         * before an earlier revoke would stay paused for good. The queues are empty now. */
+        rd_kafka_resume_partitions(rk, parts);
         return;
     }
     ms_log_info(s->log, "kafka: revoking %d partitions (%s)", parts->cnt, rd_kafka_err2str(e));
+    /* An in-flight batch that is retrying (engine overloaded, store failing, registry down)
+     * gives up at its next backoff without committing, so the revoke never waits for long. */
+    atomic_store(&s->revoking, true);
     for (int i = 0; i < 2; i++) {
         worker_quiesce(&s->w[i]);
         s->w[i].paused = false;
     }
+    atomic_store(&s->revoking, false);
+    rd_kafka_resume_partitions(rk, parts); /* see the assign branch */
     atomic_store(&s->paused_partitions, 0);
     commit_stored(s, "before giving the partitions up");
     rd_kafka_assign(rk, NULL);
@@ -742,6 +855,15 @@ static ms_err ks_start(ms_runtime *rt, void **ctx, ms_error *err)
         ks_free(s);
         return MS_ERR_CONFIG;
     }
+    /* A dead letter is the message consumed plus headers: let the DLQ producer take what the
+     * consumer takes, with room for the headers (one still refused is sent truncated). */
+    char mmb[32];
+    size_t mmb_len = sizeof mmb;
+    if (rd_kafka_conf_get(cc, "message.max.bytes", mmb, &mmb_len) == RD_KAFKA_CONF_OK) {
+        long long v = atoll(mmb) + 65536;
+        snprintf(mmb, sizeof mmb, "%lld", v > 1000000000 ? 1000000000 : v);
+        rd_kafka_conf_set(pc, "message.max.bytes", mmb, errstr, sizeof errstr);
+    }
     rd_kafka_conf_set_dr_msg_cb(pc, dlq_report);
     s->consumer = new_handle(s, RD_KAFKA_CONSUMER, cc, err);
     if (s->consumer)
@@ -804,6 +926,10 @@ static void ks_metrics(void *ctx, ms_buf *out)
         snprintf(lbl, sizeof lbl, "code=\"%s\"", ms_err_code((ms_err)c));
         ms_metrics_sample(out, "metasync_kafka_dead_letters_total", lbl, (double)v);
     }
+    ms_metrics_header(out, "metasync_kafka_dead_letters_lost_total", "counter",
+                      "Dead letters given up: the DLQ topic refused them for good.");
+    ms_metrics_sample(out, "metasync_kafka_dead_letters_lost_total", "",
+                      (double)atomic_load(&s->dead_letters_lost));
     ms_metrics_header(out, "metasync_kafka_paused_partitions", "gauge",
                       "Partitions paused because the source's queue is full.");
     ms_metrics_sample(out, "metasync_kafka_paused_partitions", "",
@@ -821,9 +947,13 @@ static void ks_metrics(void *ctx, ms_buf *out)
             int64_t lo = 0, hi = 0;
             if (rd_kafka_get_watermark_offsets(s->consumer, a->elems[i].topic,
                                                a->elems[i].partition, &lo, &hi) ||
-                hi < 0 || a->elems[i].offset < 0)
+                hi < 0)
                 continue;
-            if (hi > a->elems[i].offset) lag += hi - a->elems[i].offset;
+            /* No position yet (just assigned, or paused before the first fetch): the low
+             * watermark, where a group without a committed offset starts (auto.offset.reset
+             * earliest), so such a partition counts whole rather than as 0. */
+            int64_t pos = a->elems[i].offset >= 0 ? a->elems[i].offset : lo;
+            if (pos >= 0 && hi > pos) lag += hi - pos;
         }
         ms_buf lbl = MS_BUF_INIT;
         ms_buf_puts(&lbl, "topic=");
