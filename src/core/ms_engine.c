@@ -517,8 +517,13 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
 
 uint64_t ms_engine_last_seq(ms_engine *e, const char *tenant)
 {
+    /* Other workers on the same store write too: the store, not this writer, knows the last. */
+    uint64_t stored = 0;
+    if (e->a.store->last_seq(e->a.store_ctx, tenant, &stored, NULL) != MS_OK) stored = 0;
     pthread_mutex_lock(&e->mu);
-    uint64_t s = seq_slot(e, tenant, true)->seq;
+    tenant_seq *t = seq_slot(e, tenant, true);
+    if (stored > t->seq) t->seq = stored;
+    uint64_t s = t->seq;
     pthread_mutex_unlock(&e->mu);
     return s;
 }

@@ -70,7 +70,8 @@ void ms_engine_free(ms_engine *e);
 ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res,
                         ms_error *err);
 
-/* The last change seq committed for tenant (0 if none). */
+/* The last change seq committed for tenant (0 if none): by any worker on the store (it asks the
+ * store; what this process committed is known even if that fails). */
 uint64_t ms_engine_last_seq(ms_engine *e, const char *tenant);
 /* Waits until tenant's last seq is greater than `after`, or timeout_ms passes, or the engine
  * stops. Returns true when there is something after `after`. */

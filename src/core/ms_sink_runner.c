@@ -4,6 +4,12 @@
  * Per tenant it keeps `cursor` (durably delivered, stored in the store) and `handed` (offered
  * and accepted by the sink, maybe only buffered). After a restart handed starts at the cursor,
  * so whatever was only buffered is offered again: at least once, never lost.
+ *
+ * With several workers on one store, a tenant is delivered only while this process holds the
+ * store's lease of (sink, tenant) (ms_store_ops.lease_hold), checked every LEASE_MS. On taking
+ * a lease (or when the store's lease epoch moved: leases may have been lost in between) the
+ * runner re-reads the cursor the previous holder stored and resumes after it, as after a
+ * restart: at least once, never skipped.
  */
 #include "ms_sink_runner.h"
 
@@ -11,13 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH 1000
+#define BATCH    1000
+#define LEASE_MS 1000
 
 typedef struct runner_tenant {
     char *tenant;
     uint64_t cursor, handed;
     unsigned long long retry_at_ms;
     unsigned backoff_ms;
+    bool held;                      /* this process holds the lease: it delivers the tenant */
+    uint64_t epoch;                 /* the store's lease epoch when held was last confirmed */
+    unsigned long long lease_at_ms; /* when to ask the store again */
 } runner_tenant;
 
 struct ms_sink_runner {
@@ -89,7 +99,7 @@ static int add_tenant(void *ud, const char *tenant)
     }
     pthread_mutex_lock(&r->mu);
     r->t = ms_xrealloc(r->t, (r->nt + 1) * sizeof *r->t);
-    r->t[r->nt++] = (runner_tenant){ms_xstrdup(tenant), cur, cur, 0, 0};
+    r->t[r->nt++] = (runner_tenant){ms_xstrdup(tenant), cur, cur, 0, 0, false, 0, 0};
     pthread_mutex_unlock(&r->mu);
     ms_log_info(r->a.log, "sink %s: tenant %s resumes after seq %llu", r->a.ops->name, tenant,
                 (unsigned long long)cur);
@@ -110,9 +120,48 @@ static void advance(ms_sink_runner *r, runner_tenant *t, uint64_t durable)
     pthread_mutex_unlock(&r->mu);
 }
 
+/*
+ * Whether this process may deliver tenant t now: takes or confirms the store's lease (at most
+ * every LEASE_MS) and, on taking it, resumes after the stored cursor.
+ */
+static bool lease(ms_sink_runner *r, runner_tenant *t)
+{
+    const ms_store_ops *st = r->a.store;
+    if (st->version < 3 || !st->lease_hold) return true;
+    unsigned long long now = ms_now_ms();
+    if (now < t->lease_at_ms) return t->held;
+    t->lease_at_ms = now + LEASE_MS;
+    bool held = false;
+    uint64_t epoch = 0, cur = 0;
+    ms_error err;
+    ms_error_clear(&err);
+    if (st->lease_hold(r->a.store_ctx, t->tenant, r->a.ops->name, &held, &epoch, &err) != MS_OK)
+        ms_log_warn(r->a.log, "sink %s: cannot check the lease of %s: %s", r->a.ops->name,
+                    t->tenant, err.detail);
+    if (held && (!t->held || epoch != t->epoch)) {
+        if (st->cursor_get(r->a.store_ctx, t->tenant, r->a.ops->name, &cur, &err) != MS_OK) {
+            ms_log_warn(r->a.log, "sink %s: cannot read cursor of %s: %s", r->a.ops->name,
+                        t->tenant, err.detail);
+            held = false;
+        } else {
+            pthread_mutex_lock(&r->mu);
+            t->cursor = t->handed = cur;
+            pthread_mutex_unlock(&r->mu);
+            ms_log_info(r->a.log, "sink %s: took the lease of %s; resumes after seq %llu",
+                        r->a.ops->name, t->tenant, (unsigned long long)cur);
+        }
+    } else if (!held && t->held) {
+        ms_log_warn(r->a.log, "sink %s: lost the lease of %s", r->a.ops->name, t->tenant);
+    }
+    t->held = held;
+    t->epoch = epoch;
+    return held;
+}
+
 /* One pass over tenant t: offer the next batch, or tick. Returns true if records moved. */
 static bool pass(ms_sink_runner *r, runner_tenant *t, batch *b)
 {
+    if (!lease(r, t)) return false;
     unsigned long long now = ms_now_ms();
     if (now < t->retry_at_ms) return false;
     ms_error err;
@@ -131,8 +180,8 @@ static bool pass(ms_sink_runner *r, runner_tenant *t, batch *b)
         moved = b->n > 0;
         t->backoff_ms = 0;
     } else if (st == MS_SINK_RETRY) {
-        t->backoff_ms = t->backoff_ms ? (t->backoff_ms * 2 > 30000 ? 30000 : t->backoff_ms * 2)
-                                      : 100;
+        t->backoff_ms =
+            t->backoff_ms ? (t->backoff_ms * 2 > 30000 ? 30000 : t->backoff_ms * 2) : 100;
         t->retry_at_ms = now + t->backoff_ms;
     } else {
         ms_log_error(r->a.log, "sink %s: failed for good; stopping it", r->a.ops->name);
@@ -155,11 +204,13 @@ static void *runner_main(void *arg)
         uint64_t gen = ms_engine_generation(r->a.engine);
         r->a.store->tenants(r->a.store_ctx, add_tenant, r, NULL);
         bool moved = false;
-        for (size_t i = 0; i < r->nt && !r->failed; i++) moved |= pass(r, &r->t[i], b);
+        for (size_t i = 0; i < r->nt && !r->failed; i++)
+            moved |= pass(r, &r->t[i], b);
         if (!moved) ms_engine_wait_generation(r->a.engine, gen, r->a.tick_ms);
     }
     /* Final flush of whatever the sink buffered. */
     for (size_t i = 0; i < r->nt && !r->failed; i++) {
+        if (!lease(r, &r->t[i])) continue;
         uint64_t durable = r->t[i].cursor;
         r->a.ops->deliver(r->a.sink, r->t[i].tenant, NULL, 0, MS_SINK_FLUSH_ALL, &durable);
         advance(r, &r->t[i], durable);
@@ -190,7 +241,8 @@ void ms_sink_runner_stop(ms_sink_runner *r)
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL);
     r->a.ops->destroy(r->a.sink);
-    for (size_t i = 0; i < r->nt; i++) free(r->t[i].tenant);
+    for (size_t i = 0; i < r->nt; i++)
+        free(r->t[i].tenant);
     free(r->t);
     pthread_mutex_destroy(&r->mu);
     free(r);

@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 2
+#define MS_STORE_OPS_VERSION 3
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -143,6 +143,19 @@ typedef struct ms_store_ops {
     ms_err (*ctl_list)(void *ctx, const char *tenant, const char *kind,
                        int (*cb)(void *ud, const char *tenant, const char *key, const char *json),
                        void *ud, ms_error *err);
+
+    /* ---- version 3 ---- */
+    /*
+     * Sink leases: with several workers (`metasync serve` processes) on one store, each (sink,
+     * tenant) is delivered by one worker at a time. lease_hold takes the lease of (tenant, sink)
+     * for this process, or confirms it still holds it, and sets *held. A lease is never given
+     * up voluntarily: it ends when the process (its store connection) dies, and then another
+     * worker's lease_hold gets it. *epoch changes whenever the process may have lost leases in
+     * between (a reconnect): a holder then re-reads its cursor. A single-process store grants
+     * every lease with a constant epoch. Any thread. NULL (or version < 3) = always held.
+     */
+    ms_err (*lease_hold)(void *ctx, const char *tenant, const char *sink, bool *held,
+                         uint64_t *epoch, ms_error *err);
 } ms_store_ops;
 
 #endif

@@ -353,11 +353,61 @@ static void test_tenants_isolated(void **state)
     ms_buf_free(&g);
 }
 
+/* Leases of two workers (two opens of one database): the first to ask holds a (tenant, sink),
+ * the other is refused until the holder closes (dies); SQLite grants every lease. */
+static void test_leases_one_holder(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    ms_error err;
+    ms_error_clear(&err);
+    bool held = false;
+    uint64_t epoch = 0, epoch2 = 0;
+    assert_int_equal(f->sq.ops->lease_hold(f->sq.ctx, f->tenant, "kafka", &held, &epoch, &err),
+                     MS_OK);
+    assert_true(held);
+    void *b = NULL;
+    ms_store_open_args a = {.cfg = &f->cfg, .url = getenv("MS_TEST_PG_URL"), .types = f->types};
+    assert_int_equal(ms_store_postgres.open(&a, &b, &err), MS_OK);
+    assert_int_equal(
+        ms_store_postgres.lease_hold(f->pg.ctx, f->tenant, "kafka", &held, &epoch, &err), MS_OK);
+    assert_true(held);
+    assert_int_equal(
+        ms_store_postgres.lease_hold(f->pg.ctx, f->tenant, "kafka", &held, &epoch2, &err), MS_OK);
+    assert_true(held); /* confirmed, same epoch */
+    assert_int_equal(epoch, epoch2);
+    assert_int_equal(ms_store_postgres.lease_hold(b, f->tenant, "kafka", &held, &epoch, &err),
+                     MS_OK);
+    assert_false(held);
+    assert_int_equal(ms_store_postgres.lease_hold(b, f->tenant, "snapshots", &held, &epoch, &err),
+                     MS_OK);
+    assert_true(held); /* another sink: the first worker does not hold it, b takes it */
+    assert_int_equal(ms_store_postgres.lease_hold(b, f->other, "kafka", &held, &epoch, &err),
+                     MS_OK);
+    assert_true(held);           /* another tenant */
+    f->pg.ops->close(f->pg.ctx); /* the holder dies: its session locks end */
+    f->pg.ctx = NULL;
+    /* The server ends the closed session asynchronously: ask again until it has (bounded). */
+    held = false;
+    for (int i = 0; i < 1000 && !held; i++) {
+        assert_int_equal(ms_store_postgres.lease_hold(b, f->tenant, "kafka", &held, &epoch, &err),
+                         MS_OK);
+        if (!held) usleep(10000);
+    }
+    assert_true(held);
+    assert_int_equal(ms_store_postgres.open(&a, &f->pg.ctx, &err), MS_OK);
+    assert_int_equal(
+        ms_store_postgres.lease_hold(f->pg.ctx, f->other, "kafka", &held, &epoch, &err), MS_OK);
+    assert_false(held);
+    ms_store_postgres.close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parity_with_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leases_one_holder, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1571,7 +1571,7 @@ static void test_ctl_put_list_reopen(void **state)
 {
     fixture *f = *state;
     ms_error err;
-    assert_int_equal(ms_store_sqlite.version, 2);
+    assert_int_equal(ms_store_sqlite.version, 3);
     assert_int_equal(ctl_list(f, NULL, "registry.schema", 0).n, 0);
     assert_int_equal(
         ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "2", "{\"id\":2}", &err),

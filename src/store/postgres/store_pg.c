@@ -134,7 +134,12 @@ static void pg_close(void *ctx)
     if (s->w) PQfinish(s->w);
     for (int i = 0; i < PG_POOL; i++)
         if (s->pool[i]) PQfinish(s->pool[i]);
+    if (s->lease) PQfinish(s->lease);
+    for (size_t i = 0; i < s->nleased; i++)
+        free(s->leased[i]);
+    free(s->leased);
     free(s->url);
+    pthread_mutex_destroy(&s->lease_mu);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     free(s);
@@ -166,6 +171,7 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->max_depth = (int)a->cfg->limits_max_depth;
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->lease_mu, NULL);
     ms_err rc = (s->w = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
     if (rc == MS_OK) rc = pg_migrate(s->w, NULL, NULL, NULL, err);
     for (int i = 0; rc == MS_OK && i < PG_POOL; i++)
@@ -593,6 +599,62 @@ static ms_err pg_ctl_list(void *ctx, const char *tenant, const char *kind,
     return MS_OK;
 }
 
+/* Forgets the leases of a broken lease connection and opens a new one (a new epoch). */
+static ms_err lease_reconnect(pg_store *s, ms_error *err)
+{
+    if (s->lease) PQfinish(s->lease);
+    for (size_t i = 0; i < s->nleased; i++)
+        free(s->leased[i]);
+    s->nleased = 0;
+    s->lease_epoch++;
+    s->lease = pg_connect(s->url, err);
+    return s->lease ? MS_OK : MS_ERR_STORE;
+}
+
+/*
+ * A lease is the session advisory lock (hashtext(sink), hashtext(tenant)) on the lease
+ * connection: PostgreSQL ends it when the connection (the process) dies, and another worker's
+ * pg_try_advisory_lock then succeeds. A lease already held is confirmed by a round trip on the
+ * lease connection (not by locking again: session locks count, and are kept anyway).
+ */
+static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, bool *held,
+                            uint64_t *epoch, ms_error *err)
+{
+    pg_store *s = ctx;
+    ms_buf key = MS_BUF_INIT;
+    ms_buf_printf(&key, "%s\n%s", sink, tenant);
+    *held = false;
+    pthread_mutex_lock(&s->lease_mu);
+    ms_err rc = MS_OK;
+    if (!s->lease || PQstatus(s->lease) != CONNECTION_OK) rc = lease_reconnect(s, err);
+    bool known = false;
+    for (size_t i = 0; rc == MS_OK && i < s->nleased && !known; i++)
+        known = strcmp(s->leased[i], key.data) == 0;
+    if (rc == MS_OK) {
+        const char *p[] = {sink, tenant};
+        PGresult *res =
+            known
+                ? PQexec(s->lease, "SELECT true")
+                : PQexecParams(s->lease, "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                               2, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            rc = pg_fail(err, s->lease, res, "lease");
+            if (PQstatus(s->lease) != CONNECTION_OK) lease_reconnect(s, err);
+        } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+            *held = true;
+            if (!known) {
+                s->leased = ms_xrealloc(s->leased, (s->nleased + 1) * sizeof *s->leased);
+                s->leased[s->nleased++] = ms_xstrdup(key.data);
+            }
+        }
+        PQclear(res);
+    }
+    *epoch = s->lease_epoch;
+    pthread_mutex_unlock(&s->lease_mu);
+    ms_buf_free(&key);
+    return rc;
+}
+
 #define PG_OPS(scheme_)                                                                            \
     {                                                                                              \
         .version = MS_STORE_OPS_VERSION, .name = "postgres", .scheme = scheme_, .open = pg_open,   \
@@ -601,7 +663,7 @@ static ms_err pg_ctl_list(void *ctx, const char *tenant, const char *kind,
         .changes = pg_changes, .last_seq = pg_last_seq, .tenants = pg_tenants, .stats = pg_stats,  \
         .asset_type = pg_asset_type, .cursor_get = pg_cursor_get, .cursor_set = pg_cursor_set,     \
         .type_save = pg_type_save, .types_load = pg_types_load, .ctl_put = pg_ctl_put,             \
-        .ctl_list = pg_ctl_list,                                                                   \
+        .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold,                                      \
     }
 
 /* One table per URL scheme libpq accepts. */

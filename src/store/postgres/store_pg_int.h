@@ -5,8 +5,10 @@
  * Connections: one writer connection used only by apply() on the engine's writer thread, with
  * its statements prepared at open; a pool of PG_POOL connections for readers and the small
  * writes of other threads (cursors, types, ctl records), each used by one thread at a time
- * (pg_acquire/pg_release). Every transaction first sets metasync.tenant (set_config(..., true),
- * local to the transaction): row-level security keys every tenant table on it.
+ * (pg_acquire/pg_release); one lease connection (lease_mu) holding this process's sink leases as
+ * session advisory locks, so that they end with the process. Every transaction first sets
+ * metasync.tenant (set_config(..., true), local to the transaction): row-level security keys every
+ * tenant table on it.
  */
 #ifndef STORE_PG_INT_H
 #define STORE_PG_INT_H
@@ -34,6 +36,11 @@ typedef struct pg_store {
     pthread_cond_t pool_cv;
     PGconn *pool[PG_POOL];
     bool pool_busy[PG_POOL];
+    pthread_mutex_t lease_mu; /* guards the lease connection and what it holds */
+    PGconn *lease;            /* NULL until the first lease_hold; replaced when it breaks */
+    uint64_t lease_epoch;     /* bumped on every (re)connect of `lease`: leases may be lost */
+    char **leased;            /* "sink\ntenant" of every lease held on `lease` */
+    size_t nleased;
 } pg_store;
 
 /* One statement of a pipelined transaction: SQL text and its text parameters (NULL = SQL NULL). */

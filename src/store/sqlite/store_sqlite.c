@@ -833,6 +833,16 @@ static ms_err sq_ctl_list(void *ctx, const char *tenant, const char *kind,
     return rc;
 }
 
+/* One process owns an SQLite store (it is opened by one `metasync serve`): every lease is its. */
+static ms_err sq_lease_hold(void *ctx, const char *tenant, const char *sink, bool *held,
+                            uint64_t *epoch, ms_error *err)
+{
+    (void)ctx, (void)tenant, (void)sink, (void)err;
+    *held = true;
+    *epoch = 1;
+    return MS_OK;
+}
+
 const ms_store_ops ms_store_sqlite = {
     .version = MS_STORE_OPS_VERSION,
     .name = "sqlite",
@@ -855,4 +865,5 @@ const ms_store_ops ms_store_sqlite = {
     .types_load = sq_types_load,
     .ctl_put = sq_ctl_put,
     .ctl_list = sq_ctl_list,
+    .lease_hold = sq_lease_hold,
 };
