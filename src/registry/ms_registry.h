@@ -45,7 +45,9 @@ typedef struct ms_registry_args {
 ms_err ms_registry_open(const ms_registry_args *args, ms_registry **out, ms_error *err);
 void ms_registry_free(ms_registry *r);
 
-/* The parsed schema with global id `id`. MS_ERR_UNKNOWN_SCHEMA when there is none. */
+/* The parsed schema with global id `id`. MS_ERR_UNKNOWN_SCHEMA when there is none. Embedded, an
+ * id not in memory is looked up in the store's records again (another worker on the same store
+ * may have registered it; an id still unknown is not looked up again for RG_UNKNOWN_TTL_MS). */
 ms_err ms_registry_schema_by_id(ms_registry *r, uint32_t id, const ms_avro_schema **out,
                                 ms_error *err);
 

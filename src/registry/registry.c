@@ -754,7 +754,10 @@ static int load_schema(void *ud, const char *tenant, const char *key, const char
     uint32_t kid = (uint32_t)strtoul(key, NULL, 10);
     uint32_t top = kid > id ? kid : id;
     if (top && top >= r->next_id) r->next_id = top + 1;
-    if (!text || !id || rg_schema_prepare(text, strlen(text), NULL, &a, &norm, &f) != RG_OK) {
+    if (id && rg_locked_schema(r, id)) {
+        /* known already (a refresh: schemas are immutable) */
+    } else if (!text || !id ||
+               rg_schema_prepare(text, strlen(text), NULL, &a, &norm, &f) != RG_OK) {
         ms_log_warn(r->log, "registry: stored schema %s not loaded", key);
     } else {
         rg_schema *s = ms_xcalloc(1, sizeof *s);
@@ -905,12 +908,30 @@ ms_err ms_registry_schema_by_id(ms_registry *r, uint32_t id, const ms_avro_schem
     rg_schema *s = rg_locked_schema(r, id);
     bool known_unknown = false;
     unsigned long long now = ms_now_ms();
-    for (size_t i = 0; !s && r->url && i < RG_UNKNOWN_CACHE; i++)
+    bool shared = !r->url && r->store && r->store->ctl_list && r->store->version >= 2;
+    for (size_t i = 0; !s && (r->url || shared) && i < RG_UNKNOWN_CACHE; i++)
         if (r->unknown[i].id == id && r->unknown[i].until > now) known_unknown = true;
     pthread_mutex_unlock(&r->mu);
     if (known_unknown)
         return ms_error_set(err, MS_ERR_UNKNOWN_SCHEMA,
-                            "registry %s: schema %u: 40403 not found (cached)", r->url, id);
+                            "registry %s: schema %u: 40403 not found (cached)",
+                            r->url ? r->url : "embedded", id);
+    if (!s && shared) {
+        /* Another worker on the same store may have registered it since this one loaded: read
+         * the stored schemas again (an id still unknown is not asked again for a while). */
+        ms_error e;
+        ms_error_clear(&e);
+        pthread_mutex_lock(&r->mu);
+        ms_err rc = r->store->ctl_list(r->store_ctx, NULL, KIND_SCHEMA, load_schema, r, &e);
+        s = rg_locked_schema(r, id);
+        if (!s && rc == MS_OK) {
+            r->unknown[r->unknown_next].id = id;
+            r->unknown[r->unknown_next].until = now + RG_UNKNOWN_TTL_MS;
+            r->unknown_next = (r->unknown_next + 1) % RG_UNKNOWN_CACHE;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (rc != MS_OK) return ms_error_set(err, rc, "registry: schema %u: %s", id, e.detail);
+    }
     if (!s && r->url) {
         char *text = NULL;
         rg_fail f;

@@ -403,6 +403,9 @@ static void get_schema_id(rq *q, const char *ids, const char *what)
     if (!parse_id(q, ids, &id)) return;
     ms_registry *r = q->r;
     bool deleted = qbool(q, "deleted");
+    const ms_avro_schema *known = NULL;
+    ms_error e;
+    ms_registry_schema_by_id(r, id, &known, &e); /* an id new to this worker: read the store */
     pthread_mutex_lock(&r->mu);
     rg_schema *sch = rg_locked_schema(r, id);
     if (!sch) {

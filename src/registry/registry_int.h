@@ -101,8 +101,9 @@ struct ms_registry {
     rg_schema **schemas; /* ascending ids (embedded), or the cache (external) */
     size_t nschemas, schemas_cap;
     uint32_t next_id;
-    /* External: ids the registry answered 40403 for, not asked again until `until` (ms), so a
-     * stream of messages with an unknown id does not become a stream of HTTP calls. */
+    /* Ids the registry answered 40403 for (external) or the store did not hold (embedded, on a
+     * shared store), not asked again until `until` (ms), so a stream of messages with an unknown
+     * id does not become a stream of HTTP calls or store reads. */
     struct {
         uint32_t id;
         unsigned long long until;

@@ -117,3 +117,38 @@ def test_workers_share_the_stream_and_survive_a_crash(kafka, make_server, tmp_pa
     assert any("sink kafka: took the lease of default" in w.stderr() for w in alive)
     assert any("sink snapshots: took the lease of default" in w.stderr() for w in alive)
 
+
+def test_schema_registered_on_one_worker_decodes_on_another(kafka, make_server):
+    """A schema registered through worker A's /registry is known by id to worker B (it reads the
+    store's registry records again on an unknown id): B's registry answers for it, and the Avro
+    events framed with it are applied whichever worker consumes them."""
+    avro_schema = pytest.importorskip("avro.schema")
+    avro_io = pytest.importorskip("avro.io")
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    import io
+    import struct
+    url = pg_cluster().new_database(f"workers_avro_{os.getpid()}", migrate_with=BIN)[1]
+    args = ("--store.url", url, "--kafka.brokers", kafka.bootstrap,
+            "--kafka.properties.log_level", "3", "--kafka.properties.session.timeout.ms", "6000")
+    a, b = make_server(*args), make_server(*args)
+    opt = lambda name: {"name": name, "type": ["null", "string"], "default": None}  # noqa: E731
+    schema = {"type": "record", "name": "Event", "namespace": "io.metasync",
+              "fields": [opt("id"), {"name": "op", "type": "string"}, opt("type"),
+                         opt("qualified_name")]}
+    sid = SchemaRegistryClient({"url": a.url + "/registry"}).register_schema(
+        "metasync.events-value", Schema(json.dumps(schema), "AVRO"))
+    r = b.get(f"/registry/schemas/ids/{sid}")
+    assert r.status_code == 200 and json.loads(r.json()["schema"])["name"] == "Event", r.text
+    parsed = (getattr(avro_schema, "parse", None) or avro_schema.Parse)(json.dumps(schema))
+    p = producer(kafka.bootstrap)
+    n = 20  # keys over every partition: both workers consume some
+    for i in range(n):
+        buf = io.BytesIO()
+        buf.write(b"\x00" + struct.pack(">I", sid))
+        avro_io.DatumWriter(parsed).write({"id": f"wa-{i}", "op": "upsert", "type": "connection",
+                                           "qualified_name": f"wa/c{i}"},
+                                          avro_io.BinaryEncoder(buf))
+        p.produce("metasync.events", key=f"wa/c{i}", value=buf.getvalue())
+    assert p.flush(T(30)) == 0
+    wait_until(lambda: all(b.asset_status(f"wa/c{i}") == 200 for i in range(n)), 60,
+               message="every Avro event applied")
