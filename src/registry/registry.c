@@ -528,6 +528,8 @@ int rg_check(ms_registry *r, const char *tenant, const char *subject, int v, con
 /* ---- writes -----------------------------------------------------------------------------------
  */
 
+static int load_schema(void *ud, const char *tenant, const char *key, const char *json);
+
 int rg_register(ms_registry *r, const char *tenant, const char *subject, const char *text,
                 size_t len, const char *schema_type, uint32_t *id, int *version, rg_fail *f)
 {
@@ -561,6 +563,15 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
                       subject, level, ms_buf_cstr(&why));
     }
     ms_buf_free(&why);
+    if (rc == RG_OK && !sch && r->store && r->store->ctl_list && r->store->version >= 2) {
+        /* Other workers on the same store may have registered schemas since this one loaded:
+         * read them first, so that the same text gets the same id and a new id starts above
+         * theirs (narrows, does not close, the window of two workers registering at once). */
+        ms_error e;
+        ms_error_clear(&e);
+        if (r->store->ctl_list(r->store_ctx, NULL, KIND_SCHEMA, load_schema, r, &e) == MS_OK)
+            sch = locked_schema_by_text(r, norm);
+    }
     if (rc == RG_OK && !sch) {
         sch = ms_xcalloc(1, sizeof *sch);
         sch->id = r->next_id ? r->next_id : 1;

@@ -508,6 +508,34 @@ static void test_persistence(void **state)
     json_object_put(o);
 }
 
+/* Two workers' registries on one store (both opened before either registers): an id registered
+ * through one is found by the other, the same text gets the same id, and a new schema on the
+ * other gets an id above the first's. */
+static void test_two_workers(void **state)
+{
+    fixture *f = *state;
+    ms_registry *r2 = NULL;
+    ms_registry_args a = {&f->cfg, &f->log, &ms_store_sqlite, f->store, f->engine};
+    ms_error err;
+    ms_error_clear(&err);
+    assert_int_equal(ms_registry_open(&a, &r2, &err), MS_OK);
+    int64_t id_a = reg(f, "w", REC_A);
+    assert_true(id_a > 0);
+    const ms_avro_schema *s = NULL;
+    assert_int_equal(ms_registry_schema_by_id(r2, (uint32_t)id_a, &s, &err), MS_OK);
+    assert_non_null(s);
+    uint32_t same = 0, other = 0;
+    assert_int_equal(ms_registry_register(r2, "default", "w2", REC_A, strlen(REC_A), &same, &err),
+                     MS_OK);
+    assert_int_equal(same, id_a);
+    assert_int_equal(
+        ms_registry_register(r2, "default", "w3", REC_EMPTY, strlen(REC_EMPTY), &other, &err),
+        MS_OK);
+    assert_true(other > id_a);
+    assert_int_equal(ms_registry_schema_by_id(r2, 9999, &s, &err), MS_ERR_UNKNOWN_SCHEMA);
+    ms_registry_free(r2);
+}
+
 /* The built-in schemas are registered under their subjects, once. */
 static void test_builtins(void **state)
 {
@@ -697,6 +725,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_assets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_workers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
