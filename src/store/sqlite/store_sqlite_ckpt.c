@@ -1,0 +1,125 @@
+/*
+ * store_sqlite_ckpt.c — the SQLite store's checkpointer: copies committed WAL frames back into
+ * the database file on its own thread and connection, so that the writer's commits do not pay
+ * for it (SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold, on
+ * the writer thread, which is the engine's one busy core).
+ *
+ * How the WAL stays bounded: the writer connection has no automatic checkpoint; its WAL hook
+ * (after every commit) wakes the checkpointer once the WAL holds SQ_CKPT_START frames, and the
+ * checkpointer runs a PASSIVE checkpoint (it never blocks the writer or readers). SQLite starts
+ * the WAL over only when a write transaction begins while every frame is already copied, which
+ * a checkpointer running beside a busy writer never achieves on its own (the writer has always
+ * committed more since). So once the WAL holds SQ_WAL_MAX frames, the writer waits before its
+ * next BEGIN for one checkpoint that started after its last commit; by then the checkpointer has
+ * copied all but that commit's frames while the writer worked, so the wait is short, and the
+ * BEGIN restarts the WAL. A checkpoint that cannot finish (a reader holds an old snapshot) does
+ * not make the writer wait again until the WAL has grown by another SQ_WAL_MAX frames.
+ *
+ * Durability is unchanged: a commit is durable once its WAL frames are synced (synchronous=full);
+ * checkpoints only move committed pages.
+ *
+ * @locality sq_ckpt_start/stop: the thread that opens/closes the store; sq_ckpt_before_begin:
+ * the writer thread; the WAL hook runs on the writer thread inside its COMMIT.
+ */
+#include "store_sqlite_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* WAL frames (pages) after which the checkpointer is woken: SQLite's own default threshold. */
+#define SQ_CKPT_START 1000
+/* WAL frames after which the writer waits for a checkpoint covering its last commit (≈32 MB of
+ * 4 KiB pages): bounds the WAL while letting the checkpointer work in parallel in between. */
+#define SQ_WAL_MAX 8000
+
+/* The writer connection's WAL hook: records the WAL size and wakes the checkpointer.
+ * @locality writer thread, inside sqlite3_step(COMMIT). */
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    sq_store *s = ctx;
+    s->wal_frames = frames;
+    if (frames >= SQ_CKPT_START) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_asked++;
+        pthread_cond_broadcast(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    sq_store *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    for (;;) {
+        while (!s->ckpt_stop && s->ckpt_done == s->ckpt_asked)
+            pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+        if (s->ckpt_stop) break;
+        uint64_t asked = s->ckpt_asked;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        int log = 0, copied = 0;
+        int rc =
+            sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            ms_log_warn(s->log, "store: checkpoint: %s", sqlite3_errmsg(s->ckpt_db));
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_done = asked;
+        s->ckpts++;
+        pthread_cond_broadcast(&s->ckpt_cv);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+ms_err sq_ckpt_start(sq_store *s, ms_error *err)
+{
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
+    s->ckpt_init = true;
+    s->wal_wait_at = SQ_WAL_MAX;
+    sqlite3_wal_hook(s->w, wal_hook, s); /* replaces the automatic checkpoint (off anyway) */
+    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
+        return ms_error_set(err, MS_ERR_STORE, "sqlite: cannot start the checkpointer thread");
+    s->ckpt_running = true;
+    return MS_OK;
+}
+
+void sq_ckpt_stop(sq_store *s)
+{
+    if (!s->ckpt_init) return;
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_stop = true;
+        pthread_cond_broadcast(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_running = false;
+        ms_log_info(s->log, "store: %llu checkpoints; the writer waited for %llu of them",
+                    (unsigned long long)s->ckpts, (unsigned long long)s->ckpt_waits);
+    }
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
+    s->ckpt_init = false;
+}
+
+void sq_ckpt_before_begin(sq_store *s)
+{
+    if (!s->ckpt_running || s->wal_frames < s->wal_wait_at) return;
+    pthread_mutex_lock(&s->ckpt_mu);
+    uint64_t want = ++s->ckpt_asked; /* a checkpoint that starts after the last commit */
+    pthread_cond_broadcast(&s->ckpt_cv);
+    while (s->ckpt_done < want && !s->ckpt_stop)
+        pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+    s->ckpt_waits++;
+    pthread_mutex_unlock(&s->ckpt_mu);
+    /* When the checkpoint could not copy everything (an old reader), the BEGIN below cannot
+     * restart the WAL: wait again only after another SQ_WAL_MAX frames. */
+    s->wal_wait_at = s->wal_frames + SQ_WAL_MAX;
+}
+
+void sq_ckpt_after_commit(sq_store *s)
+{
+    if (s->wal_frames < SQ_WAL_MAX) s->wal_wait_at = SQ_WAL_MAX; /* the WAL started over */
+}
