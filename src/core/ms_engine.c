@@ -326,11 +326,10 @@ static void *writer_main(void *arg)
         e->ns_per_event = 0.8 * e->ns_per_event + 0.2 * ((double)(t1 - t0) / (double)n);
         for (size_t i = 0; i < n; i++) *jobs[i].res = res[i];
 
+        /* Once published, the events are their submitters' again, which free them on their
+         * own threads (off the writer's core, and where they were allocated). */
         pthread_mutex_lock(&e->mu);
         publish(e, jobs, n, evs, rc, &err, t1);
-        pthread_mutex_unlock(&e->mu);
-        for (size_t i = 0; i < n; i++) ms_event_free(evs[i]);
-        pthread_mutex_lock(&e->mu);
     }
     e->stopped = true;
     pthread_cond_broadcast(&e->done);
@@ -500,17 +499,23 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
         return refused;
     }
     unsigned long long now = ms_now_ns();
+    ms_event **queued = ms_xmalloc(n * sizeof *queued);
+    size_t nq = 0;
     for (size_t i = 0; i < n; i++) {
         if (!evs[i]) continue;
         pin_add(&e->pins, keys[i], evs[i]->lane);
         lane_push(&e->lanes[evs[i]->lane],
                   (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now, .key = keys[i]});
+        queued[nq++] = evs[i];
         evs[i] = NULL;
     }
     free(keys);
     pthread_cond_signal(&e->work);
     while (sub.pending) pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
+    /* The writer is done with them (it publishes under mu): free them here, not on its core. */
+    for (size_t i = 0; i < nq; i++) ms_event_free(queued[i]);
+    free(queued);
     if (sub.failure != MS_OK) return ms_error_set(err, sub.failure, "%s", sub.detail);
     return MS_OK;
 }
