@@ -18,8 +18,9 @@
  * Durability is unchanged: a commit is durable once its WAL frames are synced (synchronous=full);
  * checkpoints only move committed pages.
  *
- * @locality sq_ckpt_start/stop: the thread that opens/closes the store; sq_ckpt_before_begin:
- * the writer thread; the WAL hook runs on the writer thread inside its COMMIT.
+ * @locality sq_ckpt_init/stop: the thread that opens/closes the store (stop: once the writer
+ * is done); sq_ckpt_before_begin/after_commit: the writer thread; the WAL hook runs on the
+ * writer thread inside its COMMIT and starts the checkpointer thread when first needed.
  */
 #include "store_sqlite_int.h"
 
@@ -32,20 +33,33 @@
  * 4 KiB pages): bounds the WAL while letting the checkpointer work in parallel in between. */
 #define SQ_WAL_MAX 8000
 
-/* The writer connection's WAL hook: records the WAL size and wakes the checkpointer.
- * @locality writer thread, inside sqlite3_step(COMMIT). */
+static void *ckpt_main(void *arg);
+
+/* The writer connection's WAL hook: records the WAL size and wakes the checkpointer, starting
+ * it the first time (a store that is never written to has no extra thread, which also keeps
+ * fork() in tests safe). Should the thread not start, it checkpoints here, as SQLite's own
+ * automatic checkpoint does. @locality writer thread, inside sqlite3_step(COMMIT). */
 static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
 {
-    (void)db;
-    (void)name;
     sq_store *s = ctx;
     s->wal_frames = frames;
-    if (frames >= SQ_CKPT_START) {
-        pthread_mutex_lock(&s->ckpt_mu);
-        s->ckpt_asked++;
-        pthread_cond_broadcast(&s->ckpt_cv);
-        pthread_mutex_unlock(&s->ckpt_mu);
+    if (frames < SQ_CKPT_START) return SQLITE_OK;
+    if (!s->ckpt_running && !s->ckpt_failed) {
+        if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) == 0) {
+            s->ckpt_running = true;
+        } else {
+            s->ckpt_failed = true;
+            ms_log_warn(s->log, "store: no checkpointer thread; the writer checkpoints itself");
+        }
     }
+    if (!s->ckpt_running) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_asked++;
+    pthread_cond_broadcast(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
     return SQLITE_OK;
 }
 
@@ -73,17 +87,13 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
-ms_err sq_ckpt_start(sq_store *s, ms_error *err)
+void sq_ckpt_init(sq_store *s)
 {
     pthread_mutex_init(&s->ckpt_mu, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
     s->ckpt_init = true;
     s->wal_wait_at = SQ_WAL_MAX;
     sqlite3_wal_hook(s->w, wal_hook, s); /* replaces the automatic checkpoint (off anyway) */
-    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
-        return ms_error_set(err, MS_ERR_STORE, "sqlite: cannot start the checkpointer thread");
-    s->ckpt_running = true;
-    return MS_OK;
 }
 
 void sq_ckpt_stop(sq_store *s)

@@ -100,7 +100,7 @@ typedef struct sq_store {
     pthread_t ckpt_thread;
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
-    bool ckpt_init, ckpt_running, ckpt_stop;
+    bool ckpt_init, ckpt_running, ckpt_stop, ckpt_failed;
     uint64_t ckpt_asked; /* checkpoints asked for so far */
     uint64_t ckpt_done;  /* the ckpt_asked value the last finished checkpoint started at */
     uint64_t ckpts;      /* checkpoints run */
@@ -134,11 +134,12 @@ ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
 /* Prepares the writer statements; called by open. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err);
 
-/* The checkpointer (store_sqlite_ckpt.c). start: hooks the writer connection's commits and starts
- * the thread on s->ckpt_db (opened by the caller); stop: joins it (safe when start failed or never
- * ran). before_begin/after_commit: the writer calls them around each transaction; before_begin may
- * wait for a checkpoint when the WAL has reached its bound. */
-ms_err sq_ckpt_start(sq_store *s, ms_error *err);
+/* The checkpointer (store_sqlite_ckpt.c). init: hooks the writer connection's commits (the
+ * thread, on s->ckpt_db opened by the caller, starts at the first commit that needs it); stop:
+ * joins it (safe when init never ran or the thread never started). before_begin/after_commit: the
+ * writer calls them around each transaction; before_begin may wait for a checkpoint when the WAL
+ * has reached its bound. */
+void sq_ckpt_init(sq_store *s);
 void sq_ckpt_stop(sq_store *s);
 void sq_ckpt_before_begin(sq_store *s);
 void sq_ckpt_after_commit(sq_store *s);
