@@ -1730,13 +1730,16 @@ static off_t file_size(const char *path)
 }
 
 /* The WAL is checkpointed by the store's own thread, and the writer keeps it bounded: once it
- * holds 8,000 frames (SQ_WAL_MAX in store_sqlite_ckpt.c) the writer waits for a checkpoint and
- * the WAL starts over, so it never holds much more than that plus a commit or two, however much
- * is written. */
+ * holds store.wal_max_bytes (32 MiB here) the writer waits for a checkpoint and the WAL starts
+ * over, so it never holds much more than that plus a commit or two, however much is written. */
 static void test_wal_bounded(void **state)
 {
     fixture *f = *state;
-    enum { COMMITS = 40, PER = 500, FRAME = 4096 + 24 };
+    enum { COMMITS = 40, PER = 500, FRAME = 4096 + 24, MAX = (32 << 20) / FRAME };
+    ms_error err;
+    store_close(f);
+    assert_int_equal(ms_config_set(&f->cfg, "store.wal_max_bytes", "32MiB", "test", &err), MS_OK);
+    store_open(f);
     char wal[700];
     snprintf(wal, sizeof wal, "%s/data/metasync.db-wal", f->dir);
     char *blob = malloc(3001);
@@ -1764,11 +1767,11 @@ static void test_wal_bounded(void **state)
         if (sz > most) most = sz;
     }
     /* Unbounded, the WAL would hold every commit: COMMITS × first. */
-    assert_true(first > 0 && (off_t)COMMITS * first > (8000 + 3 * first / FRAME) * FRAME);
-    if (most > (8000 + 3 * first / FRAME) * FRAME)
+    assert_true(first > 0 && (off_t)COMMITS * first > (MAX + 3 * first / FRAME) * FRAME);
+    if (most > (MAX + 3 * first / FRAME) * FRAME)
         print_error("WAL reached %lld bytes (one commit: %lld)\n", (long long)most,
                     (long long)first);
-    assert_true(most <= (8000 + 3 * first / FRAME) * FRAME);
+    assert_true(most <= (MAX + 3 * first / FRAME) * FRAME);
     ms_asset_query q = {.tenant = "default", .type = "column", .orphan = -1, .limit = 10};
     struct json_object *items = list(f, &q, NULL);
     assert_int_equal(json_object_array_length(items), 10);

@@ -300,7 +300,7 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
         rc = open_conn(s, &s->pool[i], err);
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
     if (rc == MS_OK) rc = open_conn(s, &s->ckpt_db, err);
-    if (rc == MS_OK) sq_ckpt_init(s);
+    if (rc == MS_OK) sq_ckpt_init(s, a->cfg->store_wal_max_bytes);
     if (rc != MS_OK) {
         sq_close(s);
         return rc;

@@ -9,11 +9,12 @@
  * checkpointer runs a PASSIVE checkpoint (it never blocks the writer or readers). SQLite starts
  * the WAL over only when a write transaction begins while every frame is already copied, which
  * a checkpointer running beside a busy writer never achieves on its own (the writer has always
- * committed more since). So once the WAL holds SQ_WAL_MAX frames, the writer waits before its
+ * committed more since). So once the WAL holds s->wal_max frames (store.wal_max_bytes), the
+ * writer waits before its
  * next BEGIN for one checkpoint that started after its last commit; by then the checkpointer has
  * copied all but that commit's frames while the writer worked, so the wait is short, and the
  * BEGIN restarts the WAL. A checkpoint that cannot finish (a reader holds an old snapshot) does
- * not make the writer wait again until the WAL has grown by another SQ_WAL_MAX frames.
+ * not make the writer wait again until the WAL has grown by another s->wal_max frames.
  *
  * Durability is unchanged: a commit is durable once its WAL frames are synced (synchronous=full);
  * checkpoints only move committed pages.
@@ -24,14 +25,12 @@
  */
 #include "store_sqlite_int.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* WAL frames (pages) after which the checkpointer is woken: SQLite's own default threshold. */
 #define SQ_CKPT_START 1000
-/* WAL frames after which the writer waits for a checkpoint covering its last commit (≈32 MB of
- * 4 KiB pages): bounds the WAL while letting the checkpointer work in parallel in between. */
-#define SQ_WAL_MAX 8000
 
 static void *ckpt_main(void *arg);
 
@@ -87,12 +86,22 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
-void sq_ckpt_init(sq_store *s)
+void sq_ckpt_init(sq_store *s, int64_t wal_max_bytes)
 {
     pthread_mutex_init(&s->ckpt_mu, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
     s->ckpt_init = true;
-    s->wal_wait_at = SQ_WAL_MAX;
+    sqlite3_stmt *st = NULL;
+    int64_t page = 4096;
+    if (sqlite3_prepare_v2(s->w, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        page = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    int64_t frames = wal_max_bytes / (page + 24); /* a frame: a page and its 24-byte header */
+    s->wal_max = frames < SQ_CKPT_START ? SQ_CKPT_START
+                 : frames > INT_MAX / 2 ? INT_MAX / 2
+                                        : (int)frames;
+    s->wal_wait_at = s->wal_max;
     sqlite3_wal_hook(s->w, wal_hook, s); /* replaces the automatic checkpoint (off anyway) */
 }
 
@@ -106,8 +115,11 @@ void sq_ckpt_stop(sq_store *s)
         pthread_mutex_unlock(&s->ckpt_mu);
         pthread_join(s->ckpt_thread, NULL);
         s->ckpt_running = false;
-        ms_log_info(s->log, "store: %llu checkpoints; the writer waited for %llu of them",
-                    (unsigned long long)s->ckpts, (unsigned long long)s->ckpt_waits);
+        ms_log_info(s->log,
+                    "store: %llu checkpoints; the writer waited for %llu of them (%.1f ms in all, "
+                    "%.1f ms at most)",
+                    (unsigned long long)s->ckpts, (unsigned long long)s->ckpt_waits,
+                    (double)s->ckpt_wait_ns / 1e6, (double)s->ckpt_wait_max_ns / 1e6);
     }
     pthread_mutex_destroy(&s->ckpt_mu);
     pthread_cond_destroy(&s->ckpt_cv);
@@ -117,6 +129,7 @@ void sq_ckpt_stop(sq_store *s)
 void sq_ckpt_before_begin(sq_store *s)
 {
     if (!s->ckpt_running || s->wal_frames < s->wal_wait_at) return;
+    unsigned long long t0 = ms_now_ns();
     pthread_mutex_lock(&s->ckpt_mu);
     uint64_t want = ++s->ckpt_asked; /* a checkpoint that starts after the last commit */
     pthread_cond_broadcast(&s->ckpt_cv);
@@ -124,12 +137,15 @@ void sq_ckpt_before_begin(sq_store *s)
         pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
     s->ckpt_waits++;
     pthread_mutex_unlock(&s->ckpt_mu);
+    unsigned long long waited = ms_now_ns() - t0;
+    s->ckpt_wait_ns += waited;
+    if (waited > s->ckpt_wait_max_ns) s->ckpt_wait_max_ns = waited;
     /* When the checkpoint could not copy everything (an old reader), the BEGIN below cannot
-     * restart the WAL: wait again only after another SQ_WAL_MAX frames. */
-    s->wal_wait_at = s->wal_frames + SQ_WAL_MAX;
+     * restart the WAL: wait again only after another wal_max frames. */
+    s->wal_wait_at = s->wal_frames + s->wal_max;
 }
 
 void sq_ckpt_after_commit(sq_store *s)
 {
-    if (s->wal_frames < SQ_WAL_MAX) s->wal_wait_at = SQ_WAL_MAX; /* the WAL started over */
+    if (s->wal_frames < s->wal_max) s->wal_wait_at = s->wal_max; /* the WAL started over */
 }

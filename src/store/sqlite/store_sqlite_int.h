@@ -105,8 +105,10 @@ typedef struct sq_store {
     uint64_t ckpt_done;  /* the ckpt_asked value the last finished checkpoint started at */
     uint64_t ckpts;      /* checkpoints run */
     uint64_t ckpt_waits; /* times the writer waited for one (the WAL reached its bound) */
-    int wal_frames;      /* frames in the WAL after the writer's last commit */
-    int wal_wait_at;     /* the writer waits before BEGIN once wal_frames reaches this */
+    unsigned long long ckpt_wait_ns, ckpt_wait_max_ns; /* how long, in all and at most */
+    int wal_frames;  /* frames in the WAL after the writer's last commit */
+    int wal_max;     /* store.wal_max_bytes in frames */
+    int wal_wait_at; /* the writer waits before BEGIN once wal_frames reaches this */
 } sq_store;
 
 /* Asset rows are the shared ms_srow (store/common/store_apply.h). */
@@ -138,8 +140,8 @@ ms_err sq_apply_prepare(sq_store *s, ms_error *err);
  * thread, on s->ckpt_db opened by the caller, starts at the first commit that needs it); stop:
  * joins it (safe when init never ran or the thread never started). before_begin/after_commit: the
  * writer calls them around each transaction; before_begin may wait for a checkpoint when the WAL
- * has reached its bound. */
-void sq_ckpt_init(sq_store *s);
+ * has reached wal_max_bytes. */
+void sq_ckpt_init(sq_store *s, int64_t wal_max_bytes);
 void sq_ckpt_stop(sq_store *s);
 void sq_ckpt_before_begin(sq_store *s);
 void sq_ckpt_after_commit(sq_store *s);
