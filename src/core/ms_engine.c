@@ -16,6 +16,8 @@
 /* One submitted batch waiting for its events to be committed. Lives on the submitter's stack. */
 typedef struct submission {
     size_t pending;   /* events not yet committed or refused */
+    ms_event **done;  /* events published so far, for the submitter to free (ndone of them) */
+    size_t ndone;
     ms_err failure;   /* MS_OK, or the store error that failed one of its commits */
     char detail[200];
 } submission;
@@ -276,6 +278,7 @@ static void publish(ms_engine *e, job *jobs, size_t n, ms_event **evs, ms_err rc
             }
         }
         ms_hist_observe(&m->ingest_lag[evs[i]->lane], (double)(t_done - j->enq_ns) / 1e9);
+        j->sub->done[j->sub->ndone++] = j->ev;
         j->sub->pending--;
     }
     if (wrote) {
@@ -499,23 +502,33 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
         return refused;
     }
     unsigned long long now = ms_now_ns();
-    ms_event **queued = ms_xmalloc(n * sizeof *queued);
-    size_t nq = 0;
+    sub.done = ms_xmalloc(live * sizeof *sub.done);
     for (size_t i = 0; i < n; i++) {
         if (!evs[i]) continue;
         pin_add(&e->pins, keys[i], evs[i]->lane);
         lane_push(&e->lanes[evs[i]->lane],
                   (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now, .key = keys[i]});
-        queued[nq++] = evs[i];
         evs[i] = NULL;
     }
     free(keys);
     pthread_cond_signal(&e->work);
-    while (sub.pending) pthread_cond_wait(&e->done, &e->mu);
+    /* Free each commit's events as it is published, here rather than on the writer's core (and
+     * in the thread that allocated them): done[] only grows, and the writer no longer touches
+     * what it has published. */
+    size_t freed = 0;
+    for (;;) {
+        size_t upto = sub.ndone;
+        if (upto > freed) {
+            pthread_mutex_unlock(&e->mu);
+            for (; freed < upto; freed++) ms_event_free(sub.done[freed]);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        if (!sub.pending) break;
+        pthread_cond_wait(&e->done, &e->mu);
+    }
     pthread_mutex_unlock(&e->mu);
-    /* The writer is done with them (it publishes under mu): free them here, not on its core. */
-    for (size_t i = 0; i < nq; i++) ms_event_free(queued[i]);
-    free(queued);
+    free(sub.done);
     if (sub.failure != MS_OK) return ms_error_set(err, sub.failure, "%s", sub.detail);
     return MS_OK;
 }
