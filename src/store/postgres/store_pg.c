@@ -95,25 +95,12 @@ PGresult *pg_run(PGconn *c, const char *tenant, const pg_q *qs, int n, ms_error 
 
 PGconn *pg_acquire(pg_store *s)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (;;) {
-        for (int i = 0; i < PG_POOL; i++)
-            if (!s->pool_busy[i]) {
-                s->pool_busy[i] = true;
-                pthread_mutex_unlock(&s->pool_mu);
-                return s->pool[i];
-            }
-        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
-    }
+    return ms_pool_acquire(&s->pool);
 }
 
 void pg_release(pg_store *s, PGconn *c)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (int i = 0; i < PG_POOL; i++)
-        if (s->pool[i] == c) s->pool_busy[i] = false;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
+    ms_pool_release(&s->pool, c);
 }
 
 /* Runs one statement on a pool connection in tenant's transaction; see pg_run. */
@@ -133,15 +120,14 @@ static void pg_close(void *ctx)
     if (!s) return;
     if (s->w) PQfinish(s->w);
     for (int i = 0; i < PG_POOL; i++)
-        if (s->pool[i]) PQfinish(s->pool[i]);
+        if (s->pool.conn[i]) PQfinish(s->pool.conn[i]);
     if (s->lease) PQfinish(s->lease);
     for (size_t i = 0; i < s->nleased; i++)
         free(s->leased[i]);
     free(s->leased);
     free(s->url);
     pthread_mutex_destroy(&s->lease_mu);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
+    ms_pool_destroy(&s->pool);
     free(s);
 }
 
@@ -169,13 +155,12 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->types = a->types;
     s->url = ms_xstrdup(a->url);
     s->max_depth = (int)a->cfg->limits_max_depth;
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
+    ms_pool_init(&s->pool, PG_POOL);
     pthread_mutex_init(&s->lease_mu, NULL);
     ms_err rc = (s->w = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
     if (rc == MS_OK) rc = pg_migrate(s->w, NULL, NULL, NULL, err);
     for (int i = 0; rc == MS_OK && i < PG_POOL; i++)
-        rc = (s->pool[i] = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
+        rc = (s->pool.conn[i] = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
     if (rc == MS_OK) rc = pg_apply_prepare(s, err);
     if (rc != MS_OK) {
         pg_close(s);

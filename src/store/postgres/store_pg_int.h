@@ -18,6 +18,7 @@
 #include "ms_log.h"
 #include "ms_store.h"
 #include "ms_types.h"
+#include "store/common/store_pool.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -30,12 +31,9 @@ typedef struct pg_store {
     const ms_log *log;
     ms_types *types;
     char *url;
-    int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
-    PGconn *w;     /* writer thread only */
-    pthread_mutex_t pool_mu;
-    pthread_cond_t pool_cv;
-    PGconn *pool[PG_POOL];
-    bool pool_busy[PG_POOL];
+    int max_depth;            /* limits.max_depth: how deep stored attributes are parsed */
+    PGconn *w;                /* writer thread only */
+    ms_pool pool;             /* PG_POOL PGconn * connections (pg_acquire/pg_release) */
     pthread_mutex_t lease_mu; /* guards the lease connection and what it holds */
     PGconn *lease;            /* NULL until the first lease_hold; replaced when it breaks */
     uint64_t lease_epoch;     /* bumped on every (re)connect of `lease`: leases may be lost */

@@ -170,25 +170,12 @@ static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
 
 sqlite3 *sq_acquire(sq_store *s)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (;;) {
-        for (int i = 0; i < SQ_POOL; i++)
-            if (!s->pool_busy[i]) {
-                s->pool_busy[i] = true;
-                pthread_mutex_unlock(&s->pool_mu);
-                return s->pool[i];
-            }
-        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
-    }
+    return ms_pool_acquire(&s->pool);
 }
 
 void sq_release(sq_store *s, sqlite3 *db)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (int i = 0; i < SQ_POOL; i++)
-        if (s->pool[i] == db) s->pool_busy[i] = false;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
+    ms_pool_release(&s->pool, db);
 }
 
 static void sq_close(void *ctx)
@@ -199,13 +186,12 @@ static void sq_close(void *ctx)
         sqlite3_finalize(s->ws[i]);
     if (s->w) sqlite3_close(s->w);
     for (int i = 0; i < SQ_POOL; i++)
-        sqlite3_close(s->pool[i]);
+        sqlite3_close(s->pool.conn[i]);
     for (size_t i = 0; i < s->nseqs; i++)
         free(s->seqs[i].tenant);
     free(s->seqs);
     free(s->path);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
+    ms_pool_destroy(&s->pool);
     pthread_mutex_destroy(&s->stats_mu);
     free(s);
 }
@@ -279,8 +265,7 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->sync_full = strcmp(a->cfg->store_synchronous, "normal") != 0;
     s->cache_mb = (int)a->cfg->store_cache_mb;
     s->max_depth = (int)a->cfg->limits_max_depth;
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
+    ms_pool_init(&s->pool, SQ_POOL);
     pthread_mutex_init(&s->stats_mu, NULL);
     const char *url = a->url;
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
@@ -293,8 +278,11 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     mkdir_parents(s->path);
     ms_err rc = open_conn(s, &s->w, err);
     if (rc == MS_OK) rc = migrate(s, err);
-    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++)
-        rc = open_conn(s, &s->pool[i], err);
+    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) {
+        sqlite3 *db = NULL;
+        rc = open_conn(s, &db, err);
+        s->pool.conn[i] = db;
+    }
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
     if (rc != MS_OK) {
         sq_close(s);
