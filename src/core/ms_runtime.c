@@ -11,8 +11,7 @@ static int load_type(void *ud, const char *tenant, const char *json)
     ms_runtime *rt = ud;
     ms_error err;
     if (ms_types_register(rt->types, tenant, json, strlen(json), NULL, NULL, &err) != MS_OK)
-        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant,
-                    err.detail);
+        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant, err.detail);
     return 0;
 }
 
@@ -58,6 +57,26 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
     return MS_OK;
 }
 
+/* The store's commit notifications (other workers' commits) wake this engine's waiters. */
+static void on_commit(void *ud, const char *tenant, uint64_t seq)
+{
+    ms_engine_notify_seq(ud, tenant, seq);
+}
+
+/* Subscribes the engine to the store's commit notifications when the store has them (PostgreSQL:
+ * LISTEN/NOTIFY). Without them a waiter is woken by this process's commits only. */
+static void watch_store(ms_runtime *rt)
+{
+    if (rt->store->version < 4 || !rt->store->watch) return;
+    ms_error err;
+    ms_error_clear(&err);
+    if (rt->store->watch(rt->store_ctx, on_commit, rt->engine, &err) == MS_OK)
+        rt->watching = true;
+    else
+        ms_log_warn(&rt->log, "store: no commit notifications (%s); waits end by their timeouts",
+                    err.detail);
+}
+
 /* Opens the schema registry once the engine runs (it submits kafka_schema assets through it, the
  * built-in schemas at once): embedded when registry.enabled, the client of registry.url when
  * that is set (whatever registry.enabled says: sinks that write Avro need it), else none. */
@@ -98,6 +117,7 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
         rt->engine = ms_engine_new(&ea);
         rc = ms_engine_start(rt->engine, err);
     }
+    if (rc == MS_OK) watch_store(rt);
     if (rc == MS_OK) rc = open_registry(rt, err);
     if (rc == MS_OK) rc = open_sinks(rt, err);
     if (rc != MS_OK) ms_runtime_close(rt);
@@ -140,11 +160,14 @@ void ms_runtime_close(ms_runtime *rt)
      * threads), so the engine may stop; sinks may still resolve schema ids until they stop, so the
      * registry is freed after them. */
     if (rt->engine) ms_engine_stop(rt->engine); /* commits what is queued */
-    while (rt->nsinks) ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
+    while (rt->nsinks)
+        ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
     ms_registry_free(rt->registry);
     rt->registry = NULL;
     if (rt->blob && rt->blob_ctx) rt->blob->close(rt->blob_ctx);
     rt->blob_ctx = NULL;
+    if (rt->watching) rt->store->watch(rt->store_ctx, NULL, NULL, NULL);
+    rt->watching = false;
     ms_engine_free(rt->engine);
     rt->engine = NULL;
     if (rt->store && rt->store_ctx) rt->store->close(rt->store_ctx);
@@ -176,7 +199,8 @@ void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
                       "Assets whose parent has not arrived yet, per tenant.");
     void *args[2] = {rt, out};
     rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
-    for (size_t i = 0; i < rt->nsinks; i++) ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
+    for (size_t i = 0; i < rt->nsinks; i++)
+        ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
     pthread_mutex_lock(&rt->sources_mu);
     for (size_t i = 0; i < rt->nsources; i++)
         if (rt->sources[i]->version >= 2 && rt->sources[i]->metrics && rt->source_ctx[i])

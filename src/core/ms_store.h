@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 3
+#define MS_STORE_OPS_VERSION 4
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -55,7 +55,11 @@ typedef struct ms_asset_query {
     const char *cursor; /* from a previous page's next_cursor, or NULL */
 } ms_asset_query;
 
-typedef enum { MS_LINEAGE_UPSTREAM = 1, MS_LINEAGE_DOWNSTREAM = 2, MS_LINEAGE_BOTH = 3 } ms_lineage_dir;
+typedef enum {
+    MS_LINEAGE_UPSTREAM = 1,
+    MS_LINEAGE_DOWNSTREAM = 2,
+    MS_LINEAGE_BOTH = 3
+} ms_lineage_dir;
 
 typedef struct ms_store_stats {
     uint64_t orphans; /* not deleted, parent missing (O(1) once the writer has seen the tenant) */
@@ -100,19 +104,18 @@ typedef struct ms_store_ops {
                          ms_error *err);
     /* Appends {"root":qn,"direction":…,"depth":N,"nodes":[…],"edges":[…]} to out. Nodes carry
      * qualified_name, type, name and their distance; cycles are cut. */
-    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir,
-                      int depth, ms_buf *out, ms_error *err);
+    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir, int depth,
+                      ms_buf *out, ms_error *err);
     /* Calls cb with every change record of one asset, oldest first. */
     ms_err (*history)(void *ctx, const char *tenant, const char *qn, ms_change_cb cb, void *ud,
                       ms_error *err);
     /* Calls cb with change records of tenant with seq > after, up to limit, in seq order. */
-    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit,
-                      ms_change_cb cb, void *ud, ms_error *err);
+    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit, ms_change_cb cb,
+                      void *ud, ms_error *err);
     /* The last seq written for tenant (0 if none). */
     ms_err (*last_seq)(void *ctx, const char *tenant, uint64_t *seq, ms_error *err);
     /* Calls cb with every tenant that has an asset or a change (for sinks and metrics). */
-    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud,
-                      ms_error *err);
+    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud, ms_error *err);
     ms_err (*stats)(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err);
     /* Copies the stored type of an asset into buf (""/MS_ERR_NOT_FOUND when absent). */
     ms_err (*asset_type)(void *ctx, const char *tenant, const char *qn, char *buf, size_t len,
@@ -156,6 +159,20 @@ typedef struct ms_store_ops {
      */
     ms_err (*lease_hold)(void *ctx, const char *tenant, const char *sink, bool *held,
                          uint64_t *epoch, ms_error *err);
+
+    /* ---- version 4 ---- */
+    /*
+     * Commit notifications from the other processes on the store: after watch(ctx, cb, ud), the
+     * store calls cb(ud, tenant, seq) from a thread of its own whenever a commit (by any worker,
+     * this one included) has written tenant's change records up to seq, so that long-polls,
+     * SSE streams and sink runners of every worker wake up. cb(ud, NULL, 0) means notifications
+     * may have been missed (the listener reconnected): anything may have changed. cb must not
+     * block nor call the store. watch(ctx, NULL, NULL, err) stops the calls and returns only
+     * once no call is running; call it before freeing ud (and before close). A second watch
+     * replaces the first. NULL (or version < 4): the store has no other writers.
+     */
+    ms_err (*watch)(void *ctx, void (*cb)(void *ud, const char *tenant, uint64_t seq), void *ud,
+                    ms_error *err);
 } ms_store_ops;
 
 #endif

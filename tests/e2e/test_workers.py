@@ -11,6 +11,7 @@ import os
 import threading
 
 import pytest
+import requests
 
 from conftest import BIN, T, TEST_STORE, pg_cluster, read_snapshots, wait_until
 from kafka_util import MockCluster, kcat_json, producer
@@ -152,3 +153,35 @@ def test_schema_registered_on_one_worker_decodes_on_another(kafka, make_server):
     assert p.flush(T(30)) == 0
     wait_until(lambda: all(b.asset_status(f"wa/c{i}") == 200 for i in range(n)), 60,
                message="every Avro event applied")
+
+
+def test_long_poll_on_one_worker_is_woken_by_a_commit_on_another(make_server):
+    """Worker B's long-poll (`wait`) is woken by a commit made through worker A (the store's
+    NOTIFY reaches B's listener), before the long-poll's own wait ends."""
+    from test_changes import http_requests_total, wait_request_arrived
+    url = pg_cluster().new_database(f"workers_notify_{os.getpid()}", migrate_with=BIN)[1]
+    a, b = make_server("--store.url", url), make_server("--store.url", url)
+    a.ingest_ok([{"op": "upsert", "type": "connection", "qualified_name": "n/first"}])
+    seq = b.last_seq()
+    wait = 60  # changes.max_wait_seconds
+    result = {}
+
+    def poll():
+        result["r"] = requests.get(b.url + "/api/v1/changes",
+                                   params={"after": seq, "wait": wait}, timeout=T(wait + 30))
+
+    baseline = http_requests_total(b)
+    t = threading.Thread(target=poll)
+    t.start()
+    wait_request_arrived(b, baseline)
+    assert t.is_alive(), "the long-poll returned before anything was committed"
+    ans = a.ingest_ok([{"id": "n-1", "op": "upsert", "type": "connection",
+                        "qualified_name": "n/second"}])
+    t.join(min(T(30), wait - 10))  # shorter than the poll's own wait: only a wake-up ends it
+    assert not t.is_alive(), "the long-poll on B was not woken by A's commit"
+    r = result["r"]
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [c["qualified_name"] for c in page["items"]] == ["n/second"]
+    assert page["items"][0]["seq"] == ans["last_seq"] == seq + 1
+    assert page["items"][0]["cause"] == "n-1"

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -402,12 +403,77 @@ static void test_leases_one_holder(void **state)
     ms_store_postgres.close(b);
 }
 
+/* What a watcher of the store was told (from the store's listener thread). */
+typedef struct heard {
+    pthread_mutex_t mu;
+    char tenant[64];
+    uint64_t seq;
+    int resyncs; /* (NULL, 0) calls: the listener (re)connected */
+} heard;
+
+static void on_commit(void *ud, const char *tenant, uint64_t seq)
+{
+    heard *h = ud;
+    pthread_mutex_lock(&h->mu);
+    if (!tenant) {
+        h->resyncs++;
+    } else {
+        snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
+        h->seq = seq;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static uint64_t heard_seq(heard *h, const char *tenant)
+{
+    pthread_mutex_lock(&h->mu);
+    uint64_t seq = strcmp(h->tenant, tenant) == 0 ? h->seq : 0;
+    pthread_mutex_unlock(&h->mu);
+    return seq;
+}
+
+/* Another worker (a second open of the database) watching the store hears of every commit that
+ * wrote change records, with its tenant and last seq; after watch(NULL) it hears nothing. */
+static void test_watch_hears_other_workers_commits(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    ms_error err;
+    ms_error_clear(&err);
+    void *b = NULL;
+    ms_store_open_args a = {.cfg = &f->cfg, .url = getenv("MS_TEST_PG_URL"), .types = f->types};
+    assert_int_equal(ms_store_postgres.open(&a, &b, &err), MS_OK);
+    heard h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(ms_store_postgres.watch(b, on_commit, &h, &err), MS_OK);
+    /* Listening once the first resync is reported: then every commit is heard. */
+    int resyncs = 0;
+    for (int i = 0; i < 1000 && !resyncs; i++) {
+        pthread_mutex_lock(&h.mu);
+        resyncs = h.resyncs;
+        pthread_mutex_unlock(&h.mu);
+        if (!resyncs) usleep(10000);
+    }
+    assert_int_equal(resyncs, 1);
+    ms_buf r = MS_BUF_INIT;
+    const char *ev[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w1\"}",
+                        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w2\"}"};
+    apply_batch(f, &f->pg, f->other, ev, 2, times[0], &r);
+    for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 2; i++)
+        usleep(10000);
+    assert_int_equal(heard_seq(&h, f->other), 2);
+    assert_int_equal(ms_store_postgres.watch(b, NULL, NULL, &err), MS_OK);
+    ms_store_postgres.close(b);
+    pthread_mutex_destroy(&h.mu);
+    ms_buf_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parity_with_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_one_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_hears_other_workers_commits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

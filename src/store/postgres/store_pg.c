@@ -118,6 +118,7 @@ static void pg_close(void *ctx)
 {
     pg_store *s = ctx;
     if (!s) return;
+    pg_watch(s, NULL, NULL, NULL);
     if (s->w) PQfinish(s->w);
     for (int i = 0; i < PG_POOL; i++)
         if (s->pool.conn[i]) PQfinish(s->pool.conn[i]);
@@ -127,6 +128,7 @@ static void pg_close(void *ctx)
     free(s->leased);
     free(s->url);
     pthread_mutex_destroy(&s->lease_mu);
+    pthread_mutex_destroy(&s->watch_mu);
     ms_pool_destroy(&s->pool);
     free(s);
 }
@@ -157,6 +159,7 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->max_depth = (int)a->cfg->limits_max_depth;
     ms_pool_init(&s->pool, PG_POOL);
     pthread_mutex_init(&s->lease_mu, NULL);
+    pthread_mutex_init(&s->watch_mu, NULL);
     ms_err rc = (s->w = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
     if (rc == MS_OK) rc = pg_migrate(s->w, NULL, NULL, NULL, err);
     for (int i = 0; rc == MS_OK && i < PG_POOL; i++)
@@ -648,7 +651,7 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
         .changes = pg_changes, .last_seq = pg_last_seq, .tenants = pg_tenants, .stats = pg_stats,  \
         .asset_type = pg_asset_type, .cursor_get = pg_cursor_get, .cursor_set = pg_cursor_set,     \
         .type_save = pg_type_save, .types_load = pg_types_load, .ctl_put = pg_ctl_put,             \
-        .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold,                                      \
+        .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold, .watch = pg_watch,                   \
     }
 
 /* One table per URL scheme libpq accepts. */

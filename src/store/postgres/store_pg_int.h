@@ -26,6 +26,10 @@
 #include <stdint.h>
 
 #define PG_POOL 4
+/* The NOTIFY channel of commits: payload "<last seq> <tenant>" (store_pg_notify.c). */
+#define PG_NOTIFY_CHANNEL "metasync_changes"
+
+typedef void (*pg_watch_cb)(void *ud, const char *tenant, uint64_t seq);
 
 typedef struct pg_store {
     const ms_log *log;
@@ -39,6 +43,15 @@ typedef struct pg_store {
     uint64_t lease_epoch;     /* bumped on every (re)connect of `lease`: leases may be lost */
     char **leased;            /* "sink\ntenant" of every lease held on `lease` */
     size_t nleased;
+    /* The listener (store_pg_notify.c): a thread with a connection of its own that LISTENs on
+     * PG_NOTIFY_CHANNEL; watch_cb/watch_ud are fixed while it runs (pg_watch joins it before
+     * changing them). watch_mu serializes pg_watch calls. */
+    pthread_mutex_t watch_mu;
+    bool watching;
+    pthread_t watch_thread;
+    int watch_pipe[2]; /* a byte written to [1] stops the thread */
+    pg_watch_cb watch_cb;
+    void *watch_ud;
 } pg_store;
 
 /* One statement of a pipelined transaction: SQL text and its text parameters (NULL = SQL NULL). */
@@ -73,6 +86,10 @@ ms_err pg_migrate(PGconn *c, const char *app_role, ms_buf *applied, int *current
  * (with_tags) the tags as a JSON array of [tag, source, origin]. */
 struct ms_srow;
 void pg_row_from(const PGresult *res, int row, int at, bool with_tags, struct ms_srow *r);
+
+/* Commit notifications (store_pg_notify.c): ms_store_ops.watch. Starts (cb != NULL) or stops
+ * (cb == NULL) the listener thread. Any thread; not concurrently with pg_close. */
+ms_err pg_watch(void *ctx, pg_watch_cb cb, void *ud, ms_error *err);
 
 /* The writer (store_pg_apply.c). */
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
