@@ -185,3 +185,48 @@ def test_long_poll_on_one_worker_is_woken_by_a_commit_on_another(make_server):
     assert [c["qualified_name"] for c in page["items"]] == ["n/second"]
     assert page["items"][0]["seq"] == ans["last_seq"] == seq + 1
     assert page["items"][0]["cause"] == "n-1"
+
+
+def test_leases_spread_over_workers_and_move_when_one_dies(kafka, make_server, tmp_path):
+    """With three workers and several tenants, the (sink, tenant) leases end up on more than one
+    worker (a worker takes no more than its fair share while the others ask too); after the
+    worker holding some of them is SIGKILLed, the survivors take each of its leases over."""
+    import re
+    url = pg_cluster().new_database(f"workers_leases_{os.getpid()}", migrate_with=BIN)[1]
+    snap = tmp_path / "shared"
+    snap.mkdir()
+    args = ("--store.url", url, "--snapshots.url", f"file://{snap}/snapshots",
+            "--snapshots.max-object-age-ms", "200", "--kafka.brokers", kafka.bootstrap,
+            "--kafka.properties.log_level", "3", "--kafka.properties.session.timeout.ms", "6000")
+    workers = [make_server(*args) for _ in range(3)]
+    tenants = [f"lt{i}" for i in range(6)]
+    p = producer(kafka.bootstrap)
+    for t in tenants:
+        ev = {"id": f"{t}-1", "op": "upsert", "type": "connection", "qualified_name": f"{t}/c"}
+        p.produce("metasync.events", key=f"{t}/c", value=json.dumps(ev),
+                  headers=[("tenant", t.encode())])
+    assert p.flush(T(30)) == 0
+    took = re.compile(r"sink (\w+): took the lease of ([^;\s]+)")
+
+    def leases(w):
+        return {m for m in took.findall(w.stderr()) if m[1] in tenants}
+
+    wanted = {(s, t) for s in ("kafka", "snapshots") for t in tenants}
+    wait_until(lambda: set().union(*(leases(w) for w in workers)) >= wanted, 60,
+               message="every (sink, tenant) lease taken")
+    held = [leases(w) for w in workers]
+    assert sum(len(h) for h in held) == len(wanted), held  # each lease on one worker
+    fair = -(-len(wanted) // len(workers))  # ceil(leases / live workers)
+    assert all(len(h) <= fair for h in held), held  # spread, not all on the first worker
+    dead = max(range(3), key=lambda i: len(held[i]))
+    workers[dead].kill9()
+    alive = [w for i, w in enumerate(workers) if i != dead]
+    wait_until(lambda: set().union(*(leases(w) for w in alive)) >= wanted, 60,
+               message="the dead worker's leases taken over")
+    # The sinks go on: a change after the takeover reaches the shared snapshot objects.
+    ev = {"id": "lt0-2", "op": "upsert", "type": "connection", "qualified_name": "lt0/d"}
+    p.produce("metasync.events", key="lt0/d", value=json.dumps(ev), headers=[("tenant", b"lt0")])
+    assert p.flush(T(30)) == 0
+    wait_until(lambda: any("lt0/d" in f.read_text() for f in (snap / "snapshots").rglob("*.ndjson")),
+               60, message="the change after the takeover in a snapshot object")
+

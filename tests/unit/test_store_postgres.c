@@ -432,6 +432,17 @@ static uint64_t heard_seq(heard *h, const char *tenant)
     return seq;
 }
 
+/* Another worker on the database of f: a second open of the PostgreSQL store. */
+static void *open_worker(fixture *f)
+{
+    ms_error err;
+    ms_error_clear(&err);
+    void *ctx = NULL;
+    ms_store_open_args a = {.cfg = &f->cfg, .url = getenv("MS_TEST_PG_URL"), .types = f->types};
+    assert_int_equal(ms_store_postgres.open(&a, &ctx, &err), MS_OK);
+    return ctx;
+}
+
 /* Another worker (a second open of the database) watching the store hears of every commit that
  * wrote change records, with its tenant and last seq; after watch(NULL) it hears nothing. */
 static void test_watch_hears_other_workers_commits(void **state)
@@ -440,9 +451,7 @@ static void test_watch_hears_other_workers_commits(void **state)
     NEED_PG(f);
     ms_error err;
     ms_error_clear(&err);
-    void *b = NULL;
-    ms_store_open_args a = {.cfg = &f->cfg, .url = getenv("MS_TEST_PG_URL"), .types = f->types};
-    assert_int_equal(ms_store_postgres.open(&a, &b, &err), MS_OK);
+    void *b = open_worker(f);
     heard h = {.mu = PTHREAD_MUTEX_INITIALIZER};
     assert_int_equal(ms_store_postgres.watch(b, on_commit, &h, &err), MS_OK);
     /* Listening once the first resync is reported: then every commit is heard. */
@@ -467,6 +476,52 @@ static void test_watch_hears_other_workers_commits(void **state)
     ms_buf_free(&r);
 }
 
+/* Asks store ctx for the lease of (tenant, sink); returns whether it is held. */
+static bool ask(void *ctx, const char *tenant, const char *sink)
+{
+    ms_error err;
+    ms_error_clear(&err);
+    bool held = false;
+    uint64_t epoch = 0;
+    assert_int_equal(ms_store_postgres.lease_hold(ctx, tenant, sink, &held, &epoch, &err), MS_OK);
+    return held;
+}
+
+/* Asks for the lease until it is held, for at most 10 s; returns whether it is. */
+static bool ask_until(void *ctx, const char *tenant, const char *sink)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (ask(ctx, tenant, sink)) return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Leases are balanced over the live workers: a worker takes at most ceil((held + 1) / live),
+ * leaves the rest to the others, and takes a lease left for a few seconds anyway (the others
+ * are missing); a dead worker's leases go to the survivor. */
+static void test_leases_balanced(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    void *b = open_worker(f);
+    void *pa = f->pg.ctx;
+    assert_true(ask(b, "t0", "s"));   /* b is a live worker from now on: 1 lease of 1 */
+    assert_true(ask(pa, "t1", "s"));  /* share of a: ceil(2 / 2) = 1 */
+    assert_true(ask(pa, "t2", "s"));  /* ceil(3 / 2) = 2 */
+    assert_false(ask(pa, "t3", "s")); /* ceil(4 / 2) = 2: left to b */
+    assert_true(ask(b, "t3", "s"));
+    assert_true(ask(b, "t4", "s"));        /* ceil(5 / 2) = 3 */
+    assert_true(ask(pa, "t5", "s"));       /* ceil(6 / 2) = 3 */
+    assert_true(ask(pa, "t6", "s"));       /* ceil(7 / 2) = 4 */
+    assert_false(ask(pa, "t7", "s"));      /* ceil(8 / 2) = 4, a holds 4: left to b... */
+    assert_true(ask_until(pa, "t7", "s")); /* ...which never asks: a takes it after the grace */
+    ms_store_postgres.close(b); /* b dies: a takes its leases (the session ends asynchronously) */
+    assert_true(ask_until(pa, "t0", "s"));
+    assert_true(ask_until(pa, "t3", "s"));
+    assert_true(ask_until(pa, "t4", "s"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +529,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_one_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_hears_other_workers_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leases_balanced, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,9 @@
  * its statements prepared at open; a pool of PG_POOL connections for readers and the small
  * writes of other threads (cursors, types, ctl records), each used by one thread at a time
  * (pg_acquire/pg_release); one lease connection (lease_mu) holding this process's sink leases as
- * session advisory locks, so that they end with the process. Every transaction first sets
+ * session advisory locks, so that they end with the process, and its worker lock (the worker is
+ * alive while it is held: leases are balanced over the live workers); one listener connection
+ * (store_pg_notify.c). Every transaction first sets
  * metasync.tenant (set_config(..., true), local to the transaction): row-level security keys every
  * tenant table on it.
  */
@@ -43,6 +45,9 @@ typedef struct pg_store {
     uint64_t lease_epoch;     /* bumped on every (re)connect of `lease`: leases may be lost */
     char **leased;            /* "sink\ntenant" of every lease held on `lease` */
     size_t nleased;
+    char **deferred; /* "sink\ntenant" this worker left to others (over its fair share)... */
+    unsigned long long *deferred_at; /* ...since when (ms_now_ms) */
+    size_t ndeferred;
     /* The listener (store_pg_notify.c): a thread with a connection of its own that LISTENs on
      * PG_NOTIFY_CHANNEL; watch_cb/watch_ud are fixed while it runs (pg_watch joins it before
      * changing them). watch_mu serializes pg_watch calls. */
