@@ -173,6 +173,14 @@ typedef struct ms_store_ops {
      */
     ms_err (*watch)(void *ctx, void (*cb)(void *ud, const char *tenant, uint64_t seq), void *ud,
                     ms_error *err);
+    /*
+     * Adds a control-plane record only if none has that (tenant, kind, key): *added tells
+     * whether json was stored (durable on return) or another record was there already (left
+     * as it is). The store-side guard of allocations shared by several workers: the schema
+     * registry's ids and versions. Any thread. NULL: use ctl_put (one process).
+     */
+    ms_err (*ctl_add)(void *ctx, const char *tenant, const char *kind, const char *key,
+                      const char *json, bool *added, ms_error *err);
 } ms_store_ops;
 
 #endif

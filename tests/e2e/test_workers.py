@@ -230,3 +230,68 @@ def test_leases_spread_over_workers_and_move_when_one_dies(kafka, make_server, t
     wait_until(lambda: any("lt0/d" in f.read_text() for f in (snap / "snapshots").rglob("*.ndjson")),
                60, message="the change after the takeover in a snapshot object")
 
+
+def test_registry_registrations_at_once_on_three_workers(make_server):
+    """Schemas registered at the same moment through three workers' /registry never share an id
+    when they differ, versions of one subject never collide, and every worker answers for every
+    subject and version, whichever worker registered it (it reads the store's records)."""
+    url = pg_cluster().new_database(f"workers_registry_{os.getpid()}", migrate_with=BIN)[1]
+    workers = [make_server("--store.url", url) for _ in range(3)]
+    ct = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
+    r = requests.put(workers[0].url + "/registry/config/shared-value",
+                     data=json.dumps({"compatibility": "NONE"}), headers=ct, timeout=T(10))
+    assert r.status_code == 200, r.text
+
+    def schema(w, i):
+        return json.dumps({"type": "record", "name": f"R{w}x{i}",
+                           "fields": [{"name": f"f{w}x{i}", "type": "string"}]})
+
+    per = 8
+    start = threading.Barrier(3 * 2)
+    got, errors = {}, []
+
+    def register(w, subject_of):
+        try:
+            start.wait(T(30))
+            for i in range(per):
+                subject = subject_of(i)
+                r = requests.post(f"{workers[w].url}/registry/subjects/{subject}/versions",
+                                  data=json.dumps({"schema": schema(w, i)}), headers=ct,
+                                  timeout=T(30))
+                assert r.status_code == 200, r.text
+                got[(w, i, subject)] = r.json()["id"]
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=register, args=(w, lambda i, w=w: f"own-{w}-{i}-value"))
+               for w in range(3)]
+    threads += [threading.Thread(target=register, args=(w, lambda i: "shared-value"))
+                for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T(120))
+    assert not errors, errors
+    # The same text has one id (each schema went to its own subject and to the shared one);
+    # different texts never share one.
+    by_text = {}
+    for (w, i, _), sid in got.items():
+        by_text.setdefault(schema(w, i), set()).add(sid)
+    assert all(len(ids) == 1 for ids in by_text.values()), by_text
+    assert len({next(iter(ids)) for ids in by_text.values()}) == len(by_text) == 3 * per
+    for w in workers:  # every worker sees every registration, with one numbering
+        vs = requests.get(w.url + "/registry/subjects/shared-value/versions", timeout=T(10))
+        assert vs.json() == list(range(1, 3 * per + 1)), vs.text
+        ids = set()
+        for v in vs.json():
+            r = requests.get(f"{w.url}/registry/subjects/shared-value/versions/{v}",
+                             timeout=T(10))
+            assert r.status_code == 200, r.text
+            ids.add(r.json()["id"])
+        assert ids == {sid for (_, _, s), sid in got.items() if s == "shared-value"}
+        for (k, i, subject), sid in got.items():
+            if subject == "shared-value":
+                continue
+            r = requests.get(f"{w.url}/registry/subjects/{subject}/versions/latest",
+                             timeout=T(10))
+            assert r.status_code == 200 and r.json()["id"] == sid, (subject, r.text)

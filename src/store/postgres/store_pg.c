@@ -596,6 +596,26 @@ static ms_err pg_ctl_list(void *ctx, const char *tenant, const char *kind,
     return MS_OK;
 }
 
+/* Adds a ctl record unless one with the same key exists (ms_store.h, version 4): the unique key
+ * (tenant, kind, key) is the guard when two workers allocate the same id or version at once. */
+static ms_err pg_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                         const char *json, bool *added, ms_error *err)
+{
+    *added = false;
+    if (!tenant || !kind || !key || !json)
+        return ms_error_set(err, MS_ERR_INTERNAL,
+                            "ctl_add: tenant, kind, key and json are required");
+    const char *p[] = {tenant, kind, key, json};
+    PGresult *res = pool_run(ctx, tenant,
+                             "INSERT INTO ctl(tenant, kind, key, json) VALUES($1, $2, $3, $4)"
+                             " ON CONFLICT (tenant, kind, key) DO NOTHING",
+                             4, p, err);
+    if (!res) return MS_ERR_STORE;
+    *added = strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    return MS_OK;
+}
+
 /* The advisory-lock class of the worker locks: (WORKER_CLASS, backend pid) on a lease
  * connection says "a worker that delivers sinks is alive". Leases are (hashtext(sink),
  * hashtext(tenant)): every other two-key advisory lock of a worker's lease connection. */
@@ -720,6 +740,7 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
         .asset_type = pg_asset_type, .cursor_get = pg_cursor_get, .cursor_set = pg_cursor_set,     \
         .type_save = pg_type_save, .types_load = pg_types_load, .ctl_put = pg_ctl_put,             \
         .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold, .watch = pg_watch,                   \
+        .ctl_add = pg_ctl_add,                                                                     \
     }
 
 /* One table per URL scheme libpq accepts. */

@@ -821,6 +821,32 @@ static ms_err sq_ctl_list(void *ctx, const char *tenant, const char *kind,
     return rc;
 }
 
+/* Adds a ctl record unless one with the same key exists (ms_store.h, version 4). */
+static ms_err sq_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                         const char *json, bool *added, ms_error *err)
+{
+    sq_store *s = ctx;
+    *added = false;
+    if (!tenant || !kind || !key || !json)
+        return ms_error_set(err, MS_ERR_INTERNAL,
+                            "ctl_add: tenant, kind, key and json are required");
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "INSERT OR IGNORE INTO ctl(tenant, kind, key, json) VALUES(?, ?, ?, ?)", err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sq_bind_text(st, 2, kind);
+        sq_bind_text(st, 3, key);
+        sq_bind_text(st, 4, json);
+        rc = sqlite3_step(st) == SQLITE_DONE ? MS_OK : sq_fail(err, db, "ctl_add");
+        *added = rc == MS_OK && sqlite3_changes(db) > 0;
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
 /* One process owns an SQLite store (it is opened by one `metasync serve`): every lease is its. */
 static ms_err sq_lease_hold(void *ctx, const char *tenant, const char *sink, bool *held,
                             uint64_t *epoch, ms_error *err)
@@ -853,5 +879,6 @@ const ms_store_ops ms_store_sqlite = {
     .types_load = sq_types_load,
     .ctl_put = sq_ctl_put,
     .ctl_list = sq_ctl_list,
+    .ctl_add = sq_ctl_add,
     .lease_hold = sq_lease_hold,
 };
