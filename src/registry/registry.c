@@ -675,8 +675,13 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
                 neu = NULL;
                 break;
             }
+            uint32_t taken = c->id;
             free(c); /* its text and schema are still norm and neu */
             if (rc != RG_OK) break;
+            ms_log_info(r->log,
+                        "registry: schema id %u was just taken by another worker; "
+                        "reading the stored schemas again",
+                        taken);
             /* The id was taken by another worker at the same moment: read theirs (next_id goes
              * past it; it may even be this very text) and try the next. */
             if (t >= RG_ALLOC_TRIES || (rc = locked_reload_schemas(r, f)) != RG_OK) {
@@ -694,6 +699,10 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
         /* Another worker registered this version number under the subject at the same moment:
          * read the subject again and start over (maybe it registered this very schema, maybe
          * the compatibility check now has a newer version to pass). */
+        ms_log_info(r->log,
+                    "registry: version %d of %s was just taken by another worker; "
+                    "reading the subject again",
+                    x.version, subject);
         if (tries >= RG_ALLOC_TRIES) {
             rc = rg_failf(f, RG_STORE_ERROR, "No free version of subject %s after %d tries",
                           subject, tries);
