@@ -295,3 +295,26 @@ def test_registry_registrations_at_once_on_three_workers(make_server):
             r = requests.get(f"{w.url}/registry/subjects/{subject}/versions/latest",
                              timeout=T(10))
             assert r.status_code == 200 and r.json()["id"] == sid, (subject, r.text)
+
+
+def test_sse_stream_on_one_worker_gets_a_commit_on_another(make_server):
+    """Worker B's SSE stream sends a change committed through worker A as soon as A commits, not
+    at its next 15 s keep-alive round."""
+    from test_changes import SSE
+    url = pg_cluster().new_database(f"workers_sse_{os.getpid()}", migrate_with=BIN)[1]
+    a, b = make_server("--store.url", url), make_server("--store.url", url)
+    a.ingest_ok([{"op": "upsert", "type": "connection", "qualified_name": "s/first"}])
+    seq = b.last_seq()
+    got = {}
+    with requests.get(b.url + "/api/v1/changes/stream", params={"after": seq}, stream=True,
+                      timeout=(T(5), T(60))) as r:
+        assert r.status_code == 200
+        sse = SSE(r)
+        t = threading.Thread(target=lambda: got.update(sse.next_event()))
+        t.start()
+        ans = a.ingest_ok([{"id": "s-1", "op": "upsert", "type": "connection",
+                            "qualified_name": "s/second"}])
+        t.join(min(T(10), 12))  # shorter than the stream's keep-alive round (15 s)
+        assert not t.is_alive(), "B's stream was not woken by A's commit"
+    assert got["id"] == str(ans["last_seq"]) == str(seq + 1)
+    assert json.loads(got["data"])["qualified_name"] == "s/second"
