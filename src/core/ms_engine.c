@@ -15,8 +15,8 @@
 
 /* One submitted batch waiting for its events to be committed. Lives on the submitter's stack. */
 typedef struct submission {
-    size_t pending; /* events not yet committed or refused */
-    ms_err failure; /* MS_OK, or the store error that failed one of its commits */
+    size_t pending;   /* events not yet committed or refused */
+    ms_err failure;   /* MS_OK, or the store error that failed one of its commits */
     char detail[200];
 } submission;
 
@@ -152,8 +152,7 @@ static void lane_push(lane *l, job j)
     if (l->count == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 1024;
         job *n = ms_xmalloc(ncap * sizeof *n);
-        for (size_t i = 0; i < l->count; i++)
-            n[i] = l->ring[(l->head + i) % l->cap];
+        for (size_t i = 0; i < l->count; i++) n[i] = l->ring[(l->head + i) % l->cap];
         free(l->ring);
         l->ring = n;
         l->cap = ncap;
@@ -271,15 +270,9 @@ static void publish(ms_engine *e, job *jobs, size_t n, ms_event **evs, ms_err rc
                 wrote = true;
                 break;
             }
-            case MS_APPLY_UNCHANGED:
-                atomic_fetch_add(&m->events_unchanged, 1);
-                break;
-            case MS_APPLY_DUPLICATE:
-                atomic_fetch_add(&m->events_duplicate, 1);
-                break;
-            case MS_APPLY_REJECTED:
-                atomic_fetch_add(&m->events_rejected[j->res->code], 1);
-                break;
+            case MS_APPLY_UNCHANGED: atomic_fetch_add(&m->events_unchanged, 1); break;
+            case MS_APPLY_DUPLICATE: atomic_fetch_add(&m->events_duplicate, 1); break;
+            case MS_APPLY_REJECTED: atomic_fetch_add(&m->events_rejected[j->res->code], 1); break;
             }
         }
         ms_hist_observe(&m->ingest_lag[evs[i]->lane], (double)(t_done - j->enq_ns) / 1e9);
@@ -303,8 +296,7 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&e->mu);
     for (;;) {
         lane *fast = &e->lanes[MS_LANE_FAST], *bulk = &e->lanes[MS_LANE_BULK];
-        while (!fast->count && !bulk->count && !e->stopping)
-            pthread_cond_wait(&e->work, &e->mu);
+        while (!fast->count && !bulk->count && !e->stopping) pthread_cond_wait(&e->work, &e->mu);
         if (!fast->count && !bulk->count) break; /* stopping and drained */
         size_t n = 0;
         while (fast->count && n < max)
@@ -317,8 +309,7 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&e->room);
         pthread_mutex_unlock(&e->mu);
 
-        for (size_t i = 0; i < n; i++)
-            evs[i] = jobs[i].ev;
+        for (size_t i = 0; i < n; i++) evs[i] = jobs[i].ev;
         memset(res, 0, n * sizeof *res);
         char now[40];
         ms_time_rfc3339(now, sizeof now);
@@ -333,14 +324,12 @@ static void *writer_main(void *arg)
         atomic_fetch_add(&e->a.metrics->commits, 1);
         ms_hist_observe(&e->a.metrics->commit_seconds, (double)(t1 - t0) / 1e9);
         e->ns_per_event = 0.8 * e->ns_per_event + 0.2 * ((double)(t1 - t0) / (double)n);
-        for (size_t i = 0; i < n; i++)
-            *jobs[i].res = res[i];
+        for (size_t i = 0; i < n; i++) *jobs[i].res = res[i];
 
         pthread_mutex_lock(&e->mu);
         publish(e, jobs, n, evs, rc, &err, t1);
         pthread_mutex_unlock(&e->mu);
-        for (size_t i = 0; i < n; i++)
-            ms_event_free(evs[i]);
+        for (size_t i = 0; i < n; i++) ms_event_free(evs[i]);
         pthread_mutex_lock(&e->mu);
     }
     e->stopped = true;
@@ -454,7 +443,8 @@ static void route_pinned(ms_engine *e, ms_event **evs, const uint64_t *keys, con
     }
 }
 
-ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res, ms_error *err)
+ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res,
+                        ms_error *err)
 {
     atomic_fetch_add(&e->a.metrics->events_received, n);
     ms_hist_observe(&e->a.metrics->batch_size, (double)n);
@@ -519,8 +509,7 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
     }
     free(keys);
     pthread_cond_signal(&e->work);
-    while (sub.pending)
-        pthread_cond_wait(&e->done, &e->mu);
+    while (sub.pending) pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
     if (sub.failure != MS_OK) return ms_error_set(err, sub.failure, "%s", sub.detail);
     return MS_OK;

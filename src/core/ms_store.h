@@ -55,11 +55,7 @@ typedef struct ms_asset_query {
     const char *cursor; /* from a previous page's next_cursor, or NULL */
 } ms_asset_query;
 
-typedef enum {
-    MS_LINEAGE_UPSTREAM = 1,
-    MS_LINEAGE_DOWNSTREAM = 2,
-    MS_LINEAGE_BOTH = 3
-} ms_lineage_dir;
+typedef enum { MS_LINEAGE_UPSTREAM = 1, MS_LINEAGE_DOWNSTREAM = 2, MS_LINEAGE_BOTH = 3 } ms_lineage_dir;
 
 typedef struct ms_store_stats {
     uint64_t orphans; /* not deleted, parent missing (O(1) once the writer has seen the tenant) */
@@ -104,18 +100,19 @@ typedef struct ms_store_ops {
                          ms_error *err);
     /* Appends {"root":qn,"direction":…,"depth":N,"nodes":[…],"edges":[…]} to out. Nodes carry
      * qualified_name, type, name and their distance; cycles are cut. */
-    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir, int depth,
-                      ms_buf *out, ms_error *err);
+    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir,
+                      int depth, ms_buf *out, ms_error *err);
     /* Calls cb with every change record of one asset, oldest first. */
     ms_err (*history)(void *ctx, const char *tenant, const char *qn, ms_change_cb cb, void *ud,
                       ms_error *err);
     /* Calls cb with change records of tenant with seq > after, up to limit, in seq order. */
-    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit, ms_change_cb cb,
-                      void *ud, ms_error *err);
+    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit,
+                      ms_change_cb cb, void *ud, ms_error *err);
     /* The last seq written for tenant (0 if none). */
     ms_err (*last_seq)(void *ctx, const char *tenant, uint64_t *seq, ms_error *err);
     /* Calls cb with every tenant that has an asset or a change (for sinks and metrics). */
-    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud, ms_error *err);
+    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud,
+                      ms_error *err);
     ms_err (*stats)(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err);
     /* Copies the stored type of an asset into buf (""/MS_ERR_NOT_FOUND when absent). */
     ms_err (*asset_type)(void *ctx, const char *tenant, const char *qn, char *buf, size_t len,

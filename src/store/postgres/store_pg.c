@@ -639,6 +639,10 @@ static ms_err lease_reconnect(pg_store *s, ms_error *err)
     ms_err rc =
         PQresultStatus(r) == PGRES_TUPLES_OK ? MS_OK : pg_fail(err, s->lease, r, "worker lock");
     PQclear(r);
+    if (rc != MS_OK) { /* not counted as live without it: connect again at the next ask */
+        PQfinish(s->lease);
+        s->lease = NULL;
+    }
     return rc;
 }
 
