@@ -141,6 +141,9 @@ static const cfg_row cfg_rows[] = {
         "Serve the embedded Confluent-compatible schema registry under /registry"),
     ROW(CT_STRING, "registry.url", "", registry_url,
         "URL of an external schema registry to use instead of the embedded one"),
+    ROW(CT_STRING, "secrets.key_file", "", secrets_key_file,
+        "File holding the 256-bit key (64 hex digits, `openssl rand -hex 32`) that encrypts "
+        "connection credentials at rest (AES-256-GCM); empty stores them unencrypted"),
 };
 
 #define CFG_NROWS      (sizeof cfg_rows / sizeof cfg_rows[0])
@@ -202,8 +205,10 @@ static ms_err set_prop(ms_config *c, const cfg_row *row, const char *sub, size_t
 {
     char **field = (char **)((char *)c + row->off);
     if (strchr(value, '\n') || memchr(sub, '=', sublen) || memchr(sub, '\n', sublen))
-        return ms_error_set(err, MS_ERR_CONFIG, "%s.%.*s: a property name or value cannot hold "
-                            "'=' (in the name) or a line break", row->key, (int)sublen, sub);
+        return ms_error_set(err, MS_ERR_CONFIG,
+                            "%s.%.*s: a property name or value cannot hold "
+                            "'=' (in the name) or a line break",
+                            row->key, (int)sublen, sub);
     ms_buf out = MS_BUF_INIT;
     for (const char *p = *field ? *field : ""; *p;) {
         const char *nl = strchr(p, '\n');

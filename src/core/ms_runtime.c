@@ -1,6 +1,7 @@
 /* ms_runtime.c — opening and closing one MetaSync in the right order (see ms_runtime.h). */
 #include "ms_runtime.h"
 
+#include "ms_control.h"
 #include "ms_registry.h"
 
 #include <stdlib.h>
@@ -11,8 +12,7 @@ static int load_type(void *ud, const char *tenant, const char *json)
     ms_runtime *rt = ud;
     ms_error err;
     if (ms_types_register(rt->types, tenant, json, strlen(json), NULL, NULL, &err) != MS_OK)
-        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant,
-                    err.detail);
+        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant, err.detail);
     return 0;
 }
 
@@ -88,6 +88,10 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
     ms_store_open_args oa = {cfg, &rt->log, cfg->store_url, rt->types};
     ms_err rc = rt->store->open(&oa, &rt->store_ctx, err);
     if (rc == MS_OK) rc = rt->store->types_load(rt->store_ctx, load_type, rt, err);
+    if (rc == MS_OK && rt->store->version >= 2 && rt->store->ctl_list) {
+        ms_control_args ca = {cfg, &rt->log, rt->store, rt->store_ctx};
+        rc = ms_control_open(&ca, &rt->control, err);
+    }
     if (rc == MS_OK) {
         ms_engine_args ea = {.cfg = cfg,
                              .log = &rt->log,
@@ -140,13 +144,16 @@ void ms_runtime_close(ms_runtime *rt)
      * threads), so the engine may stop; sinks may still resolve schema ids until they stop, so the
      * registry is freed after them. */
     if (rt->engine) ms_engine_stop(rt->engine); /* commits what is queued */
-    while (rt->nsinks) ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
+    while (rt->nsinks)
+        ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
     ms_registry_free(rt->registry);
     rt->registry = NULL;
     if (rt->blob && rt->blob_ctx) rt->blob->close(rt->blob_ctx);
     rt->blob_ctx = NULL;
     ms_engine_free(rt->engine);
     rt->engine = NULL;
+    ms_control_free(rt->control);
+    rt->control = NULL;
     if (rt->store && rt->store_ctx) rt->store->close(rt->store_ctx);
     rt->store_ctx = NULL;
     ms_types_free(rt->types);
@@ -176,7 +183,8 @@ void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
                       "Assets whose parent has not arrived yet, per tenant.");
     void *args[2] = {rt, out};
     rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
-    for (size_t i = 0; i < rt->nsinks; i++) ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
+    for (size_t i = 0; i < rt->nsinks; i++)
+        ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
     pthread_mutex_lock(&rt->sources_mu);
     for (size_t i = 0; i < rt->nsources; i++)
         if (rt->sources[i]->version >= 2 && rt->sources[i]->metrics && rt->source_ctx[i])

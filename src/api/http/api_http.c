@@ -12,6 +12,7 @@
  */
 #include "http_problem.h"
 
+#include "ms_control.h"
 #include "ms_event.h"
 #include "ms_json.h"
 #include "ms_registry.h"
@@ -66,8 +67,8 @@ static bool int_arg(struct MHD_Connection *c, const char *k, long long def, long
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (*end || errno == ERANGE || n < lo || n > hi) {
-        ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'",
-                     k, lo, hi, v);
+        ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'", k,
+                     lo, hi, v);
         return false;
     }
     *out = n;
@@ -103,7 +104,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
     ms_body_format fmt;
     if (!ct || !*ct) {
         const char *p = ms_buf_cstr(&r->body);
-        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+            p++;
         fmt = *p == '[' ? MS_BODY_JSON : MS_BODY_NDJSON;
     } else if (strncmp(ct, "application/x-ndjson", 20) == 0 ||
                strncmp(ct, "application/ndjson", 18) == 0 ||
@@ -113,8 +115,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
         fmt = MS_BODY_JSON;
     } else {
         char d[200];
-        snprintf(d, sizeof d, "Content-Type '%.100s' is not application/x-ndjson or application/json",
-                 ct);
+        snprintf(d, sizeof d,
+                 "Content-Type '%.100s' is not application/x-ndjson or application/json", ct);
         return ms_problem_send_code(c, path, MS_ERR_UNSUPPORTED_MEDIA, d, &rt->metrics);
     }
     const char *tenant = tenant_of(c);
@@ -135,7 +137,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
     size_t n = batch.nevents;
     ms_apply_result *res = ms_xcalloc(n + 1, sizeof *res);
     size_t *idx = ms_xmalloc((n + 1) * sizeof *idx);
-    for (size_t i = 0; i < n; i++) idx[i] = batch.events[i]->index;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = batch.events[i]->index;
     ms_err rc = n ? ms_engine_submit(rt->engine, batch.events, n, res, &err) : MS_OK;
     enum MHD_Result out;
     if (rc != MS_OK) {
@@ -146,13 +149,22 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
         size_t *order = ms_xmalloc((batch.nrejected + n + 1) * sizeof *order);
         for (size_t i = 0; i < n; i++) {
             switch (res[i].status) {
-            case MS_APPLY_APPLIED: applied++; break;
-            case MS_APPLY_UNCHANGED: unchanged++; break;
-            case MS_APPLY_DUPLICATE: dups++; break;
-            case MS_APPLY_REJECTED: order[nrej++] = idx[i]; break;
+            case MS_APPLY_APPLIED:
+                applied++;
+                break;
+            case MS_APPLY_UNCHANGED:
+                unchanged++;
+                break;
+            case MS_APPLY_DUPLICATE:
+                dups++;
+                break;
+            case MS_APPLY_REJECTED:
+                order[nrej++] = idx[i];
+                break;
             }
         }
-        for (size_t i = 0; i < batch.nrejected; i++) order[nrej++] = batch.rejected[i].index;
+        for (size_t i = 0; i < batch.nrejected; i++)
+            order[nrej++] = batch.rejected[i].index;
         qsort(order, nrej, sizeof *order, cmp_rej);
         ms_buf o = MS_BUF_INIT;
         ms_buf_printf(&o,
@@ -466,8 +478,8 @@ static enum MHD_Result types_route(api *a, struct MHD_Connection *c, const char 
         ms_error err;
         ms_error_clear(&err);
         bool created = false;
-        if (ms_runtime_register_type(rt, tenant_of(c), ms_buf_cstr(&r->body), r->body.len,
-                                     &created, &b, &err) == MS_OK)
+        if (ms_runtime_register_type(rt, tenant_of(c), ms_buf_cstr(&r->body), r->body.len, &created,
+                                     &b, &err) == MS_OK)
             out = send_buf(c, created ? MHD_HTTP_CREATED : MHD_HTTP_OK, &b);
         else
             out = ms_problem_send(c, path, &err, &rt->metrics);
@@ -480,13 +492,56 @@ static enum MHD_Result metrics_route(api *a, struct MHD_Connection *c)
 {
     ms_buf b = MS_BUF_INIT;
     ms_runtime_metrics_render(a->rt, &b);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
     ms_buf_free(&b);
     MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* ---- control plane: /api/v1/tenants, apikeys, connections, users (src/control) ----------- */
+
+/*
+ * The acting tenant of a control-plane request: the X-MetaSync-Tenant header, else `default`.
+ * This is the one place that binds a request to a tenant for the control plane; with API keys
+ * enforced (a later issue) the key's tenant (ms_control_apikey_verify) takes its place here.
+ */
+static bool control_tenant(struct MHD_Connection *c, const char **tenant)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-MetaSync-Tenant");
+    *tenant = t && *t ? t : MS_DEFAULT_TENANT;
+    return ms_tenant_name_valid(*tenant, strlen(*tenant));
+}
+
+static enum MHD_Result control_route(api *a, struct MHD_Connection *c, const char *url,
+                                     const char *method, req *r)
+{
+    ms_metrics *m = &a->rt->metrics;
+    if (!a->rt->control)
+        return ms_problem_send_code(c, url, MS_ERR_UNAVAILABLE,
+                                    "this store keeps no control-plane records", m);
+    if (r->too_large || r->over_budget)
+        return ms_problem_send_code(c, url, MS_ERR_BODY_TOO_LARGE, "the body is too large", m);
+    ms_control_request rq = {method, url + 7, NULL, ms_buf_cstr(&r->body), r->body.len};
+    if (!control_tenant(c, &rq.tenant))
+        return ms_problem_send_code(c, url, MS_ERR_BAD_PARAM,
+                                    "the X-MetaSync-Tenant header is not a valid tenant name", m);
+    ms_error err;
+    ms_error_clear(&err);
+    ms_buf out = MS_BUF_INIT;
+    unsigned status;
+    const char *allow;
+    enum MHD_Result res;
+    if (ms_control_handle(a->rt->control, &rq, &status, &out, &allow, &err) != MS_OK)
+        res = err.code == MS_ERR_METHOD ? ms_problem_send_method(c, url, allow, m)
+                                        : ms_problem_send(c, url, &err, m);
+    else if (status == MHD_HTTP_NO_CONTENT)
+        res = ms_api_json(c, status, "", 0);
+    else
+        res = send_buf(c, status, &out);
+    ms_buf_free(&out);
+    return res;
 }
 
 /* ---- /registry: the schema registry's own API (Confluent's error bodies, not problem+json) -- */
@@ -551,8 +606,8 @@ static enum MHD_Result registry_route(api *a, struct MHD_Connection *c, const ch
 /* The Allow list of read-only routes: HEAD is GET without the body (MHD drops it). */
 #define ALLOW_GET "GET, HEAD"
 
-static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
-                             const char *method, req *r)
+static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url, const char *method,
+                             req *r)
 {
     ms_metrics *m = &a->rt->metrics;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -602,12 +657,14 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
         if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
         return get_asset_route(a, c, url, url + 15);
     }
+    if (strncmp(url, "/api/v1/", 8) == 0 && ms_control_route(url + 7))
+        return control_route(a, c, url, method, r);
     return ms_problem_send_code(c, url, MS_ERR_NOT_FOUND, "no such route", m);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)version;
     api *a = cls;
@@ -666,7 +723,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     ms_log_debug(&a->rt->log, "http: %s", msg);
 }
 
@@ -681,7 +739,8 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
         memmove(host, host + 1, strlen(host));
         host[strcspn(host, "]")] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
                     *ai = NULL;
     if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 || !ai)
@@ -691,13 +750,12 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     uint16_t port = (uint16_t)atoi(colon + 1);
-    a->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, a,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    a->d =
+        MHD_start_daemon(flags, port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+                         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!a->d) {
         free(a);
@@ -705,8 +763,7 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = info ? info->port : port;
-    snprintf(rt->listen_addr, sizeof rt->listen_addr, "%s:%u",
-             host[0] ? host : "0.0.0.0", bound);
+    snprintf(rt->listen_addr, sizeof rt->listen_addr, "%s:%u", host[0] ? host : "0.0.0.0", bound);
     ms_log_info(&rt->log, "http: listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "",
                 host[0] ? host : "0.0.0.0", strchr(host, ':') ? "]" : "", bound);
     *ctx = a;
