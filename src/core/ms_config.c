@@ -205,10 +205,8 @@ static ms_err set_prop(ms_config *c, const cfg_row *row, const char *sub, size_t
 {
     char **field = (char **)((char *)c + row->off);
     if (strchr(value, '\n') || memchr(sub, '=', sublen) || memchr(sub, '\n', sublen))
-        return ms_error_set(err, MS_ERR_CONFIG,
-                            "%s.%.*s: a property name or value cannot hold "
-                            "'=' (in the name) or a line break",
-                            row->key, (int)sublen, sub);
+        return ms_error_set(err, MS_ERR_CONFIG, "%s.%.*s: a property name or value cannot hold "
+                            "'=' (in the name) or a line break", row->key, (int)sublen, sub);
     ms_buf out = MS_BUF_INIT;
     for (const char *p = *field ? *field : ""; *p;) {
         const char *nl = strchr(p, '\n');

@@ -27,42 +27,40 @@ typedef struct ms_config {
     char *server;                 /* server: URL of a running server, for client commands */
     int64_t http_max_body_bytes;  /* http.max_body_bytes */
     int64_t http_max_connections; /* http.max_connections */
-    int64_t
-        http_body_budget_bytes; /* http.body_budget_bytes: all request bodies buffered at once */
-    int64_t limits_max_event_bytes;   /* limits.max_event_bytes */
-    int64_t limits_max_depth;         /* limits.max_depth: JSON nesting */
-    int64_t lanes_fast_max_bytes;     /* lanes.fast_max_bytes: queued bytes before backpressure */
-    int64_t lanes_bulk_max_bytes;     /* lanes.bulk_max_bytes */
+    int64_t http_body_budget_bytes; /* http.body_budget_bytes: all request bodies buffered at once */
+    int64_t limits_max_event_bytes; /* limits.max_event_bytes */
+    int64_t limits_max_depth;     /* limits.max_depth: JSON nesting */
+    int64_t lanes_fast_max_bytes; /* lanes.fast_max_bytes: queued bytes before backpressure */
+    int64_t lanes_bulk_max_bytes; /* lanes.bulk_max_bytes */
     int64_t engine_max_commit_events; /* engine.max_commit_events: events per group commit */
-    int64_t
-        engine_enqueue_timeout_ms; /* engine.enqueue_timeout_ms: wait for queue room, then 503 */
-    char *store_url;               /* store.url: "sqlite" (data_dir/metasync.db) or sqlite:PATH */
-    char *store_synchronous;       /* store.synchronous: full|normal */
-    int64_t store_cache_mb;        /* store.cache_mb */
-    bool snapshots_enabled;        /* snapshots.enabled */
-    char *snapshots_url;           /* snapshots.url: "" = file://<data_dir>/snapshots */
-    int64_t snapshots_max_object_bytes;  /* snapshots.max_object_bytes */
+    int64_t engine_enqueue_timeout_ms; /* engine.enqueue_timeout_ms: wait for queue room, then 503 */
+    char *store_url;              /* store.url: "sqlite" (data_dir/metasync.db) or sqlite:PATH */
+    char *store_synchronous;      /* store.synchronous: full|normal */
+    int64_t store_cache_mb;       /* store.cache_mb */
+    bool snapshots_enabled;       /* snapshots.enabled */
+    char *snapshots_url;          /* snapshots.url: "" = file://<data_dir>/snapshots */
+    int64_t snapshots_max_object_bytes; /* snapshots.max_object_bytes */
     int64_t snapshots_max_object_age_ms; /* snapshots.max_object_age_ms */
-    char *s3_endpoint;                   /* s3.endpoint: "" = https://s3.<region>.amazonaws.com */
-    char *s3_region;                     /* s3.region: SigV4 region */
-    bool s3_path_style;                  /* s3.path_style: bucket in the path, not the host */
-    int64_t s3_timeout_ms;               /* s3.timeout_ms: one S3 request */
-    int64_t s3_max_retries;              /* s3.max_retries: retries of one PUT */
-    int64_t changes_max_wait_seconds;    /* changes.max_wait_seconds: long-poll cap */
-    char *kafka_brokers;                 /* kafka.brokers: "" = no Kafka source or sink */
-    char *kafka_group_id;                /* kafka.group_id */
-    char *kafka_topics;                  /* kafka.topics: comma-separated fast-path topics */
-    char *kafka_bulk_topics;             /* kafka.bulk_topics: comma-separated bulk topics */
-    char *kafka_changes_topic;           /* kafka.changes_topic: "" = no Kafka changes sink */
+    char *s3_endpoint;            /* s3.endpoint: "" = https://s3.<region>.amazonaws.com */
+    char *s3_region;              /* s3.region: SigV4 region */
+    bool s3_path_style;           /* s3.path_style: bucket in the path, not the host */
+    int64_t s3_timeout_ms;        /* s3.timeout_ms: one S3 request */
+    int64_t s3_max_retries;       /* s3.max_retries: retries of one PUT */
+    int64_t changes_max_wait_seconds; /* changes.max_wait_seconds: long-poll cap */
+    char *kafka_brokers;          /* kafka.brokers: "" = no Kafka source or sink */
+    char *kafka_group_id;         /* kafka.group_id */
+    char *kafka_topics;           /* kafka.topics: comma-separated fast-path topics */
+    char *kafka_bulk_topics;      /* kafka.bulk_topics: comma-separated bulk topics */
+    char *kafka_changes_topic;    /* kafka.changes_topic: "" = no Kafka changes sink */
     bool kafka_changes_topic_per_tenant; /* kafka.changes_topic_per_tenant */
-    char *kafka_changes_format;          /* kafka.changes_format: json|avro */
-    char *kafka_dlq_topic;               /* kafka.dlq_topic */
-    int64_t kafka_batch_max_messages;    /* kafka.batch_max_messages */
-    int64_t kafka_max_buffered_bytes;    /* kafka.max_buffered_bytes: pause partitions beyond */
-    char *kafka_properties; /* kafka.properties.NAME: "name=value\n" lines for librdkafka */
-    bool registry_enabled;  /* registry.enabled: embedded registry under /registry */
-    char *registry_url;     /* registry.url: external registry ("" = embedded) */
-    char *secrets_key_file; /* secrets.key_file: AES-256 key for connection credentials */
+    char *kafka_changes_format;   /* kafka.changes_format: json|avro */
+    char *kafka_dlq_topic;        /* kafka.dlq_topic */
+    int64_t kafka_batch_max_messages; /* kafka.batch_max_messages */
+    int64_t kafka_max_buffered_bytes; /* kafka.max_buffered_bytes: pause partitions beyond */
+    char *kafka_properties;       /* kafka.properties.NAME: "name=value\n" lines for librdkafka */
+    bool registry_enabled;        /* registry.enabled: embedded registry under /registry */
+    char *registry_url;           /* registry.url: external registry ("" = embedded) */
+    char *secrets_key_file;       /* secrets.key_file: AES-256 key for connection credentials */
 } ms_config;
 
 /* Fills c with the built-in defaults (strings are heap copies). */
