@@ -312,6 +312,17 @@ static ms_err check_value(const field *f, struct json_object *v, ms_error *err)
     return MS_OK;
 }
 
+/* True when k could be a field name (snake_case, at most 40 bytes): only such names are quoted
+ * in an error, since anything else may be a value (a password) pasted in the wrong place. */
+static bool field_like(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > 40 || !islower((unsigned char)k[0])) return false;
+    for (const char *p = k; *p; p++)
+        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_') return false;
+    return true;
+}
+
 /*
  * Checks body against fields: every member known and well typed; on create every required field
  * present; on update (key != NULL) a key field, if given, equal to key. Never quotes a value.
@@ -324,9 +335,20 @@ static ms_err check_body(struct json_object *body, const field *fields, const ch
         const field *f = fields;
         while (f->name && strcmp(f->name, k) != 0)
             f++;
-        if (!f->name)
-            return ms_error_set(err, MS_ERR_UNKNOWN_FIELD, "unknown field '%.64s'%s", k,
-                                strlen(k) > 64 ? "…" : "");
+        if (!f->name) {
+            char known[200];
+            size_t n = 0;
+            known[0] = '\0';
+            for (const field *g = fields; g->name && n < sizeof known; g++)
+                n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", g->name);
+            if (field_like(k))
+                return ms_error_set(err, MS_ERR_UNKNOWN_FIELD, "unknown field '%s' (known: %s)", k,
+                                    known);
+            return ms_error_set(err, MS_ERR_UNKNOWN_FIELD,
+                                "unknown field (its name is not shown: it does not look like a "
+                                "field name and may be a misplaced value; known: %s)",
+                                known);
+        }
         ms_err rc = check_value(f, v, err);
         if (rc != MS_OK) return rc;
         if (key && f->fixed && strcmp(json_object_get_string(v), key) != 0)
