@@ -333,3 +333,60 @@ def test_sealed_survives_restart(sealed_server):
     sealed_server.restart()
     c = ok(call(sealed_server, "GET", "/connections/pg"))
     assert c["credentials"] == "set" and c["credentials_encrypted"] is True
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+
+def test_cli(server, tmp_path):
+    s = ["--server", server.url]
+    pw = "pw-" + secrets.token_hex(12)
+    cred = tmp_path / "cred.json"
+    cred.write_text(json.dumps({"username": "etl", "password": pw}))
+    r = run_cli("connection", "create", "pg", "--adapter", "postgres", "--host", "db", "--port",
+                "5432", "--options", '{"sslmode":"require"}', "--credentials-file", cred,
+                "--tenant", "acme", *s)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    assert c["credentials"] == "set" and c["port"] == 5432 and pw not in r.stdout
+    # from stdin
+    r = run_cli("connection", "update", "pg", "--port=6432", "--credentials-file", "-",
+                "--tenant", "acme", *s, input=json.dumps({"password": pw}))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["port"] == 6432
+    r = run_cli("connection", "list", "--tenant", "acme", *s)
+    assert [i["name"] for i in json.loads(r.stdout)["items"]] == ["pg"]
+    r = run_cli("connection", "create", "x", "--adapter", "db2", *s)
+    assert r.returncode == 1 and "adapter must be one of" in r.stderr
+    r = run_cli("connection", "get", "nope", *s)
+    assert r.returncode == 1 and "not_found" in r.stderr
+    r = run_cli("connection", "create", "y", "--adapter", "mysql", "--credentials-file",
+                tmp_path / "missing", *s)
+    assert r.returncode == 2
+    r = run_cli("connection", "delete", "pg", "--tenant", "acme", *s)
+    assert r.returncode == 0 and r.stdout == ""
+
+    r = run_cli("apikey", "create", "ci", "--scopes", "read,write", *s)
+    assert r.returncode == 0, r.stderr
+    key = json.loads(r.stdout)
+    assert key["key"].startswith("msk_") and key["scopes"] == ["read", "write"]
+    r = run_cli("apikey", "revoke", key["id"], *s)
+    assert r.returncode == 0 and json.loads(r.stdout)["revoked"] is True
+
+    r = run_cli("user", "create", "Ada@Example.com", "--role", "admin", "--display-name", "Ada",
+                *s)
+    assert r.returncode == 0 and json.loads(r.stdout)["email"] == "ada@example.com"
+    r = run_cli("user", "update", "ada@example.com", "--disable", *s)
+    assert json.loads(r.stdout)["disabled"] is True
+    r = run_cli("tenant", "create", "globex", "--display-name", "Globex", *s)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("tenant", "disable", "globex", *s)
+    assert json.loads(r.stdout)["disabled"] is True
+    r = run_cli("tenant", "list", *s)
+    assert [t["name"] for t in json.loads(r.stdout)["items"]] == ["acme", "default", "globex"]
+
+    for cmd in ("tenant", "apikey", "connection", "user"):
+        r = run_cli(cmd, "--help")
+        assert r.returncode == 0 and "--tenant" in r.stdout
+        assert run_cli(cmd, "frob", *s).returncode == 2
+    assert "never taken from the command line" in run_cli("connection", "--help").stdout
