@@ -430,6 +430,21 @@ static void send_json(struct json_object *o, ms_buf *out)
                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+/* Appends o as JSON to out and releases it. */
+static void send_owned(struct json_object *o, ms_buf *out)
+{
+    send_json(o, out);
+    json_object_put(o);
+}
+
+/* Appends {"items":items} to out and releases items. */
+static void send_items(struct json_object *items, ms_buf *out)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "items", items);
+    send_owned(o, out);
+}
+
 /* A new object holding the named members of rec (absent ones as null). */
 static struct json_object *view_of(struct json_object *rec, const char *const *names)
 {
@@ -475,10 +490,7 @@ static ms_err list_route(ms_control *c, const char *tenant, const char *kind,
         struct json_object *r = json_object_array_get_idx(arr, i);
         json_object_array_add(items, pub ? pub(r) : view_of(r, names));
     }
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "items", items);
-    send_json(o, out);
-    json_object_put(o);
+    send_items(items, out);
     json_object_put(arr);
     return MS_OK;
 }
@@ -596,10 +608,7 @@ static ms_err tenants_list(ms_control *c, ms_buf *out, ms_error *err)
             }
             json_object_array_add(items, v ? v : implicit_tenant(s.v[i]));
         }
-        struct json_object *o = json_object_new_object();
-        json_object_object_add(o, "items", items);
-        send_json(o, out);
-        json_object_put(o);
+        send_items(items, out);
     }
     name_set_free(&s);
     json_object_put(a.arr);
@@ -638,9 +647,7 @@ static ms_err tenant_write(ms_control *c, const char *method, const char *name,
     json_object_object_add(rec, "updated_at", json_object_new_string(ts));
     rc = rec_put(c, name, KIND_TENANT, "", rec, err);
     if (rc == MS_OK) {
-        struct json_object *v = tenant_public(rec);
-        send_json(v, out);
-        json_object_put(v);
+        send_owned(tenant_public(rec), out);
     }
     json_object_put(rec);
     return rc;
@@ -795,9 +802,7 @@ static ms_err apikeys_route(ms_control *c, const ms_control_request *rq, const c
         rc = rec_put(c, rq->tenant, KIND_APIKEY, id, rec, err);
     }
     if (rc == MS_OK) {
-        struct json_object *v = view_of(rec, apikey_view);
-        send_json(v, out);
-        json_object_put(v);
+        send_owned(view_of(rec, apikey_view), out);
     }
     json_object_put(rec);
     return rc;
@@ -915,9 +920,7 @@ static ms_err connection_write(ms_control *c, const ms_control_request *rq, cons
     if (rc == MS_OK) rc = rec_put(c, rq->tenant, KIND_CONNECTION, name, rec, err);
     pthread_mutex_unlock(&c->mu);
     if (rc == MS_OK) {
-        struct json_object *v = connection_public(rec);
-        send_json(v, out);
-        json_object_put(v);
+        send_owned(connection_public(rec), out);
         *status = post ? 201 : 200;
     }
     json_object_put(rec);
@@ -938,9 +941,7 @@ static ms_err one_route(ms_control *c, const ms_control_request *rq, const char 
         rc = rec_put(c, rq->tenant, kind, key, NULL, err);
         *status = 204;
     } else {
-        struct json_object *v = pub ? pub(rec) : view_of(rec, names);
-        send_json(v, out);
-        json_object_put(v);
+        send_owned(pub ? pub(rec) : view_of(rec, names), out);
     }
     json_object_put(rec);
     return rc;
@@ -1028,9 +1029,7 @@ static ms_err user_write(ms_control *c, const ms_control_request *rq, const char
     }
     pthread_mutex_unlock(&c->mu);
     if (rc == MS_OK) {
-        struct json_object *v = view_of(rec, user_view);
-        send_json(v, out);
-        json_object_put(v);
+        send_owned(view_of(rec, user_view), out);
         *status = post ? 201 : 200;
     }
     json_object_put(rec);
