@@ -1,7 +1,7 @@
 /*
  * control_crypto.c — the control plane's cryptography on libcrypto (OpenSSL): random bytes,
  * the salted SHA-256 of API-key secrets with a constant-time comparison, and AES-256-GCM sealing
- * of connection credentials. docs/decisions.md (entry 30) says why these primitives.
+ * of connection credentials. docs/decisions.md (entry 17) says why these primitives.
  *
  * Thread rules: stateless; every function is thread-safe. Buffers holding secrets are wiped
  * (OPENSSL_cleanse) before they are freed.

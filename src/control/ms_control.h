@@ -2,7 +2,7 @@
  * ms_control.h — control-plane data: tenants, API keys (hashed), connections to sources with
  * write-only credentials (encrypted at rest with AES-256-GCM when a secrets key is configured),
  * and users. docs/model.md ("Control-plane records") has the stored shapes, docs/api.md the
- * routes, docs/decisions.md (entry 30) why they live in the store's ctl records.
+ * routes, docs/decisions.md (entry 17) why they live in the store's ctl records.
  *
  * Everything is kept through the store's control-plane records (ms_store_ops.ctl_put/ctl_list),
  * so it lives in the same database as the data (SQLite embedded, PostgreSQL with its row-level
