@@ -9,6 +9,8 @@
  */
 #include "cli_http.h"
 #include "ms_cli.h"
+#include "ms_control.h"
+#include "ms_plugins.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -116,6 +118,8 @@ static void usage(const entity_def *e, FILE *out)
     fputs(
         "\nOptions of every verb:\n"
         "  --tenant NAME  act in this tenant (header X-MetaSync-Tenant; default: default)\n"
+        "  --direct       write to the store (store.url, data_dir) instead of a server: for\n"
+        "                 the first admin API key when auth.required is on\n"
         "  -h, --help     show this help\n"
         "\n"
         "Exit codes: 0 done; 1 refused by the server (not found, invalid; detail on stderr);\n"
@@ -266,6 +270,52 @@ static int perform(const entity_def *e, const ms_config *cfg, const char *method
     return out;
 }
 
+/*
+ * Runs the request on the store itself (store.url, data_dir) instead of a server: how the first
+ * admin API key is made when auth.required is on. Same checks and answers as over HTTP.
+ */
+static int perform_direct(const entity_def *e, const ms_config *cfg, const char *method,
+                          const char *path, const char *tenant, const char *body)
+{
+    const ms_store_ops *ops = ms_plugins_store(cfg->store_url);
+    if (!ops || !ops->ctl_list || ops->version < 2) {
+        fprintf(stderr, "metasync %s: store.url: no store with control-plane records for '%s'\n",
+                e->cmd, cfg->store_url);
+        return MS_EXIT_USAGE;
+    }
+    ms_log log = {MS_LOG_ERROR, stderr};
+    ms_store_open_args oa = {cfg, &log, cfg->store_url, NULL};
+    ms_error err;
+    ms_error_clear(&err);
+    void *ctx = NULL;
+    ms_control *c = NULL;
+    ms_control_args ca = {cfg, NULL, ops, NULL};
+    int rc = MS_EXIT_OK;
+    if (ops->open(&oa, &ctx, &err) != MS_OK ||
+        (ca.store_ctx = ctx, ms_control_open(&ca, &c, &err)) != MS_OK) {
+        fprintf(stderr, "metasync %s: %s\n", e->cmd, err.detail);
+        rc = err.code == MS_ERR_CONFIG ? MS_EXIT_USAGE : MS_EXIT_INTERNAL;
+    }
+    if (rc == MS_EXIT_OK) {
+        ms_control_request rq = {method, path, tenant ? tenant : "default", body ? body : "",
+                                 body ? strlen(body) : 0};
+        unsigned status;
+        const char *allow;
+        ms_buf out = MS_BUF_INIT;
+        if (ms_control_handle(c, &rq, &status, &out, &allow, &err) == MS_OK) {
+            ms_http_resp r = {.status = (long)status, .body = out};
+            print_answer(&r);
+        } else {
+            fprintf(stderr, "metasync %s: %s: %s\n", e->cmd, ms_err_code(err.code), err.detail);
+            rc = ms_err_is_retriable(err.code) ? MS_EXIT_INTERNAL : MS_EXIT_REFUSED;
+        }
+        ms_buf_free(&out);
+    }
+    ms_control_free(c);
+    if (ctx) ops->close(ctx);
+    return rc;
+}
+
 /* Parses the verb, its positional and options from rest[], then runs the request. */
 static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **rest)
 {
@@ -282,6 +332,7 @@ static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **r
     }
     bool list = strcmp(v->name, "list") == 0;
     const char *pos = NULL, *tenant = NULL;
+    bool direct = false;
     struct json_object *body = json_object_new_object();
     int rc = MS_EXIT_OK;
     for (int i = 1; i < n && rc == MS_EXIT_OK;) { /* ms_cli_opt moves i past what it took */
@@ -289,6 +340,11 @@ static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **r
         int m = ms_cli_opt(e->cmd, n, rest, &i, "--tenant", &val);
         if (m == 1) {
             tenant = val;
+            continue;
+        }
+        if (strcmp(rest[i], "--direct") == 0) {
+            direct = true;
+            i++;
             continue;
         }
         if (m < 0) {
@@ -337,7 +393,14 @@ static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **r
         }
         const char *text =
             v->body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL;
-        rc = perform(e, cfg, v->method, ms_buf_cstr(&path), tenant, text);
+        if (direct) {
+            char raw[600]; /* the path below /api/v1, not percent-encoded */
+            snprintf(raw, sizeof raw, "%s%s%s", e->path + 7, v->with_id ? "/" : "",
+                     v->with_id ? pos : "");
+            rc = perform_direct(e, cfg, v->method, raw, tenant, text);
+        } else {
+            rc = perform(e, cfg, v->method, ms_buf_cstr(&path), tenant, text);
+        }
         ms_buf_free(&path);
     }
     json_object_put(body);

@@ -40,6 +40,7 @@
     X(MS_ERR_NOT_FOUND, "not_found", 404, false, "no such resource")                              \
     X(MS_ERR_ALREADY_EXISTS, "already_exists", 409, false, "a resource with that name exists")     \
     X(MS_ERR_UNAUTHORIZED, "unauthorized", 401, false, "a valid API key is required")              \
+    X(MS_ERR_FORBIDDEN, "forbidden", 403, false, "the API key does not allow this")                \
     X(MS_ERR_VERSION_CONFLICT, "version_conflict", 409, false,                                    \
       "if_version does not match the current version")                                            \
     X(MS_ERR_TYPE_CONFLICT, "type_conflict", 409, false,                                          \

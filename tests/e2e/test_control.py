@@ -390,3 +390,85 @@ def test_cli(server, tmp_path):
         assert r.returncode == 0 and "--tenant" in r.stdout
         assert run_cli(cmd, "frob", *s).returncode == 2
     assert "never taken from the command line" in run_cli("connection", "--help").stdout
+
+
+# ---- auth.required --------------------------------------------------------------------------
+
+
+def test_auth_required(make_server):
+    server = make_server("--auth.required=true")
+    store = [a for i, a in enumerate(server.extra_args)
+             if a == "--store.url" or (i and server.extra_args[i - 1] == "--store.url")]
+    # the first admin key is made on the store itself
+    r = run_cli("apikey", "create", "root", "--scopes", "admin", "--direct", "--data-dir",
+                server.data_dir, *store)
+    assert r.returncode == 0, r.stderr
+    root = json.loads(r.stdout)["key"]
+
+    def req(method, path, key=None, body=None, tenant=None, raw=None):
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        if tenant:
+            headers["X-MetaSync-Tenant"] = tenant
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        return requests.request(method, server.url + path, data=data, headers=headers,
+                                timeout=30)
+
+    r = req("GET", "/api/v1/assets")
+    problem(r, 401, "unauthorized", "Authorization: Bearer")
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    problem(req("GET", "/api/v1/assets", key="msk_nope"), 401, "unauthorized")
+    bad = root[:-1] + ("0" if root[-1] != "0" else "1")
+    problem(req("GET", "/api/v1/connections", key=bad), 401, "unauthorized")
+    assert requests.get(server.url + "/healthz", timeout=10).status_code == 200  # not /api/v1
+
+    # the operator (admin key of `default`) makes keys for tenant acme
+    def make_key(name, scopes):
+        return ok(req("POST", "/api/v1/apikeys", root, {"name": name, "scopes": scopes},
+                      tenant="acme"), 201)
+
+    w = make_key("writer", ["read", "write"])
+    ro = make_key("reader", ["read"])
+    adm = make_key("admin", ["admin"])
+    assert w["tenant"] == "acme"
+
+    # the key's tenant is the request's tenant
+    ev = "\n".join(json.dumps(e) for e in [
+        {"op": "upsert", "type": "database", "qualified_name": "acme/db"}]) + "\n"
+    r = requests.post(server.url + "/api/v1/events", data=ev,
+                      headers={"Authorization": "Bearer " + w["key"],
+                               "Content-Type": "application/x-ndjson"}, timeout=30)
+    assert r.status_code == 200 and r.json()["rejected"] == [], r.text
+    assert [a["qualified_name"] for a in ok(req("GET", "/api/v1/assets", ro["key"]))["items"]] \
+        == ["acme/db"]
+    assert ok(req("GET", "/api/v1/assets", root))["items"] == []  # default sees nothing of acme
+    assert ok(req("GET", "/api/v1/changes", ro["key"]))["items"]
+
+    # scopes
+    problem(req("POST", "/api/v1/events", ro["key"], raw=ev), 403, "forbidden", "write")
+    problem(req("GET", "/api/v1/connections", w["key"]), 403, "forbidden", "admin")
+    ok(req("POST", "/api/v1/connections", adm["key"], {"name": "pg", "adapter": "postgres"}), 201)
+    assert [c["name"] for c in ok(req("GET", "/api/v1/connections", adm["key"]))["items"]] == ["pg"]
+    assert ok(req("GET", "/api/v1/connections", root))["items"] == []
+    assert [c["name"] for c in ok(req("GET", "/api/v1/connections", root,
+                                      tenant="acme"))["items"]] == ["pg"]
+    # a tenant's admin stays in its tenant and cannot manage tenants
+    problem(req("GET", "/api/v1/connections", adm["key"], tenant="default"), 403, "forbidden")
+    problem(req("GET", "/api/v1/tenants", adm["key"]), 403, "forbidden", "default tenant")
+    ok(req("GET", "/api/v1/tenants", root))
+
+    used = ok(req("GET", f"/api/v1/apikeys/{w['id']}", root, tenant="acme"))
+    assert used["last_used_at"]
+
+    # revoked and disabled keys stop working
+    ok(req("DELETE", f"/api/v1/apikeys/{w['id']}", adm["key"]))
+    problem(req("GET", "/api/v1/assets", w["key"]), 401, "unauthorized")
+    ok(req("DELETE", "/api/v1/tenants/acme", root))
+    problem(req("GET", "/api/v1/assets", ro["key"]), 401, "unauthorized")
+    ok(req("PUT", "/api/v1/tenants/acme", root, {"disabled": False}))
+    ok(req("GET", "/api/v1/assets", ro["key"]))
+    server.stop()
+    log = "".join(server.logs)
+    for k in (root, w["key"], ro["key"], adm["key"]):
+        assert k[21:] not in log

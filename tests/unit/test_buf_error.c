@@ -256,6 +256,7 @@ static const struct {
     {MS_ERR_NOT_FOUND, "not_found", 404, false},
     {MS_ERR_ALREADY_EXISTS, "already_exists", 409, false},
     {MS_ERR_UNAUTHORIZED, "unauthorized", 401, false},
+    {MS_ERR_FORBIDDEN, "forbidden", 403, false},
     {MS_ERR_VERSION_CONFLICT, "version_conflict", 409, false},
     {MS_ERR_TYPE_CONFLICT, "type_conflict", 409, false},
     {MS_ERR_DELETED, "asset_deleted", 409, false},
