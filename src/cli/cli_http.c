@@ -242,7 +242,8 @@ void ms_http_xfer_prepare(ms_http_xfer *x, const ms_http_req *req)
 
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
     h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip before bodies */
-    if (req->header) h = curl_slist_append(h, req->header);
+    for (const char *const *p = req->headers; p && *p; p++)
+        h = curl_slist_append(h, *p);
     if (strcmp(req->method, "POST") == 0 || (req->body && strcmp(req->method, "PUT") == 0)) {
         char ct[160];
         snprintf(ct, sizeof ct, "Content-Type: %s",

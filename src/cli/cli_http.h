@@ -80,7 +80,8 @@ typedef struct ms_http_req {
     const char *body;         /* POST body, borrowed: must stay valid until the transfer ends */
     size_t len;               /* body length in bytes */
     long timeout_ms;          /* whole-transfer timeout; 0 = none */
-    const char *header;       /* one more request header line ("X-MetaSync-Tenant: a"), or NULL */
+    const char *const
+        *headers; /* more header lines ("X-MetaSync-Tenant: a"), NULL-ended; or NULL */
 } ms_http_req;
 
 typedef struct ms_http_xfer {

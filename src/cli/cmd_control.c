@@ -117,10 +117,12 @@ static void usage(const entity_def *e, FILE *out)
     fprintf(out, "Usage: metasync %s VERB [options]\n\nVerbs:\n%s", e->cmd, e->help);
     fputs(
         "\nOptions of every verb:\n"
-        "  --tenant NAME  act in this tenant (header X-MetaSync-Tenant; default: default)\n"
-        "  --direct       write to the store (store.url, data_dir) instead of a server: for\n"
-        "                 the first admin API key when auth.required is on\n"
-        "  -h, --help     show this help\n"
+        "  --tenant NAME        act in this tenant (header X-MetaSync-Tenant; default: default)\n"
+        "  --api-key-file FILE  send the API key in FILE (`-` = stdin) as Authorization: Bearer;\n"
+        "                       needed when the server runs with auth.required\n"
+        "  --direct             run on the store (store.url, data_dir) instead of a server:\n"
+        "                       how the first admin API key is made when auth.required is on\n"
+        "  -h, --help           show this help\n"
         "\n"
         "Exit codes: 0 done; 1 refused by the server (not found, invalid; detail on stderr);\n"
         "            2 usage or configuration error; 3 server unreachable or 5xx.\n"
@@ -225,7 +227,7 @@ static void print_answer(const ms_http_resp *r)
 
 /* Runs one request and reports; returns the exit code. */
 static int perform(const entity_def *e, const ms_config *cfg, const char *method, const char *path,
-                   const char *tenant, const char *body)
+                   const char *tenant, const char *api_key, const char *body)
 {
     ms_error err;
     ms_error_clear(&err);
@@ -235,8 +237,11 @@ static int perform(const entity_def *e, const ms_config *cfg, const char *method
     }
     ms_buf url = MS_BUF_INIT;
     ms_http_url(&url, cfg->server, path);
-    char hdr[200] = "";
-    if (tenant) snprintf(hdr, sizeof hdr, "X-MetaSync-Tenant: %s", tenant);
+    char th[200], ah[200];
+    const char *hdrs[3] = {NULL, NULL, NULL};
+    size_t nh = 0;
+    if (tenant) snprintf(th, sizeof th, "X-MetaSync-Tenant: %s", tenant), hdrs[nh++] = th;
+    if (api_key) snprintf(ah, sizeof ah, "Authorization: Bearer %s", api_key), hdrs[nh++] = ah;
     ms_http_policy pol;
     ms_http_policy_default(&pol);
     ms_http_xfer x;
@@ -247,7 +252,7 @@ static int perform(const entity_def *e, const ms_config *cfg, const char *method
                        .body = body,
                        .len = body ? strlen(body) : 0,
                        .timeout_ms = 60000,
-                       .header = tenant ? hdr : NULL};
+                       .headers = hdrs};
     /* only idempotent requests are retried on 5xx: a create is not repeated */
     if (strcmp(method, "POST") == 0) pol.max_attempts = 1;
     ms_err rc = ms_http_perform_retry(&x, &req, &pol, &err);
@@ -264,6 +269,7 @@ static int perform(const entity_def *e, const ms_config *cfg, const char *method
         fprintf(stderr, "metasync %s: server answered %ld %s: %s\n", e->cmd, st, code, detail);
         out = st >= 500 || st == 429 ? MS_EXIT_UNREACHABLE : MS_EXIT_REFUSED;
     }
+    memset(ah, 0, sizeof ah);
     ms_http_xfer_free(&x);
     ms_buf_free(&url);
     ms_http_global_cleanup();
@@ -333,6 +339,7 @@ static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **r
     bool list = strcmp(v->name, "list") == 0;
     const char *pos = NULL, *tenant = NULL;
     bool direct = false;
+    ms_buf key = MS_BUF_INIT; /* the API key (--api-key-file) */
     struct json_object *body = json_object_new_object();
     int rc = MS_EXIT_OK;
     for (int i = 1; i < n && rc == MS_EXIT_OK;) { /* ms_cli_opt moves i past what it took */
@@ -340,6 +347,12 @@ static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **r
         int m = ms_cli_opt(e->cmd, n, rest, &i, "--tenant", &val);
         if (m == 1) {
             tenant = val;
+            continue;
+        }
+        if ((m = ms_cli_opt(e->cmd, n, rest, &i, "--api-key-file", &val)) != 0) {
+            if (m < 0 || !read_all(e->cmd, val, &key)) rc = MS_EXIT_USAGE;
+            while (key.len && (unsigned char)key.data[key.len - 1] <= ' ')
+                key.data[--key.len] = 0;
             continue;
         }
         if (strcmp(rest[i], "--direct") == 0) {
@@ -399,10 +412,13 @@ static int run_entity(const entity_def *e, const ms_config *cfg, int n, char **r
                      v->with_id ? pos : "");
             rc = perform_direct(e, cfg, v->method, raw, tenant, text);
         } else {
-            rc = perform(e, cfg, v->method, ms_buf_cstr(&path), tenant, text);
+            rc = perform(e, cfg, v->method, ms_buf_cstr(&path), tenant,
+                         key.len ? ms_buf_cstr(&key) : NULL, text);
         }
         ms_buf_free(&path);
     }
+    if (key.data) memset(key.data, 0, key.len);
+    ms_buf_free(&key);
     json_object_put(body);
     return rc;
 }

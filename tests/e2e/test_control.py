@@ -468,6 +468,13 @@ def test_auth_required(make_server):
     problem(req("GET", "/api/v1/assets", ro["key"]), 401, "unauthorized")
     ok(req("PUT", "/api/v1/tenants/acme", root, {"disabled": False}))
     ok(req("GET", "/api/v1/assets", ro["key"]))
+    # the CLI sends a key from a file (never argv)
+    r = run_cli("connection", "list", "--server", server.url, "--tenant", "acme")
+    assert r.returncode == 1 and "unauthorized" in r.stderr
+    r = run_cli("connection", "list", "--server", server.url, "--api-key-file", "-",
+                input=adm["key"] + "\n")
+    assert r.returncode == 0, r.stderr
+    assert [c["name"] for c in json.loads(r.stdout)["items"]] == ["pg"]
     server.stop()
     log = "".join(server.logs)
     for k in (root, w["key"], ro["key"], adm["key"]):
