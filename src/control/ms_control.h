@@ -94,7 +94,8 @@ ms_err ms_control_handle(ms_control *c, const ms_control_request *rq, unsigned *
  * with the stored hash in constant time, refuses revoked keys and keys of disabled tenants, and
  * records last_used_at (at most once a minute). On success copies the key's tenant into
  * tenant[tenant_len] and sets *scopes (MS_CONTROL_SCOPE_*). Every refusal is MS_ERR_UNAUTHORIZED
- * with the same detail, so a caller learns nothing about which part was wrong.
+ * with the same detail, so a caller learns nothing about which part was wrong; a store failure
+ * returns the store's error. Cost: one listing of the apikey records (docs/performance.md).
  */
 ms_err ms_control_apikey_verify(ms_control *c, const char *key, char *tenant, size_t tenant_len,
                                 unsigned *scopes, ms_error *err);
