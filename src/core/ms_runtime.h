@@ -31,6 +31,7 @@ typedef struct ms_runtime {
     void *store_ctx;
     ms_engine *engine;
     struct ms_registry *registry; /* schema registry (embedded or external); NULL if disabled */
+    struct ms_control *control;   /* tenants, API keys, connections, users (src/control) */
     const ms_blob_ops *blob;
     void *blob_ctx;
     ms_sink_runner *sinks[MS_RUNTIME_MAX_PARTS];
