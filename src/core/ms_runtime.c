@@ -1,6 +1,7 @@
 /* ms_runtime.c — opening and closing one MetaSync in the right order (see ms_runtime.h). */
 #include "ms_runtime.h"
 
+#include "ms_control.h"
 #include "ms_registry.h"
 
 #include <stdlib.h>
@@ -108,6 +109,10 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
     ms_store_open_args oa = {cfg, &rt->log, cfg->store_url, rt->types};
     ms_err rc = rt->store->open(&oa, &rt->store_ctx, err);
     if (rc == MS_OK) rc = rt->store->types_load(rt->store_ctx, load_type, rt, err);
+    if (rc == MS_OK && rt->store->version >= 2 && rt->store->ctl_list) {
+        ms_control_args ca = {cfg, &rt->log, rt->store, rt->store_ctx};
+        rc = ms_control_open(&ca, &rt->control, err);
+    }
     if (rc == MS_OK) {
         ms_engine_args ea = {.cfg = cfg,
                              .log = &rt->log,
@@ -170,6 +175,8 @@ void ms_runtime_close(ms_runtime *rt)
     rt->watching = false;
     ms_engine_free(rt->engine);
     rt->engine = NULL;
+    ms_control_free(rt->control);
+    rt->control = NULL;
     if (rt->store && rt->store_ctx) rt->store->close(rt->store_ctx);
     rt->store_ctx = NULL;
     ms_types_free(rt->types);

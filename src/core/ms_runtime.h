@@ -33,6 +33,7 @@ typedef struct ms_runtime {
     ms_engine *engine;
     bool watching; /* the store's commit notifications reach the engine (store->watch) */
     struct ms_registry *registry; /* schema registry (embedded or external); NULL if disabled */
+    struct ms_control *control;   /* tenants, API keys, connections, users (src/control) */
     const ms_blob_ops *blob;
     void *blob_ctx;
     ms_sink_runner *sinks[MS_RUNTIME_MAX_PARTS];
