@@ -4,7 +4,10 @@ while a fourth joins and leaves and one is killed with SIGKILL: every event is a
 once in effect (asset versions), the change seq has no gaps, every change reaches
 metasync.changes (deduplicated by seq) and the shared snapshot objects hold every seq — each
 (sink, tenant) is delivered by the worker holding its lease, and another takes over when the
-holder dies. Runs only with METASYNC_TEST_STORE=postgres.
+holder dies. Also: a long-poll and an SSE stream on one worker woken by a commit on another
+(NOTIFY), leases spread over the workers and taken over from a SIGKILLed one, and schema
+registrations at the same moment on three workers (ids and versions never collide; every worker
+answers for every registration). Runs only with METASYNC_TEST_STORE=postgres.
 """
 import json
 import os
