@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -444,7 +445,8 @@ static void *open_worker(fixture *f)
 }
 
 /* Another worker (a second open of the database) watching the store hears of every commit that
- * wrote change records, with its tenant and last seq; after watch(NULL) it hears nothing. */
+ * wrote change records, with its tenant and last seq, also after its listener's session was
+ * ended; watch(NULL) stops the listener. */
 static void test_watch_hears_other_workers_commits(void **state)
 {
     fixture *f = *state;
@@ -470,6 +472,29 @@ static void test_watch_hears_other_workers_commits(void **state)
     for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 2; i++)
         usleep(10000);
     assert_int_equal(heard_seq(&h, f->other), 2);
+    /* The listener's session ends (a server restart, an admin): it reconnects, reports a resync
+     * (notifications in between are lost) and hears the next commits again. */
+    PGconn *admin = PQconnectdb(getenv("MS_TEST_PG_URL"));
+    assert_int_equal(PQstatus(admin), CONNECTION_OK);
+    PGresult *res = PQexec(admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                  " WHERE datname = current_database()"
+                                  " AND query = 'LISTEN metasync_changes'");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(res, 0, 0), "1");
+    PQclear(res);
+    PQfinish(admin);
+    for (int i = 0; i < 1000 && resyncs < 2; i++) {
+        pthread_mutex_lock(&h.mu);
+        resyncs = h.resyncs;
+        pthread_mutex_unlock(&h.mu);
+        if (resyncs < 2) usleep(10000);
+    }
+    assert_int_equal(resyncs, 2);
+    const char *ev3[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w3\"}"};
+    apply_batch(f, &f->pg, f->other, ev3, 1, times[1], &r);
+    for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 3; i++)
+        usleep(10000);
+    assert_int_equal(heard_seq(&h, f->other), 3);
     assert_int_equal(ms_store_postgres.watch(b, NULL, NULL, &err), MS_OK);
     ms_store_postgres.close(b);
     pthread_mutex_destroy(&h.mu);
