@@ -1565,8 +1565,8 @@ static ctl_rows ctl_list(fixture *f, const char *tenant, const char *kind, size_
     return r;
 }
 
-/* put replaces, NULL deletes, add only adds, list is per kind, ordered by tenant then key, filtered by tenant,
- * stops when the callback asks, and everything survives a reopen. */
+/* put replaces, NULL deletes, add only adds, list is per kind, ordered by tenant then key, filtered
+ * by tenant, stops when the callback asks, and everything survives a reopen. */
 static void test_ctl_put_list_reopen(void **state)
 {
     fixture *f = *state;
