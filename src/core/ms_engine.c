@@ -558,6 +558,20 @@ void ms_engine_wait_generation(ms_engine *e, uint64_t gen, unsigned timeout_ms)
     pthread_mutex_unlock(&e->mu);
 }
 
+void ms_engine_notify_seq(ms_engine *e, const char *tenant, uint64_t seq)
+{
+    pthread_mutex_lock(&e->mu);
+    tenant_seq *t = tenant ? seq_slot(e, tenant, false) : NULL;
+    /* A slot exists for every tenant a long-poll waits on; sink runners follow `generation`. */
+    bool news = !t || seq > t->seq;
+    if (t && seq > t->seq) t->seq = seq;
+    if (news) {
+        e->generation++;
+        pthread_cond_broadcast(&e->seq);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
 bool ms_engine_running(ms_engine *e)
 {
     pthread_mutex_lock(&e->mu);

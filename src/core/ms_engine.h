@@ -80,6 +80,11 @@ bool ms_engine_wait_seq(ms_engine *e, const char *tenant, uint64_t after, unsign
  * until it differs from gen (or timeout / stop). Used by sink runners. */
 uint64_t ms_engine_generation(ms_engine *e);
 void ms_engine_wait_generation(ms_engine *e, uint64_t gen, unsigned timeout_ms);
+/* Learns that tenant's change records up to seq are committed (by another worker on the same
+ * store: ms_store_ops.watch calls this): raises the tenant's last seq and wakes long-polls, SSE
+ * streams and sink runners. tenant NULL: something may have been committed; wakes every waiter
+ * (they read the store again). Any thread; takes the engine's mutex, never calls the store. */
+void ms_engine_notify_seq(ms_engine *e, const char *tenant, uint64_t seq);
 /* True while the writer runs and accepts work. */
 bool ms_engine_running(ms_engine *e);
 /* Appends lane depth, queued bytes, age of the oldest queued event and change seq gauges. */

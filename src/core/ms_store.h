@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 3
+#define MS_STORE_OPS_VERSION 4
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -156,6 +156,28 @@ typedef struct ms_store_ops {
      */
     ms_err (*lease_hold)(void *ctx, const char *tenant, const char *sink, bool *held,
                          uint64_t *epoch, ms_error *err);
+
+    /* ---- version 4 ---- */
+    /*
+     * Commit notifications from the other processes on the store: after watch(ctx, cb, ud), the
+     * store calls cb(ud, tenant, seq) from a thread of its own whenever a commit (by any worker,
+     * this one included) has written tenant's change records up to seq, so that long-polls,
+     * SSE streams and sink runners of every worker wake up. cb(ud, NULL, 0) means notifications
+     * may have been missed (the listener reconnected): anything may have changed. cb must not
+     * block nor call the store. watch(ctx, NULL, NULL, err) stops the calls and returns only
+     * once no call is running; call it before freeing ud (and before close). A second watch
+     * replaces the first. NULL (or version < 4): the store has no other writers.
+     */
+    ms_err (*watch)(void *ctx, void (*cb)(void *ud, const char *tenant, uint64_t seq), void *ud,
+                    ms_error *err);
+    /*
+     * Adds a control-plane record only if none has that (tenant, kind, key): *added tells
+     * whether json was stored (durable on return) or another record was there already (left
+     * as it is). The store-side guard of allocations shared by several workers: the schema
+     * registry's ids and versions. Any thread. NULL: use ctl_put (one process).
+     */
+    ms_err (*ctl_add)(void *ctx, const char *tenant, const char *kind, const char *key,
+                      const char *json, bool *added, ms_error *err);
 } ms_store_ops;
 
 #endif

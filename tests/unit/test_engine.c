@@ -391,6 +391,45 @@ static void test_wait_seq(void **state)
     assert_false(ms_engine_wait_seq(f->e, "default", 1, 60000));
 }
 
+typedef struct waiter {
+    ms_engine *e;
+    pthread_t t;
+    bool more;
+} waiter;
+
+static void *wait_main(void *arg)
+{
+    waiter *w = arg;
+    w->more = ms_engine_wait_seq(w->e, "default", 0, 60000);
+    return NULL;
+}
+
+/* Another worker's commit, as the store's watch reports it: wakes a long-poll of the tenant with
+ * the new seq, and bumps the generation (sink runners) when it is news; a repeat of a known seq
+ * changes nothing; "anything may have changed" (NULL) and an unknown tenant wake everyone. */
+static void test_notify_seq(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    assert_false(ms_engine_wait_seq(f->e, "default", 0, 0));
+    waiter w = {.e = f->e};
+    assert_int_equal(pthread_create(&w.t, NULL, wait_main, &w), 0);
+    uint64_t gen = ms_engine_generation(f->e);
+    ms_engine_notify_seq(f->e, "default", 5);
+    pthread_join(w.t, NULL);
+    assert_true(w.more);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 5);
+    assert_true(ms_engine_generation(f->e) != gen);
+    gen = ms_engine_generation(f->e);
+    ms_engine_notify_seq(f->e, "default", 5);
+    assert_int_equal(ms_engine_generation(f->e), gen);
+    ms_engine_notify_seq(f->e, NULL, 0);
+    assert_true(ms_engine_generation(f->e) != gen);
+    gen = ms_engine_generation(f->e);
+    ms_engine_notify_seq(f->e, "acme", 3);
+    assert_true(ms_engine_generation(f->e) != gen);
+}
+
 /* A fast event submitted while a big bulk backlog is queued commits before the backlog ends. */
 static void test_fast_overtakes_bulk(void **state)
 {
@@ -695,6 +734,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fast_overtakes_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untyped_follows_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untyped_follows_store, setup, teardown),

@@ -1565,13 +1565,13 @@ static ctl_rows ctl_list(fixture *f, const char *tenant, const char *kind, size_
     return r;
 }
 
-/* put replaces, NULL deletes, list is per kind, ordered by tenant then key, filtered by tenant,
- * stops when the callback asks, and everything survives a reopen. */
+/* put replaces, NULL deletes, add only adds, list is per kind, ordered by tenant then key, filtered
+ * by tenant, stops when the callback asks, and everything survives a reopen. */
 static void test_ctl_put_list_reopen(void **state)
 {
     fixture *f = *state;
     ms_error err;
-    assert_int_equal(ms_store_sqlite.version, 3);
+    assert_int_equal(ms_store_sqlite.version, 4);
     assert_int_equal(ctl_list(f, NULL, "registry.schema", 0).n, 0);
     assert_int_equal(
         ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "2", "{\"id\":2}", &err),
@@ -1587,6 +1587,18 @@ static void test_ctl_put_list_reopen(void **state)
     assert_int_equal(ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "1",
                                              "{\"id\":1,\"v\":2}", &err),
                      MS_OK);
+
+    /* add stores only a new key: an existing record is left as it is. */
+    bool added = true;
+    assert_int_equal(ms_store_sqlite.ctl_add(f->ctx, "default", "registry.schema", "1",
+                                             "{\"id\":1,\"other\":true}", &added, &err),
+                     MS_OK);
+    assert_false(added);
+    assert_int_equal(ms_store_sqlite.ctl_add(f->ctx, "default", "registry.version", "s/1",
+                                             "{\"v\":1}", &added, &err),
+                     MS_OK);
+    assert_true(added);
+    assert_int_equal(ctl_list(f, "default", "registry.version", 0).n, 1);
 
     ctl_rows r = ctl_list(f, NULL, "registry.schema", 0);
     assert_int_equal(r.n, 3);

@@ -85,7 +85,11 @@ static const char *const wsql[W__COUNT] = {
      * counter. */
     [W_TENANT] = "WITH i AS (INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING)"
                  " SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
-    [W_SEQ_SET] = "UPDATE tenants SET last_seq = $2 WHERE tenant = $1",
+    /* The new last seq, and a NOTIFY (sent at COMMIT) that wakes the other workers' waiters
+     * (store_pg_notify.c). */
+    [W_SEQ_SET] = "WITH u AS (UPDATE tenants SET last_seq = $2 WHERE tenant = $1 RETURNING"
+                  " tenant, last_seq) SELECT pg_notify('" PG_NOTIFY_CHANNEL "', u.last_seq ||"
+                  " ' ' || u.tenant) FROM u",
     [W_PRE_ROWS] =
         "SELECT a.qn, a.id, a.type, a.name, a.parent, a.attributes, a.version, a.deleted,"
         " a.created_at, a.orphan, a.updated_at, (SELECT coalesce(json_agg("

@@ -170,25 +170,12 @@ static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
 
 sqlite3 *sq_acquire(sq_store *s)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (;;) {
-        for (int i = 0; i < SQ_POOL; i++)
-            if (!s->pool_busy[i]) {
-                s->pool_busy[i] = true;
-                pthread_mutex_unlock(&s->pool_mu);
-                return s->pool[i];
-            }
-        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
-    }
+    return ms_pool_acquire(&s->pool);
 }
 
 void sq_release(sq_store *s, sqlite3 *db)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (int i = 0; i < SQ_POOL; i++)
-        if (s->pool[i] == db) s->pool_busy[i] = false;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
+    ms_pool_release(&s->pool, db);
 }
 
 static void sq_close(void *ctx)
@@ -199,13 +186,12 @@ static void sq_close(void *ctx)
         sqlite3_finalize(s->ws[i]);
     if (s->w) sqlite3_close(s->w);
     for (int i = 0; i < SQ_POOL; i++)
-        sqlite3_close(s->pool[i]);
+        sqlite3_close(s->pool.conn[i]);
     for (size_t i = 0; i < s->nseqs; i++)
         free(s->seqs[i].tenant);
     free(s->seqs);
     free(s->path);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
+    ms_pool_destroy(&s->pool);
     pthread_mutex_destroy(&s->stats_mu);
     free(s);
 }
@@ -279,8 +265,7 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->sync_full = strcmp(a->cfg->store_synchronous, "normal") != 0;
     s->cache_mb = (int)a->cfg->store_cache_mb;
     s->max_depth = (int)a->cfg->limits_max_depth;
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
+    ms_pool_init(&s->pool, SQ_POOL);
     pthread_mutex_init(&s->stats_mu, NULL);
     const char *url = a->url;
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
@@ -293,8 +278,11 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     mkdir_parents(s->path);
     ms_err rc = open_conn(s, &s->w, err);
     if (rc == MS_OK) rc = migrate(s, err);
-    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++)
-        rc = open_conn(s, &s->pool[i], err);
+    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) {
+        sqlite3 *db = NULL;
+        rc = open_conn(s, &db, err);
+        s->pool.conn[i] = db;
+    }
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
     if (rc != MS_OK) {
         sq_close(s);
@@ -833,6 +821,32 @@ static ms_err sq_ctl_list(void *ctx, const char *tenant, const char *kind,
     return rc;
 }
 
+/* Adds a ctl record unless one with the same key exists (ms_store.h, version 4). */
+static ms_err sq_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                         const char *json, bool *added, ms_error *err)
+{
+    sq_store *s = ctx;
+    *added = false;
+    if (!tenant || !kind || !key || !json)
+        return ms_error_set(err, MS_ERR_INTERNAL,
+                            "ctl_add: tenant, kind, key and json are required");
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "INSERT OR IGNORE INTO ctl(tenant, kind, key, json) VALUES(?, ?, ?, ?)", err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sq_bind_text(st, 2, kind);
+        sq_bind_text(st, 3, key);
+        sq_bind_text(st, 4, json);
+        rc = sqlite3_step(st) == SQLITE_DONE ? MS_OK : sq_fail(err, db, "ctl_add");
+        *added = rc == MS_OK && sqlite3_changes(db) > 0;
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
 /* One process owns an SQLite store (it is opened by one `metasync serve`): every lease is its. */
 static ms_err sq_lease_hold(void *ctx, const char *tenant, const char *sink, bool *held,
                             uint64_t *epoch, ms_error *err)
@@ -865,5 +879,6 @@ const ms_store_ops ms_store_sqlite = {
     .types_load = sq_types_load,
     .ctl_put = sq_ctl_put,
     .ctl_list = sq_ctl_list,
+    .ctl_add = sq_ctl_add,
     .lease_hold = sq_lease_hold,
 };

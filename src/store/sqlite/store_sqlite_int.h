@@ -15,6 +15,7 @@
 #include "ms_log.h"
 #include "ms_store.h"
 #include "ms_types.h"
+#include "store/common/store_pool.h"
 #include "store/common/store_apply.h"
 
 #include <pthread.h>
@@ -70,10 +71,7 @@ typedef struct sq_store {
     sq_tenant_seq *seqs; /* written by the writer thread only, under stats_mu */
     size_t nseqs;
     pthread_mutex_t stats_mu; /* lets stats() read seqs[].orphans from other threads */
-    pthread_mutex_t pool_mu;
-    pthread_cond_t pool_cv;
-    sqlite3 *pool[SQ_POOL];
-    bool pool_busy[SQ_POOL];
+    ms_pool pool;             /* SQ_POOL sqlite3 * connections for readers and small writes */
 } sq_store;
 
 /* Asset rows are the shared ms_srow (store/common/store_apply.h). */
