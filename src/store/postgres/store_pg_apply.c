@@ -86,17 +86,22 @@ static const char *const wsql[W__COUNT] = {
     [W_TENANT] = "WITH i AS (INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING)"
                  " SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
     [W_SEQ_SET] = "UPDATE tenants SET last_seq = $2 WHERE tenant = $1",
+    /* The batch's keys, each looked up by the unique index. Written as one probe per key (the
+     * LIMIT keeps the planner from flattening the subquery into a join): as a join, the plan
+     * (a generic one cached while the table was small, or a custom one costing index probes
+     * as random reads) hashes a scan of the tenant's whole table, which grows with every batch. */
     [W_PRE_ROWS] =
         "SELECT a.qn, a.id, a.type, a.name, a.parent, a.attributes, a.version, a.deleted,"
         " a.created_at, a.orphan, a.updated_at, (SELECT coalesce(json_agg("
         "json_build_array(t.tag, t.source, t.origin) ORDER BY t.tag, t.origin), '[]')"
         " FROM tags t WHERE t.tenant = a.tenant AND t.qn = a.qn)"
-        " FROM assets a JOIN unnest($2::text[]) k(qn) ON a.tenant = $1 AND a.qn = k.qn",
-    [W_PRE_SEEN] = "SELECT s.id FROM seen s JOIN unnest($2::text[]) k(id) ON s.tenant = $1"
-                   " AND s.id = k.id",
+        " FROM unnest($2::text[]) k(qn), LATERAL (SELECT * FROM assets a WHERE a.tenant = $1"
+        " AND a.qn = k.qn LIMIT 1) a",
+    [W_PRE_SEEN] = "SELECT s.id FROM unnest($2::text[]) k(id), LATERAL (SELECT s.id FROM seen s"
+                   " WHERE s.tenant = $1 AND s.id = k.id LIMIT 1) s",
     /* Which of the batch's assets have orphans waiting for them (adoption needed). */
-    [W_PRE_KIDS] = "SELECT DISTINCT a.parent FROM assets a JOIN unnest($2::text[]) k(qn)"
-                   " ON a.tenant = $1 AND a.parent = k.qn AND a.orphan",
+    [W_PRE_KIDS] = "SELECT k.qn FROM unnest($2::text[]) k(qn), LATERAL (SELECT 1 FROM assets a"
+                   " WHERE a.tenant = $1 AND a.parent = k.qn AND a.orphan LIMIT 1) a",
     /* Set-based writes of what a batch buffers: one statement per table and tenant. */
     [W_INS_MANY] = "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version,"
                    " created_at, updated_at, deleted, orphan) SELECT $1, q, t, n, p, a, 1, c, c,"
