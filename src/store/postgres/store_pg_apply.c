@@ -38,6 +38,7 @@ enum {
     W_CHG_INS,
     W_DESC,
     W_PARENT,
+    W_TENANT_INS,
     W_TENANT,
     W_SEQ_SET,
     W_PRE_ROWS,
@@ -81,10 +82,13 @@ static const char *const wsql[W__COUNT] = {
                " AND a.parent = d.qn WHERE NOT a.deleted AND a.qn <> $2)"
                " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant = $1 AND qn = $2 AND NOT deleted",
-    /* The tenant's row, created on first sight, locked until commit: its last_seq is the seq
-     * counter. */
-    [W_TENANT] = "WITH i AS (INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING)"
-                 " SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
+    /* The tenant's row, created on first sight, then locked until commit: its last_seq is the
+     * seq counter. Two statements (READ COMMITTED): when another writer creates the row at the
+     * same time, the INSERT waits for its commit and does nothing, and only a statement started
+     * after that sees the row (in one statement, a CTE's INSERT and the SELECT share the
+     * snapshot taken before: the SELECT found no row and the seqs started again at 1). */
+    [W_TENANT_INS] = "INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING",
+    [W_TENANT] = "SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
     [W_SEQ_SET] = "UPDATE tenants SET last_seq = $2 WHERE tenant = $1",
     /* The batch's keys, each looked up by the unique index. Written as one probe per key (the
      * LIMIT keeps the planner from flattening the subquery into a join): as a join, the plan
@@ -687,10 +691,41 @@ typedef struct tenant_seq {
 /* Locks tenant's row (creating it) and reads its last seq into t. */
 static bool seq_begin(wbatch *b, tenant_seq *t)
 {
-    PGresult *r = wread(b, W_TENANT, 1, &t->tenant);
+    PGresult *r = wsend(b, W_TENANT_INS, 1, &t->tenant) ? wread(b, W_TENANT, 1, &t->tenant) : NULL;
     if (!r) return false;
-    t->start = t->next = PQntuples(r) ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    if (PQntuples(r) != 1) { /* the row was just created or seen: it cannot be missing */
+        PQclear(r);
+        b->failed = true;
+        ms_error_set(b->err, MS_ERR_STORE, "postgres: tenant '%s' has no tenants row", t->tenant);
+        return false;
+    }
+    t->start = t->next = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
+    return true;
+}
+
+static int ts_cmp(const void *x, const void *y)
+{
+    return strcmp(((const tenant_seq *)x)->tenant, ((const tenant_seq *)y)->tenant);
+}
+
+/*
+ * Locks the row of every tenant of the batch, in tenant-name order, before anything of theirs
+ * is read: writers on other connections queue there, so the rows read afterwards (a new
+ * snapshot per statement) include what they committed, and two batches naming the same tenants
+ * in different orders cannot deadlock. Fills ts (sorted, distinct) and *nts.
+ */
+static bool seq_lock_all(wbatch *b, ms_event *const *evs, size_t n, tenant_seq *ts, size_t *nts)
+{
+    for (size_t i = 0; i < n; i++)
+        ts[i] = (tenant_seq){.tenant = evs[i]->tenant};
+    qsort(ts, n, sizeof *ts, ts_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!k || ts_cmp(&ts[k - 1], &ts[i]) != 0) ts[k++] = ts[i];
+    *nts = k;
+    for (size_t i = 0; i < k; i++)
+        if (!use_tenant(b, ts[i].tenant) || !seq_begin(b, &ts[i])) return false;
     return true;
 }
 
@@ -739,21 +774,15 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
     wbatch b = {.s = s, .c = s->w, .err = err};
     bool ok = PQsendQueryParams(s->w, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     if (ok) b.pending++;
-    ok = ok && prefetch(&b, evs, n);
     tenant_seq *ts = ms_xcalloc(n + 1, sizeof *ts);
     size_t nts = 0;
+    ok = ok && seq_lock_all(&b, evs, n, ts, &nts) && prefetch(&b, evs, n);
     for (size_t i = 0; ok && i < n; i++) {
         const ms_event *ev = evs[i];
-        tenant_seq *t = NULL;
-        for (size_t k = 0; k < nts && !t; k++)
-            if (strcmp(ts[k].tenant, ev->tenant) == 0) t = &ts[k];
+        tenant_seq key = {.tenant = ev->tenant};
+        tenant_seq *t = bsearch(&key, ts, nts, sizeof key, ts_cmp);
         ok = use_tenant(&b, ev->tenant);
-        if (ok && !t) {
-            t = &ts[nts++];
-            t->tenant = ev->tenant;
-            ok = seq_begin(&b, t);
-        }
-        ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, t ? &t->next : NULL, NULL};
+        ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, &t->next, NULL};
         ok = ok && ms_sa_event(&args, ev, &res[i], err) && !b.failed;
     }
     ok = ok && flush_all(&b);
@@ -764,6 +793,8 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         const char *p[] = {ts[k].tenant, v};
         ok = use_tenant(&b, ts[k].tenant) && wsend(&b, W_SEQ_SET, 2, p);
     }
+    /* Other writes that belong to this batch's transaction go here (queued with wsend, after
+     * the batch's own rows and seqs, before COMMIT): they commit or roll back with it. */
     ok = finish(&b, ok);
     free(ts);
     for (size_t i = 0; i < b.nents; i++)
