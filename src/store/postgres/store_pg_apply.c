@@ -2,11 +2,12 @@
  * store_pg_apply.c — the PostgreSQL store's writer: one transaction per batch on the writer
  * connection, the decisions shared with the SQLite store (store/common/store_apply.c) over the
  * row operations below, and per-tenant gap-free seqs from the tenants row of each tenant, locked
- * FOR UPDATE for the transaction (concurrent writers on one database queue there instead of
- * racing).
+ * FOR UPDATE for the transaction before anything else is read, in tenant-name order (concurrent
+ * writers on one database queue there instead of racing, and never deadlock on it).
  *
  * Speed: the whole batch is one libpq pipeline. At its start, one query per tenant loads every
- * asset row the batch names (its assets and their parents) and one the event ids already seen;
+ * asset row the batch names (its assets and their parents) and one the event ids already seen,
+ * each an index probe per key;
  * the decisions then read those from memory, and every write (prepared statements) is queued
  * without waiting for its result. Only what memory cannot answer waits for the server: the
  * descendants of a deleted asset, rows outside the batch, lineage edges (whether the table
@@ -117,13 +118,17 @@ static const char *const wsql[W__COUNT] = {
                    " $9::text[], $10::text[], $11::text[]) AS u(s, o, q, t, v, b, a, c, ca, ts)",
     [W_TAGS_MANY] = "INSERT INTO tags(tenant, qn, tag, source, origin) SELECT $1, q, t, 'direct',"
                     " '' FROM unnest($2::text[], $3::text[]) AS u(q, t) ON CONFLICT DO NOTHING",
-    [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])"
-                    " ON CONFLICT DO NOTHING",
+    /* No ON CONFLICT (a speculative insertion per row): the ids are distinct and were looked
+     * up after the tenant's row was locked, and only a holder of that lock writes seen rows. */
+    [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])",
     [W_SET_TENANT] = "SELECT set_config('metasync.tenant', $1, true)",
 };
 
 /* Statements queued before the writer reads their results. */
 #define PG_DRAIN 256
+/* Buffered rows sent as soon as there are this many: the server inserts them while the writer
+ * works out the rest of the batch (instead of everything after the last event). */
+#define PG_SEND_ROWS 256
 
 static char stmt_name[W__COUNT][8];
 
@@ -205,20 +210,29 @@ static PGresult *read_one(wbatch *b, bool keep)
     return kept;
 }
 
-/* Makes the server send what it has and reads every queued result; returns the last one when
- * keep. */
-static PGresult *drain(wbatch *b, bool keep)
+/* Makes the server send what it has and reads every queued result. The results of the
+ * statements queued after the first `base` go to out[0..nout) in order (caller clears them); the
+ * others are cleared. False after a failure. */
+static bool drain_group(wbatch *b, int base, PGresult **out, int nout)
 {
     if (!PQsendFlushRequest(b->c) || PQflush(b->c) != 0) {
         if (!b->failed) pg_fail(b->err, b->c, NULL, "flush");
         b->failed = true;
-        return NULL;
+        return false;
     }
+    for (int j = 0; b->pending > 0; j++) {
+        bool keep = j >= base && j - base < nout;
+        PGresult *r = read_one(b, keep);
+        if (keep) out[j - base] = r;
+    }
+    return !b->failed;
+}
+
+/* Reads every queued result; returns the last one when keep (caller clears). */
+static PGresult *drain(wbatch *b, bool keep)
+{
     PGresult *last = NULL;
-    while (b->pending > 0) {
-        PQclear(last);
-        last = read_one(b, keep && b->pending == 1);
-    }
+    drain_group(b, keep ? b->pending - 1 : b->pending, &last, 1);
     return last;
 }
 
@@ -300,9 +314,14 @@ static void array_elem(ms_buf *a, const char *s)
         return;
     }
     ms_buf_putc(a, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') ms_buf_putc(a, '\\');
-        ms_buf_putc(a, *s);
+    while (*s) { /* the runs between quotes and backslashes copied whole */
+        size_t run = strcspn(s, "\"\\");
+        ms_buf_append(a, s, run);
+        s += run;
+        if (*s) {
+            ms_buf_putc(a, '\\');
+            ms_buf_putc(a, *s++);
+        }
     }
     ms_buf_putc(a, '"');
 }
@@ -412,8 +431,70 @@ void pg_row_from(const PGresult *res, int row, int at, bool with_tags, ms_srow *
     if (with_tags) tags_parse(PQgetvalue(res, row, at + 10), r);
 }
 
-/* Loads the rows and seen ids the batch names, one query each per tenant. */
-static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
+/* A tenant's seq within the open transaction. */
+typedef struct tenant_seq {
+    const char *tenant; /* borrowed from the events */
+    uint64_t start, next;
+} tenant_seq;
+
+static int ts_cmp(const void *x, const void *y)
+{
+    return strcmp(((const tenant_seq *)x)->tenant, ((const tenant_seq *)y)->tenant);
+}
+
+/* The distinct tenants of the batch, in name order, into ts; returns how many. */
+static size_t tenants_of(ms_event *const *evs, size_t n, tenant_seq *ts)
+{
+    for (size_t i = 0; i < n; i++)
+        ts[i] = (tenant_seq){.tenant = evs[i]->tenant};
+    qsort(ts, n, sizeof *ts, ts_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!k || ts_cmp(&ts[k - 1], &ts[i]) != 0) ts[k++] = ts[i];
+    return k;
+}
+
+/* Appends the keys of the run of entries of `tenant` starting at *at (entries sorted by tenant)
+ * to the array literal a, and moves *at past them. */
+#define KEYS_OF(a, arr, len, at, tenant, field)                                                    \
+    do {                                                                                           \
+        for (; *(at) < (len) && strcmp((arr)[*(at)].tenant, (tenant)) == 0; (*(at))++)             \
+            array_elem((a), (arr)[*(at)].field);                                                   \
+        array_end(a);                                                                              \
+    } while (0)
+
+/* Stores the results of one tenant's locked seq and prefetch reads (r: the statements queued by
+ * prefetch, in order) in t and in the batch's entries. */
+static bool prefetch_take(wbatch *b, tenant_seq *t, PGresult *const *r)
+{
+    if (PQntuples(r[1]) != 1) { /* the row was just created or seen: it cannot be missing */
+        b->failed = true;
+        ms_error_set(b->err, MS_ERR_STORE, "postgres: tenant '%s' has no tenants row", t->tenant);
+        return false;
+    }
+    t->start = t->next = strtoull(PQgetvalue(r[1], 0, 0), NULL, 10);
+    for (int row = 0; row < PQntuples(r[2]); row++) {
+        cache_ent *e = ent_find(b, t->tenant, PQgetvalue(r[2], row, 0));
+        if (e) pg_row_from(r[2], row, 1, true, &e->row);
+    }
+    for (int row = 0; row < PQntuples(r[3]); row++) {
+        cache_ent *e = ent_find(b, t->tenant, PQgetvalue(r[3], row, 0));
+        if (e) e->kids_waiting = true;
+    }
+    for (int row = 0; row < PQntuples(r[4]); row++) {
+        seen_ent *e = seen_find(b, t->tenant, PQgetvalue(r[4], row, 0));
+        if (e) e->taken = e->before = true;
+    }
+    return true;
+}
+
+/*
+ * Locks the row of every tenant of the batch (ts, nts: sorted by name) and loads the asset rows
+ * and seen ids the batch names: per tenant one round trip, the lock first, then the reads (a new
+ * snapshot per statement: they see what the lock's previous holder committed). In name order,
+ * so two batches naming the same tenants in different orders cannot deadlock.
+ */
+static bool prefetch(wbatch *b, ms_event *const *evs, size_t n, tenant_seq *ts, size_t nts)
 {
     b->ents = ms_xcalloc(2 * n + 1, sizeof *b->ents);
     b->seen = ms_xcalloc(n + 1, sizeof *b->seen);
@@ -434,48 +515,25 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
         if (!k || seen_cmp(&b->seen[k - 1], &b->seen[i]) != 0) b->seen[k++] = b->seen[i];
     b->nseen = k;
     bool ok = true;
-    for (size_t i = 0; ok && i < b->nents;) { /* one tenant's rows */
-        const char *tenant = b->ents[i].tenant;
-        ms_buf arr = MS_BUF_INIT;
-        size_t j = i;
-        for (; j < b->nents && strcmp(b->ents[j].tenant, tenant) == 0; j++)
-            array_elem(&arr, b->ents[j].qn);
-        array_end(&arr);
-        const char *p[] = {tenant, arr.data};
-        PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_ROWS, 2, p) : NULL;
-        ok = r != NULL;
-        for (int row = 0; ok && row < PQntuples(r); row++) {
-            cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) pg_row_from(r, row, 1, true, &e->row);
-        }
-        PQclear(r);
-        r = ok ? wread(b, W_PRE_KIDS, 2, p) : NULL;
-        ok = r != NULL;
-        for (int row = 0; ok && row < PQntuples(r); row++) {
-            cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) e->kids_waiting = true;
-        }
-        PQclear(r);
-        ms_buf_free(&arr);
-        i = j;
-    }
-    for (size_t i = 0; ok && i < b->nseen;) {
-        const char *tenant = b->seen[i].tenant;
-        ms_buf arr = MS_BUF_INIT;
-        size_t j = i;
-        for (; j < b->nseen && strcmp(b->seen[j].tenant, tenant) == 0; j++)
-            array_elem(&arr, b->seen[j].id);
-        array_end(&arr);
-        const char *p[] = {tenant, arr.data};
-        PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_SEEN, 2, p) : NULL;
-        ok = r != NULL;
-        for (int row = 0; ok && row < PQntuples(r); row++) {
-            seen_ent *e = seen_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) e->taken = e->before = true;
-        }
-        PQclear(r);
-        ms_buf_free(&arr);
-        i = j;
+    size_t ei = 0, si = 0;
+    for (size_t t = 0; ok && t < nts; t++) {
+        const char *tenant = ts[t].tenant;
+        ms_buf qns = MS_BUF_INIT, ids = MS_BUF_INIT;
+        KEYS_OF(&qns, b->ents, b->nents, &ei, tenant, qn);
+        KEYS_OF(&ids, b->seen, b->nseen, &si, tenant, id);
+        const char *pq[] = {tenant, qns.data}, *ps[] = {tenant, ids.data};
+        if (b->pending + 8 >= PG_DRAIN) drain(b, false); /* wsend must not drain in between */
+        ok = use_tenant(b, tenant);
+        int base = b->pending;
+        PGresult *r[5] = {NULL};
+        ok = ok && wsend(b, W_TENANT_INS, 1, &tenant) && wsend(b, W_TENANT, 1, &tenant) &&
+             wsend(b, W_PRE_ROWS, 2, pq) && wsend(b, W_PRE_KIDS, 2, pq) &&
+             wsend(b, W_PRE_SEEN, 2, ps) && drain_group(b, base, r, 5) &&
+             prefetch_take(b, &ts[t], r);
+        for (int i = 0; i < 5; i++)
+            PQclear(r[i]);
+        ms_buf_free(&qns);
+        ms_buf_free(&ids);
     }
     return ok;
 }
@@ -682,53 +740,6 @@ static const ms_sa_backend backend = {
     .parent_type = be_parent_type,
 };
 
-/* A tenant's seq within the open transaction. */
-typedef struct tenant_seq {
-    const char *tenant; /* borrowed from the events */
-    uint64_t start, next;
-} tenant_seq;
-
-/* Locks tenant's row (creating it) and reads its last seq into t. */
-static bool seq_begin(wbatch *b, tenant_seq *t)
-{
-    PGresult *r = wsend(b, W_TENANT_INS, 1, &t->tenant) ? wread(b, W_TENANT, 1, &t->tenant) : NULL;
-    if (!r) return false;
-    if (PQntuples(r) != 1) { /* the row was just created or seen: it cannot be missing */
-        PQclear(r);
-        b->failed = true;
-        ms_error_set(b->err, MS_ERR_STORE, "postgres: tenant '%s' has no tenants row", t->tenant);
-        return false;
-    }
-    t->start = t->next = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return true;
-}
-
-static int ts_cmp(const void *x, const void *y)
-{
-    return strcmp(((const tenant_seq *)x)->tenant, ((const tenant_seq *)y)->tenant);
-}
-
-/*
- * Locks the row of every tenant of the batch, in tenant-name order, before anything of theirs
- * is read: writers on other connections queue there, so the rows read afterwards (a new
- * snapshot per statement) include what they committed, and two batches naming the same tenants
- * in different orders cannot deadlock. Fills ts (sorted, distinct) and *nts.
- */
-static bool seq_lock_all(wbatch *b, ms_event *const *evs, size_t n, tenant_seq *ts, size_t *nts)
-{
-    for (size_t i = 0; i < n; i++)
-        ts[i] = (tenant_seq){.tenant = evs[i]->tenant};
-    qsort(ts, n, sizeof *ts, ts_cmp);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!k || ts_cmp(&ts[k - 1], &ts[i]) != 0) ts[k++] = ts[i];
-    *nts = k;
-    for (size_t i = 0; i < k; i++)
-        if (!use_tenant(b, ts[i].tenant) || !seq_begin(b, &ts[i])) return false;
-    return true;
-}
-
 /* Reconnects a broken writer connection (the server restarted) and prepares again. */
 static ms_err writer_ready(pg_store *s, ms_error *err)
 {
@@ -775,8 +786,8 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
     bool ok = PQsendQueryParams(s->w, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     if (ok) b.pending++;
     tenant_seq *ts = ms_xcalloc(n + 1, sizeof *ts);
-    size_t nts = 0;
-    ok = ok && seq_lock_all(&b, evs, n, ts, &nts) && prefetch(&b, evs, n);
+    size_t nts = tenants_of(evs, n, ts);
+    ok = ok && prefetch(&b, evs, n, ts, nts);
     for (size_t i = 0; ok && i < n; i++) {
         const ms_event *ev = evs[i];
         tenant_seq key = {.tenant = ev->tenant};
@@ -784,6 +795,7 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         ok = use_tenant(&b, ev->tenant);
         ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, &t->next, NULL};
         ok = ok && ms_sa_event(&args, ev, &res[i], err) && !b.failed;
+        if (ok && b.assets.n + b.changes.n >= PG_SEND_ROWS) ok = flush_all(&b) && PQflush(b.c) == 0;
     }
     ok = ok && flush_all(&b);
     for (size_t k = 0; ok && k < nts; k++) {
