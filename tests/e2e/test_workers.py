@@ -4,7 +4,9 @@ while a fourth joins and leaves and one is killed with SIGKILL: every event is a
 once in effect (asset versions), the change seq has no gaps, every change reaches
 metasync.changes (deduplicated by seq) and the shared snapshot objects hold every seq — each
 (sink, tenant) is delivered by the worker holding its lease, and another takes over when the
-holder dies. Runs only with METASYNC_TEST_STORE=postgres.
+holder dies. Also: the first events of new tenants written by three workers at once (each
+tenant's seqs 1..N, no batch failing on a duplicate seq or a deadlock). Runs only with
+METASYNC_TEST_STORE=postgres.
 """
 import json
 import os
