@@ -5,9 +5,11 @@ once in effect (asset versions), the change seq has no gaps, every change reache
 metasync.changes (deduplicated by seq) and the shared snapshot objects hold every seq — each
 (sink, tenant) is delivered by the worker holding its lease, and another takes over when the
 holder dies. Also: a long-poll and an SSE stream on one worker woken by a commit on another
-(NOTIFY), leases spread over the workers and taken over from a SIGKILLed one, and schema
+(NOTIFY), leases spread over the workers and taken over from a SIGKILLed one, schema
 registrations at the same moment on three workers (ids and versions never collide; every worker
-answers for every registration). Runs only with METASYNC_TEST_STORE=postgres.
+answers for every registration), and the first events of new tenants written by three workers at
+once (each tenant's seqs 1..N, no batch failing on a duplicate seq or a deadlock). Runs only with
+METASYNC_TEST_STORE=postgres.
 """
 import json
 import os
@@ -16,6 +18,7 @@ import threading
 import pytest
 import requests
 
+import pgserver
 from conftest import BIN, T, TEST_STORE, pg_cluster, read_snapshots, wait_until
 from kafka_util import MockCluster, kcat_json, producer
 
@@ -321,3 +324,56 @@ def test_sse_stream_on_one_worker_gets_a_commit_on_another(make_server):
         assert not t.is_alive(), "B's stream was not woken by A's commit"
     assert got["id"] == str(ans["last_seq"]) == str(seq + 1)
     assert json.loads(got["data"])["qualified_name"] == "s/second"
+
+
+def test_first_writes_of_new_tenants_on_several_workers(kafka, make_server):
+    """Three workers write the first events of brand-new tenants at the same time (every
+    partition carries every tenant, batches of several tenants): the tenant's row is created by
+    one of them and the others wait for it, and the tenants are locked in one order, so no batch
+    fails (on a duplicate seq, or a deadlock) and each tenant's change records are seq 1..N with
+    no gap or duplicate."""
+    name = f"workers_tenants_{os.getpid()}"
+    url = pg_cluster().new_database(name, migrate_with=BIN)[1]
+    args = ("--store.url", url, "--kafka.brokers", kafka.bootstrap,
+            "--kafka.batch-max-messages", "50", "--kafka.properties.log_level", "3",
+            "--kafka.properties.session.timeout.ms", "6000")
+    workers = [make_server(*args) for _ in range(3)]
+
+    def settled():  # every worker's last assignment gave it partitions
+        lines = [[ln for ln in w.stderr().splitlines() if "kafka: assigned" in ln
+                  or "kafka: revoking" in ln] for w in workers]
+        return all(ls and "kafka: assigned" in ls[-1] and "assigned 0 " not in ls[-1]
+                   for ls in lines)
+
+    wait_until(settled, 60, message="the partitions spread over the three workers")
+    tenants, per_tenant = [f"fresh{k}" for k in range(12)], 40
+    p = producer(kafka.bootstrap)
+    for i in range(per_tenant):  # interleaved: each tenant's first events land everywhere
+        for t in tenants:
+            ev = {"id": f"{t}-{i}", "op": "upsert", "type": "connection",
+                  "qualified_name": f"{t}/c{i}"}
+            p.produce("metasync.events", key=f"{t}/c{i}", value=json.dumps(ev),
+                      headers=[("tenant", t.encode())])
+    assert p.flush(T(30)) == 0
+
+    def seqs():
+        r = pg_cluster().psql("SELECT tenant, string_agg(seq::text, ',' ORDER BY seq)"
+                              " FROM changes WHERE tenant LIKE 'fresh%' GROUP BY tenant",
+                              db=name, user=pgserver.OWNER)
+        return dict(line.split("|") for line in r.stdout.split())
+
+    def applied():
+        now = seqs()
+        return len(now) == len(tenants) and all(len(v.split(",")) >= per_tenant
+                                                for v in now.values())
+
+    wait_until(applied, 120, message="every tenant's events applied")
+    want = ",".join(str(s) for s in range(1, per_tenant + 1))
+    assert seqs() == {t: want for t in tenants}
+    last = pg_cluster().psql("SELECT tenant || '=' || last_seq FROM tenants WHERE tenant LIKE"
+                             " 'fresh%'", db=name, user=pgserver.OWNER)
+    assert sorted(last.stdout.split()) == sorted(f"{t}={per_tenant}" for t in tenants)
+    for w in workers:  # no batch was rolled back (and retried)
+        failed = [ln for ln in w.stderr().splitlines() if "commit of" in ln and "failed" in ln
+                  or "not applied" in ln]
+        assert not failed, failed
