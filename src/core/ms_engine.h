@@ -70,6 +70,19 @@ void ms_engine_free(ms_engine *e);
 ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res,
                         ms_error *err);
 
+/*
+ * ms_engine_submit that also stores source positions (ms_srcpos, borrowed for the call) in the
+ * store, in the transaction that commits the last of the batch's events (the events of one
+ * batch may be split over several commits, by lane): once the call returns MS_OK, every event
+ * is committed and the positions are stored with them (lowered to the offset of the first
+ * rejected event of each partition, see ms_store_ops.apply_at). An event names its position by
+ * src_pos (1-based; 0 none) and its own offset by src_offset. When a commit fails, the
+ * positions are not stored. A batch with no event left after the transforms stores none.
+ * Needs a store of version 4 with apply_at, else the positions are dropped.
+ */
+ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                           size_t npos, ms_apply_result *res, ms_error *err);
+
 /* The last change seq committed for tenant (0 if none): by any worker on the store (it asks the
  * store; what this process committed is known even if that fails). */
 uint64_t ms_engine_last_seq(ms_engine *e, const char *tenant);
