@@ -13,7 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-/* One submitted batch waiting for its events to be committed. Lives on the submitter's stack. */
+/* One submitted batch waiting for its events to be committed: the ticket of an asynchronous
+ * submission (heap; freed by ms_engine_wait). */
 typedef struct submission {
     size_t pending;   /* events not yet committed or refused */
     ms_err failure;   /* MS_OK, or the store error that failed one of its commits */
@@ -507,6 +508,31 @@ static void hold_position(ms_srcpos *pos, size_t npos, const ms_event *ev)
 ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
                            size_t npos, ms_apply_result *res, ms_error *err)
 {
+    ms_engine_ticket *t = NULL;
+    ms_err rc = ms_engine_submit_async(e, evs, n, pos, npos, res, &t, err);
+    return rc == MS_OK ? ms_engine_wait(e, t, err) : rc;
+}
+
+ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *t, ms_error *err)
+{
+    if (!t) return MS_OK;
+    submission *sub = (submission *)t;
+    pthread_mutex_lock(&e->mu);
+    while (sub->pending)
+        pthread_cond_wait(&e->done, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    ms_err rc = sub->failure;
+    if (rc != MS_OK) ms_error_set(err, rc, "%s", sub->detail);
+    free(sub->pos);
+    free(sub);
+    return rc;
+}
+
+ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                              size_t npos, ms_apply_result *res, ms_engine_ticket **ticket,
+                              ms_error *err)
+{
+    *ticket = NULL;
     atomic_fetch_add(&e->a.metrics->events_received, n);
     ms_srcpos *mine = NULL;
     if (npos) {
@@ -539,7 +565,8 @@ ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcp
     route_own(e, evs, keys, n, own);
     pin_table batch = {0};
 
-    submission sub = {.pending = live, .failure = MS_OK, .pos = mine, .npos = npos};
+    submission *sub = ms_xcalloc(1, sizeof *sub);
+    *sub = (submission){.pending = live, .failure = MS_OK, .pos = mine, .npos = npos};
     struct timespec dl = deadline_in((unsigned)e->a.cfg->engine_enqueue_timeout_ms);
     ms_err refused = MS_OK;
     pthread_mutex_lock(&e->mu);
@@ -568,6 +595,7 @@ ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcp
         pthread_mutex_unlock(&e->mu);
         free(keys);
         free(mine);
+        free(sub);
         atomic_fetch_add(&e->a.metrics->events_overloaded, live);
         return refused;
     }
@@ -577,7 +605,7 @@ ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcp
         pin_add(&e->pins, keys[i], evs[i]->lane);
         lane_push(&e->lanes[evs[i]->lane], (job){.ev = evs[i],
                                                  .res = &res[i],
-                                                 .sub = &sub,
+                                                 .sub = sub,
                                                  .enq_ns = now,
                                                  .key = keys[i],
                                                  .src_pos = evs[i]->src_pos});
@@ -585,10 +613,8 @@ ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcp
     }
     free(keys);
     pthread_cond_signal(&e->work);
-    while (sub.pending) pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
-    free(mine);
-    if (sub.failure != MS_OK) return ms_error_set(err, sub.failure, "%s", sub.detail);
+    *ticket = (ms_engine_ticket *)sub;
     return MS_OK;
 }
 
