@@ -28,14 +28,15 @@
  * Rebalance: the eager protocol (librdkafka's default range,roundrobin). On revoke the callback
  * (on the consumer thread) drops the messages still queued (not processed, so not committed:
  * they are consumed again from the stored position by whoever gets the partition), waits for
- * each worker's in-flight batch to finish (a batch that is retrying gives up at its next
- * backoff, uncommitted: `revoking`), resumes the revoked partitions (librdkafka keeps the pause
- * flag across unassign/assign), commits the stored offsets synchronously, and only then
- * unassigns.
+ * each worker's batch in the engine to finish (a batch that is retrying gives up at its next
+ * backoff, uncommitted: `revoking`; a prepared batch not yet submitted is dropped), resumes the
+ * revoked partitions (librdkafka keeps the pause flag across unassign/assign), commits the stored
+ * offsets synchronously, and only then unassigns.
  *
  * Ids: an event without an `id` gets "kafka:<topic>:<partition>:<offset>" (or, when that would
  * not fit in MS_MAX_ID_BYTES, a form with a hash of the topic: derived_id), so a message
- * delivered again (after a crash before the offset commit) is a duplicate, a no-op.
+ * delivered again (consumed past a position held at a dead letter, or from the committed Kafka
+ * offset when the store has no position) is a duplicate, a no-op.
  *
  * Dead letters that the DLQ topic refuses for good are sent truncated (too large) or given up
  * (counted), never retried forever: dlq_redo.
