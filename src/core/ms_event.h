@@ -121,6 +121,15 @@ typedef struct ms_decode_opts {
 ms_err ms_event_decode(const char *text, size_t len, const ms_decode_opts *opts, ms_event **out,
                        ms_error *err);
 
+/*
+ * ms_event_decode for text the caller has already parsed (ms_json_parse with opts->max_depth) into
+ * o, len being the text's length: the size limit, then the event rules, exactly as
+ * ms_event_decode after its parse (a JSON error is the caller's to report). o is borrowed.
+ */
+struct json_object;
+ms_err ms_event_decode_parsed(struct json_object *o, size_t len, const ms_decode_opts *opts,
+                              ms_event **out, ms_error *err);
+
 typedef enum { MS_BODY_NDJSON, MS_BODY_JSON } ms_body_format;
 
 typedef struct ms_rejection {

@@ -225,12 +225,13 @@ static ms_event *decode_json(ksource *s, ks_item *it, const char *text, size_t l
     if (!tenant && json_object_is_type(o, json_type_object) &&
         json_object_object_get_ex(o, "tenant", &t) && json_object_is_type(t, json_type_string))
         tenant = ms_xstrdup(json_object_get_string(t));
-    json_object_put(o);
-    /* ms_event_decode refuses a tenant that is not a valid name (invalid_field). */
+    /* The event rules on the value parsed above (parsed once): they refuse a tenant that is not
+     * a valid name (invalid_field), and text over the size limit. */
     ms_decode_opts opts = {tenant ? tenant : MS_DEFAULT_TENANT, s->rt->types,
                            (size_t)cfg->limits_max_event_bytes, (int)cfg->limits_max_depth};
     ms_event *ev = NULL;
-    ms_err rc = ms_event_decode(text, len, &opts, &ev, &err);
+    ms_err rc = ms_event_decode_parsed(o, len, &opts, &ev, &err);
+    json_object_put(o);
     free(tenant);
     if (rc != MS_OK) return refuse(it, err.code, err.detail);
     if (!ev->id) ev->id = derived_id(rd_kafka_topic_name(m->rkt), m->partition, m->offset);
