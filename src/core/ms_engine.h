@@ -70,6 +70,38 @@ void ms_engine_free(ms_engine *e);
 ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res,
                         ms_error *err);
 
+/*
+ * ms_engine_submit that also stores source positions (ms_srcpos, borrowed for the call) in the
+ * store, in the transaction that commits the last of the batch's events (the events of one
+ * batch may be split over several commits, by lane): once the call returns MS_OK, every event
+ * is committed and the positions are stored with them (lowered to the offset of the first
+ * rejected event of each partition, see ms_store_ops.apply_at). An event names its position by
+ * src_pos (1-based; 0 none) and its own offset by src_offset. When a commit fails, the
+ * positions are not stored. A batch with no event left after the transforms stores none.
+ * Needs a store of version 4 with apply_at, else the positions are dropped.
+ */
+ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                           size_t npos, ms_apply_result *res, ms_error *err);
+
+/*
+ * Asynchronous ms_engine_submit_at: enqueues the batch (waiting for lane room as
+ * ms_engine_submit does) and returns without waiting for the commits. On MS_OK, *ticket is the
+ * batch's ticket (NULL when no event was left to commit: res is then complete) and res[] must
+ * stay valid until ms_engine_wait(ticket) returns; ms_engine_wait must be called exactly once
+ * per ticket, from any thread. On failure (MS_ERR_OVERLOADED, MS_ERR_UNAVAILABLE) nothing is
+ * enqueued and *ticket is NULL. Several batches may be in flight; events of one qualified name
+ * keep their submission order, but two batches may complete in either order (by lane), and the
+ * positions of each are stored with its own last commit.
+ */
+typedef struct ms_engine_ticket ms_engine_ticket;
+ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                              size_t npos, ms_apply_result *res, ms_engine_ticket **ticket,
+                              ms_error *err);
+/* Waits until every event of the ticket's batch has its outcome in res, frees the ticket and
+ * returns what ms_engine_submit would have (MS_OK, or MS_ERR_STORE when a commit failed: the
+ * positions are then not stored; retrying with the same ids is safe). NULL ticket: MS_OK. */
+ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *ticket, ms_error *err);
+
 /* The last change seq committed for tenant (0 if none): by any worker on the store (it asks the
  * store; what this process committed is known even if that fails). */
 uint64_t ms_engine_last_seq(ms_engine *e, const char *tenant);

@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 4
+#define MS_STORE_OPS_VERSION 5
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -178,6 +178,25 @@ typedef struct ms_store_ops {
      */
     ms_err (*ctl_add)(void *ctx, const char *tenant, const char *kind, const char *key,
                       const char *json, bool *added, ms_error *err);
+
+    /* ---- version 5 ---- */
+    /*
+     * apply() that also records source positions in the same transaction: for every pos[k],
+     * source_offsets(group, topic, partition) becomes the greater of its stored value and
+     * pos[k].next lowered to the src_offset of any event of evs whose src_pos is k + 1 and whose
+     * result is MS_APPLY_REJECTED (its dead letter is sent after the commit). Events whose
+     * src_pos is 0 or > npos do not touch any position. Same contract as apply() otherwise;
+     * n may be 0 (positions only). NULL (or version < 5): positions are not stored.
+     * @locality writer thread
+     */
+    ms_err (*apply_at)(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                       const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
+    /*
+     * Reads the stored positions of (group, topic) for partitions parts[0..n): next[i] is the
+     * stored next offset of parts[i], or -1 when none is stored. Any thread.
+     */
+    ms_err (*offsets_get)(void *ctx, const char *group, const char *topic, const int32_t *parts,
+                          size_t n, int64_t *next, ms_error *err);
 } ms_store_ops;
 
 #endif

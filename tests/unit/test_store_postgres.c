@@ -23,6 +23,7 @@
 #include "ms_store.h"
 #include "ms_types.h"
 #include "ms_test_dir.h"
+#include "ms_test_offsets.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -547,6 +548,15 @@ static void test_leases_balanced(void **state)
     assert_true(ask_until(pa, "t4", "s"));
 }
 
+/* Source positions: the same answers from both stores (group named after the test's tenant). */
+static void test_source_offsets(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    check_source_offsets(f->sq.ops, f->sq.ctx, f->types, f->tenant, f->tenant);
+    check_source_offsets(f->pg.ops, f->pg.ctx, f->types, f->tenant, f->tenant);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -555,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leases_one_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_hears_other_workers_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_balanced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ms_test_dir.h"
+#include "ms_test_offsets.h"
 #include <sqlite3.h>
 
 extern const ms_store_ops ms_store_sqlite;
@@ -1571,7 +1572,7 @@ static void test_ctl_put_list_reopen(void **state)
 {
     fixture *f = *state;
     ms_error err;
-    assert_int_equal(ms_store_sqlite.version, 4);
+    assert_int_equal(ms_store_sqlite.version, MS_STORE_OPS_VERSION);
     assert_int_equal(ctl_list(f, NULL, "registry.schema", 0).n, 0);
     assert_int_equal(
         ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "2", "{\"id\":2}", &err),
@@ -1655,10 +1656,23 @@ static void test_ctl_migrates_v1(void **state)
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "2");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "3");
     sqlite3_finalize(st);
     sqlite3_close(db);
     store_open(f);
+}
+
+/* Source positions: written in the batch's transaction, persisted across reopen. */
+static void test_source_offsets(void **state)
+{
+    fixture *f = *state;
+    check_source_offsets(&ms_store_sqlite, f->ctx, f->types, "default", "g");
+    store_close(f);
+    store_open(f);
+    int64_t next[3];
+    offsets_read(&ms_store_sqlite, f->ctx, "g", "t", next);
+    assert_int_equal(next[0], 14);
+    assert_int_equal(next[1], 9);
 }
 
 int main(void)
@@ -1681,6 +1695,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_self_parent_terminates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctl_put_list_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctl_migrates_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

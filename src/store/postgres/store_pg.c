@@ -735,6 +735,26 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
     return rc;
 }
 
+static ms_err pg_offsets_get(void *ctx, const char *group, const char *topic, const int32_t *parts,
+                             size_t n, int64_t *next, ms_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        next[i] = -1;
+    const char *p[] = {group, topic};
+    PGresult *res = pool_run(ctx, NULL,
+                             "SELECT part, next_offset FROM source_offsets"
+                             " WHERE grp = $1 AND topic = $2",
+                             2, p, err);
+    if (!res) return MS_ERR_STORE;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int32_t part = (int32_t)atoi(PQgetvalue(res, r, 0));
+        for (size_t i = 0; i < n; i++)
+            if (parts[i] == part) next[i] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+    }
+    PQclear(res);
+    return MS_OK;
+}
+
 #define PG_OPS(scheme_)                                                                            \
     {                                                                                              \
         .version = MS_STORE_OPS_VERSION, .name = "postgres", .scheme = scheme_, .open = pg_open,   \
@@ -744,7 +764,7 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
         .asset_type = pg_asset_type, .cursor_get = pg_cursor_get, .cursor_set = pg_cursor_set,     \
         .type_save = pg_type_save, .types_load = pg_types_load, .ctl_put = pg_ctl_put,             \
         .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold, .watch = pg_watch,                   \
-        .ctl_add = pg_ctl_add,                                                                     \
+        .ctl_add = pg_ctl_add, .apply_at = pg_apply_at, .offsets_get = pg_offsets_get,             \
     }
 
 /* One table per URL scheme libpq accepts. */

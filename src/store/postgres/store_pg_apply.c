@@ -50,6 +50,7 @@ enum {
     W_SEEN_MANY,
     W_TAGS_MANY,
     W_SET_TENANT,
+    W_OFFSET_PUT,
     W__COUNT
 };
 
@@ -126,6 +127,10 @@ static const char *const wsql[W__COUNT] = {
      * up after the tenant's row was locked, and only a holder of that lock writes seen rows. */
     [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])",
     [W_SET_TENANT] = "SELECT set_config('metasync.tenant', $1, true)",
+    [W_OFFSET_PUT] = "INSERT INTO source_offsets(grp, topic, part, next_offset, updated_at)"
+                     " VALUES($1, $2, $3, $4, $5) ON CONFLICT(grp, topic, part) DO UPDATE SET"
+                     " next_offset = greatest(source_offsets.next_offset, excluded.next_offset),"
+                     " updated_at = excluded.updated_at",
 };
 
 /* Statements queued before the writer reads their results. */
@@ -731,6 +736,17 @@ static bool be_parent_type(void *be, const char *tenant, const char *qn, char **
     return true;
 }
 
+static bool be_offset_put(void *be, const char *group, const char *topic, int32_t partition,
+                          int64_t next, const char *now, ms_error *err)
+{
+    (void)err;
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", partition);
+    snprintf(off, sizeof off, "%lld", (long long)next);
+    const char *p[] = {group, topic, part, off, now};
+    return wsend(be, W_OFFSET_PUT, 5, p);
+}
+
 static const ms_sa_backend backend = {
     .seen_add = be_seen_add,
     .seen_del = be_seen_del,
@@ -742,6 +758,7 @@ static const ms_sa_backend backend = {
     .change_add = be_change_add,
     .descendants = be_descendants,
     .parent_type = be_parent_type,
+    .offset_put = be_offset_put,
 };
 
 /* Reconnects a broken writer connection (the server restarted) and prepares again. */
@@ -783,6 +800,12 @@ static bool finish(wbatch *b, bool ok)
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err)
 {
+    return pg_apply_at(ctx, evs, n, now_ts, NULL, 0, res, err);
+}
+
+ms_err pg_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
+{
     pg_store *s = ctx;
     if (writer_ready(s, err) != MS_OK) return MS_ERR_STORE;
     if (!PQenterPipelineMode(s->w)) return pg_fail(err, s->w, NULL, "pipeline");
@@ -810,7 +833,9 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         ok = use_tenant(&b, ts[k].tenant) && wsend(&b, W_SEQ_SET, 2, p);
     }
     /* Other writes that belong to this batch's transaction go here (queued with wsend, after
-     * the batch's own rows and seqs, before COMMIT): they commit or roll back with it. */
+     * the batch's own rows and seqs, before COMMIT): they commit or roll back with it. The
+     * batch's source positions: */
+    ok = ok && ms_sa_positions(&backend, &b, evs, n, res, pos, npos, now_ts, err) && !b.failed;
     ok = finish(&b, ok);
     free(ts);
     for (size_t i = 0; i < b.nents; i++)

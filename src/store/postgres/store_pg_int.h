@@ -99,6 +99,9 @@ ms_err pg_watch(void *ctx, pg_watch_cb cb, void *ud, ms_error *err);
 /* The writer (store_pg_apply.c). */
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err);
+/* apply() with source positions (ms_store_ops.apply_at). */
+ms_err pg_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
 /* Prepares the writer's statements on s->w; called at open and after a reconnect. */
 ms_err pg_apply_prepare(pg_store *s, ms_error *err);
 

@@ -16,7 +16,7 @@
 /* 1: the first schema; 2: + ctl (control-plane records), full-text rows indexed per commit
  * instead of per-row triggers. The DDL is idempotent (IF NOT EXISTS, DROP TRIGGER IF EXISTS), so
  * opening a version-1 database adds what is missing and bumps the version. */
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -51,6 +51,12 @@ static const char *const schema_sql =
     " definition TEXT NOT NULL, PRIMARY KEY(tenant, name)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ctl(tenant TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,"
     " json TEXT NOT NULL, PRIMARY KEY(tenant, kind, key)) WITHOUT ROWID;"
+    /* Schema 3: the positions of sources (Kafka consumer groups), written by apply_at in the
+     * transaction of the events they cover. Not a tenant table: a partition carries events of
+     * every tenant. */
+    "CREATE TABLE IF NOT EXISTS source_offsets(grp TEXT NOT NULL, topic TEXT NOT NULL,"
+    " part INTEGER NOT NULL, next_offset INTEGER NOT NULL, updated_at TEXT NOT NULL,"
+    " PRIMARY KEY(grp, topic, part)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
     " content='assets', content_rowid='id');"
     /* New rows are indexed once per commit by the writer (W_FTS_ADD: every id above the
@@ -741,6 +747,32 @@ static ms_err sq_cursor_set(void *ctx, const char *tenant, const char *sink, uin
                       tenant, sink, NULL, (int64_t)seq, err);
 }
 
+static ms_err sq_offsets_get(void *ctx, const char *group, const char *topic, const int32_t *parts,
+                             size_t n, int64_t *next, ms_error *err)
+{
+    sq_store *s = ctx;
+    for (size_t i = 0; i < n; i++)
+        next[i] = -1;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "SELECT part, next_offset FROM source_offsets WHERE grp=? AND topic=?", err);
+    ms_err rc = st ? MS_OK : MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, group);
+        sq_bind_text(st, 2, topic);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            int32_t part = (int32_t)sqlite3_column_int(st, 0);
+            for (size_t i = 0; i < n; i++)
+                if (parts[i] == part) next[i] = sqlite3_column_int64(st, 1);
+        }
+        if (step != SQLITE_DONE) rc = sq_fail(err, db, "source offsets");
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
 static ms_err sq_type_save(void *ctx, const char *tenant, const char *name, const char *json,
                            ms_error *err)
 {
@@ -881,4 +913,6 @@ const ms_store_ops ms_store_sqlite = {
     .ctl_list = sq_ctl_list,
     .ctl_add = sq_ctl_add,
     .lease_hold = sq_lease_hold,
+    .apply_at = sq_apply_at,
+    .offsets_get = sq_offsets_get,
 };

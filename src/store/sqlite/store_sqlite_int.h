@@ -46,6 +46,7 @@ enum {
     W_FTS_ADD,
     W_FTS_MARK,
     W_ORPHANS,
+    W_OFFSET_PUT,
     W__COUNT
 };
 
@@ -96,6 +97,9 @@ void sq_release(sq_store *s, sqlite3 *db);
 /* The writer's apply() (store_sqlite_apply.c). */
 ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err);
+/* apply() with source positions (ms_store_ops.apply_at). */
+ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
 /* Prepares the writer statements; called by open. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err);
 
