@@ -242,7 +242,9 @@ void ms_http_xfer_prepare(ms_http_xfer *x, const ms_http_req *req)
 
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
     h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip before bodies */
-    if (strcmp(req->method, "POST") == 0) {
+    for (const char *const *p = req->headers; p && *p; p++)
+        h = curl_slist_append(h, *p);
+    if (strcmp(req->method, "POST") == 0 || (req->body && strcmp(req->method, "PUT") == 0)) {
         char ct[160];
         snprintf(ct, sizeof ct, "Content-Type: %s",
                  req->content_type ? req->content_type : "application/json");
@@ -250,6 +252,7 @@ void ms_http_xfer_prepare(ms_http_xfer *x, const ms_http_req *req)
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
+        if (req->method[1] == 'U') curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
     } else if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else {

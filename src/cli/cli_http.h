@@ -74,12 +74,14 @@ typedef struct ms_http_resp {
 /* ---- requests and transfers ------------------------------------------------------------------ */
 
 typedef struct ms_http_req {
-    const char *method;       /* "GET" or "POST" */
+    const char *method;       /* "GET", "POST"; PUT with a body; others without */
     const char *url;          /* absolute URL (see ms_http_url) */
     const char *content_type; /* POST body type, e.g. "application/x-ndjson"; NULL for GET */
     const char *body;         /* POST body, borrowed: must stay valid until the transfer ends */
     size_t len;               /* body length in bytes */
     long timeout_ms;          /* whole-transfer timeout; 0 = none */
+    const char *const
+        *headers; /* more header lines ("X-MetaSync-Tenant: a"), NULL-ended; or NULL */
 } ms_http_req;
 
 typedef struct ms_http_xfer {

@@ -22,6 +22,10 @@ static const command commands[] = {
     {"config", ms_cmd_config, "print or check the configuration keys"},
     {"migrate", ms_cmd_migrate, "bring the store's schema up to date (PostgreSQL: as its owner)"},
     {"avro", ms_cmd_avro, "check, decode, encode or fingerprint Avro schemas and datums"},
+    {"tenant", ms_cmd_tenant, "list, create, update or disable tenants"},
+    {"apikey", ms_cmd_apikey, "list, create or revoke API keys"},
+    {"connection", ms_cmd_connection, "manage connections to sources (credentials from a file)"},
+    {"user", ms_cmd_user, "manage the users of a tenant"},
     {"version", NULL, "print the version"},
 };
 
@@ -32,7 +36,7 @@ static void usage(FILE *out)
             "engine.\n\nCommands:\n",
             MS_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\nRun `metasync COMMAND --help` for a command's options.\n"
                  "Exit codes: 0 ok; 1 refused (rejected events, not found); 2 usage or "
                  "configuration;\n3 server unreachable; 4 internal error.\n");

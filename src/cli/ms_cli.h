@@ -27,5 +27,11 @@ int ms_cmd_dlq(int argc, char **argv, char **envp);
 int ms_cmd_migrate(int argc, char **argv, char **envp);
 /* `metasync avro`: developer tools over the Avro codec; needs no configuration or server. */
 int ms_cmd_avro(int argc, char **argv, char **envp);
+/* `metasync tenant|apikey|connection|user VERB`: the control plane of a running server
+ * (cmd_control.c); secrets are read from files or stdin, never from argv. */
+int ms_cmd_tenant(int argc, char **argv, char **envp);
+int ms_cmd_apikey(int argc, char **argv, char **envp);
+int ms_cmd_connection(int argc, char **argv, char **envp);
+int ms_cmd_user(int argc, char **argv, char **envp);
 
 #endif

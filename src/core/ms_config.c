@@ -144,6 +144,12 @@ static const cfg_row cfg_rows[] = {
         "Serve the embedded Confluent-compatible schema registry under /registry"),
     ROW(CT_STRING, "registry.url", "", registry_url,
         "URL of an external schema registry to use instead of the embedded one"),
+    ROW(CT_STRING, "secrets.key_file", "", secrets_key_file,
+        "File holding the 256-bit key (64 hex digits, `openssl rand -hex 32`) that encrypts "
+        "connection credentials at rest (AES-256-GCM); empty stores them unencrypted"),
+    ROW(CT_BOOL, "auth.required", "false", auth_required,
+        "Require `Authorization: Bearer <API key>` on every /api/v1 request; the key's tenant "
+        "becomes the request's tenant"),
 };
 
 #define CFG_NROWS      (sizeof cfg_rows / sizeof cfg_rows[0])

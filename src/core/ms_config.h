@@ -61,6 +61,8 @@ typedef struct ms_config {
     char *kafka_properties;       /* kafka.properties.NAME: "name=value\n" lines for librdkafka */
     bool registry_enabled;        /* registry.enabled: embedded registry under /registry */
     char *registry_url;           /* registry.url: external registry ("" = embedded) */
+    char *secrets_key_file;       /* secrets.key_file: AES-256 key for connection credentials */
+    bool auth_required;           /* auth.required: an API key on every /api/v1 request */
 } ms_config;
 
 /* Fills c with the built-in defaults (strings are heap copies). */

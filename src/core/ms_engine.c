@@ -13,13 +13,18 @@
 #include <string.h>
 #include <time.h>
 
-/* One submitted batch waiting for its events to be committed. Lives on the submitter's stack. */
+/* One submitted batch waiting for its events to be committed: the ticket of an asynchronous
+ * submission (heap; freed by ms_engine_wait). */
 typedef struct submission {
     size_t pending;   /* events not yet committed or refused */
     ms_event **done;  /* events published so far, for the submitter to free (ndone of them) */
     size_t ndone;
     ms_err failure;   /* MS_OK, or the store error that failed one of its commits */
     char detail[200];
+    ms_srcpos *pos; /* its source positions (a copy, lowered by earlier rejections), or NULL */
+    size_t npos;
+    size_t taking;   /* writer: its events in the commit being prepared */
+    size_t pos_base; /* writer: where its positions start in that commit's positions */
 } submission;
 
 typedef struct job {
@@ -27,7 +32,8 @@ typedef struct job {
     ms_apply_result *res;
     submission *sub;
     unsigned long long enq_ns;
-    uint64_t key; /* qn_key of the event */
+    uint64_t key;   /* qn_key of the event */
+    size_t src_pos; /* ev->src_pos as submitted (1-based into sub->pos; 0 none) */
 } job;
 
 /* Which lane holds the queued events of a qualified name, and how many: an open-addressing
@@ -278,6 +284,11 @@ static void publish(ms_engine *e, job *jobs, size_t n, ms_event **evs, ms_err rc
             }
         }
         ms_hist_observe(&m->ingest_lag[evs[i]->lane], (double)(t_done - j->enq_ns) / 1e9);
+        /* A rejected event of a submission that completes in a later commit holds its
+         * partition's position back (the later commit stores it; see commit_positions). */
+        if (j->src_pos && !evs[i]->src_pos && j->res->status == MS_APPLY_REJECTED &&
+            evs[i]->src_offset < j->sub->pos[j->src_pos - 1].next)
+            j->sub->pos[j->src_pos - 1].next = evs[i]->src_offset;
         j->sub->done[j->sub->ndone++] = j->ev;
         j->sub->pending--;
     }
@@ -289,6 +300,39 @@ static void publish(ms_engine *e, job *jobs, size_t n, ms_event **evs, ms_err rc
     pthread_cond_broadcast(&e->room);
 }
 
+/*
+ * The source positions the commit of jobs[0..n) stores: those of every submission that this
+ * commit completes (all its remaining events are in it) and that no earlier commit failed.
+ * Rebases each such event's src_pos onto the returned array (*pos, grown as needed) and sets
+ * src_pos 0 on the others (their submission's positions wait for a later commit). Returns how
+ * many positions. @locks_required mu
+ */
+static size_t commit_positions(job *jobs, size_t n, ms_srcpos **pos, size_t *cap)
+{
+    for (size_t i = 0; i < n; i++)
+        jobs[i].sub->taking = 0;
+    for (size_t i = 0; i < n; i++)
+        jobs[i].sub->taking++;
+    size_t npos = 0;
+    for (size_t i = 0; i < n; i++) {
+        submission *sub = jobs[i].sub;
+        bool completes = sub->taking == sub->pending && sub->npos && sub->failure == MS_OK;
+        if (completes && sub->taking != SIZE_MAX) {
+            sub->taking = SIZE_MAX; /* its positions are taken once */
+            if (npos + sub->npos > *cap) {
+                *cap = (npos + sub->npos) * 2;
+                *pos = ms_xrealloc(*pos, *cap * sizeof **pos);
+            }
+            memcpy(*pos + npos, sub->pos, sub->npos * sizeof **pos);
+            sub->pos_base = npos;
+            npos += sub->npos;
+        }
+        bool stored = sub->taking == SIZE_MAX;
+        jobs[i].ev->src_pos = stored && jobs[i].src_pos ? sub->pos_base + jobs[i].src_pos : 0;
+    }
+    return npos;
+}
+
 static void *writer_main(void *arg)
 {
     ms_engine *e = arg;
@@ -296,6 +340,8 @@ static void *writer_main(void *arg)
     job *jobs = ms_xmalloc(max * sizeof *jobs);
     ms_event **evs = ms_xmalloc(max * sizeof *evs);
     ms_apply_result *res = ms_xmalloc(max * sizeof *res);
+    ms_srcpos *pos = NULL;
+    size_t pos_cap = 0;
     pthread_mutex_lock(&e->mu);
     for (;;) {
         lane *fast = &e->lanes[MS_LANE_FAST], *bulk = &e->lanes[MS_LANE_BULK];
@@ -309,6 +355,7 @@ static void *writer_main(void *arg)
         while (bulk->count && nb--)
             jobs[n++] = lane_pop(e, bulk);
         e->last_served_bulk = n > nf;
+        size_t npos = commit_positions(jobs, n, &pos, &pos_cap);
         pthread_cond_broadcast(&e->room);
         pthread_mutex_unlock(&e->mu);
 
@@ -319,7 +366,9 @@ static void *writer_main(void *arg)
         ms_error err;
         ms_error_clear(&err);
         unsigned long long t0 = ms_now_ns();
-        ms_err rc = e->a.store->apply(e->a.store_ctx, evs, n, now, res, &err);
+        ms_err rc = npos && e->a.store->version >= 5 && e->a.store->apply_at
+                        ? e->a.store->apply_at(e->a.store_ctx, evs, n, now, pos, npos, res, &err)
+                        : e->a.store->apply(e->a.store_ctx, evs, n, now, res, &err);
         unsigned long long t1 = ms_now_ns();
         if (rc != MS_OK)
             ms_log_error(e->a.log, "engine: commit of %zu events failed: %s: %s", n,
@@ -342,6 +391,7 @@ static void *writer_main(void *arg)
     free(jobs);
     free(evs);
     free(res);
+    free(pos);
     return NULL;
 }
 
@@ -445,24 +495,85 @@ static void route_pinned(ms_engine *e, ms_event **evs, const uint64_t *keys, con
     }
 }
 
-ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res,
-                        ms_error *err)
+ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res, ms_error *err)
 {
+    return ms_engine_submit_at(e, evs, n, NULL, 0, res, err);
+}
+
+/* Lowers pos[ev->src_pos - 1].next to the offset of ev, refused before the store. */
+static void hold_position(ms_srcpos *pos, size_t npos, const ms_event *ev)
+{
+    if (ev->src_pos && ev->src_pos <= npos && ev->src_offset < pos[ev->src_pos - 1].next)
+        pos[ev->src_pos - 1].next = ev->src_offset;
+}
+
+ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                           size_t npos, ms_apply_result *res, ms_error *err)
+{
+    ms_engine_ticket *t = NULL;
+    ms_err rc = ms_engine_submit_async(e, evs, n, pos, npos, res, &t, err);
+    return rc == MS_OK ? ms_engine_wait(e, t, err) : rc;
+}
+
+ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *t, ms_error *err)
+{
+    if (!t) return MS_OK;
+    submission *sub = (submission *)t;
+    /* Free each commit's events as it is published, here rather than on the writer's core (and
+     * in the thread that allocated them): done[] only grows, and the writer no longer touches
+     * what it has published. */
+    size_t freed = 0;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        size_t upto = sub->ndone;
+        if (upto > freed) {
+            pthread_mutex_unlock(&e->mu);
+            for (; freed < upto; freed++) ms_event_free(sub->done[freed]);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        if (!sub->pending) break;
+        pthread_cond_wait(&e->done, &e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    ms_err rc = sub->failure;
+    if (rc != MS_OK) ms_error_set(err, rc, "%s", sub->detail);
+    free(sub->done);
+    free(sub->pos);
+    free(sub);
+    return rc;
+}
+
+ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                              size_t npos, ms_apply_result *res, ms_engine_ticket **ticket,
+                              ms_error *err)
+{
+    *ticket = NULL;
     atomic_fetch_add(&e->a.metrics->events_received, n);
+    ms_srcpos *mine = NULL;
+    if (npos) {
+        mine = ms_xmalloc(npos * sizeof *mine);
+        memcpy(mine, pos, npos * sizeof *mine);
+    }
     ms_hist_observe(&e->a.metrics->batch_size, (double)n);
     size_t need[MS_LANE_COUNT] = {0, 0};
     size_t live = 0;
     for (size_t i = 0; i < n; i++) {
         memset(&res[i], 0, sizeof res[i]);
+        if (evs[i]->src_pos > npos) evs[i]->src_pos = 0;
         if (!run_transforms(e, evs[i], &res[i])) {
             atomic_fetch_add(&e->a.metrics->events_rejected[res[i].code], 1);
+            if (mine) hold_position(mine, npos, evs[i]);
             ms_event_free(evs[i]);
             evs[i] = NULL;
         } else {
             live++;
         }
     }
-    if (!live) return MS_OK;
+    if (!live) {
+        free(mine); /* nothing to commit: the positions are not stored (docs/kafka.md) */
+        return MS_OK;
+    }
     uint64_t *keys = ms_xmalloc(n * sizeof *keys);
     ms_lane *own = ms_xmalloc(n * sizeof *own);
     for (size_t i = 0; i < n; i++)
@@ -470,7 +581,8 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
     route_own(e, evs, keys, n, own);
     pin_table batch = {0};
 
-    submission sub = {.pending = live, .failure = MS_OK};
+    submission *sub = ms_xcalloc(1, sizeof *sub);
+    *sub = (submission){.pending = live, .failure = MS_OK, .pos = mine, .npos = npos};
     struct timespec dl = deadline_in((unsigned)e->a.cfg->engine_enqueue_timeout_ms);
     ms_err refused = MS_OK;
     pthread_mutex_lock(&e->mu);
@@ -498,38 +610,28 @@ ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result 
     if (refused != MS_OK) {
         pthread_mutex_unlock(&e->mu);
         free(keys);
+        free(mine);
+        free(sub);
         atomic_fetch_add(&e->a.metrics->events_overloaded, live);
         return refused;
     }
     unsigned long long now = ms_now_ns();
-    sub.done = ms_xmalloc(live * sizeof *sub.done);
+    sub->done = ms_xmalloc(live * sizeof *sub->done);
     for (size_t i = 0; i < n; i++) {
         if (!evs[i]) continue;
         pin_add(&e->pins, keys[i], evs[i]->lane);
-        lane_push(&e->lanes[evs[i]->lane],
-                  (job){.ev = evs[i], .res = &res[i], .sub = &sub, .enq_ns = now, .key = keys[i]});
+        lane_push(&e->lanes[evs[i]->lane], (job){.ev = evs[i],
+                                                 .res = &res[i],
+                                                 .sub = sub,
+                                                 .enq_ns = now,
+                                                 .key = keys[i],
+                                                 .src_pos = evs[i]->src_pos});
         evs[i] = NULL;
     }
     free(keys);
     pthread_cond_signal(&e->work);
-    /* Free each commit's events as it is published, here rather than on the writer's core (and
-     * in the thread that allocated them): done[] only grows, and the writer no longer touches
-     * what it has published. */
-    size_t freed = 0;
-    for (;;) {
-        size_t upto = sub.ndone;
-        if (upto > freed) {
-            pthread_mutex_unlock(&e->mu);
-            for (; freed < upto; freed++) ms_event_free(sub.done[freed]);
-            pthread_mutex_lock(&e->mu);
-            continue;
-        }
-        if (!sub.pending) break;
-        pthread_cond_wait(&e->done, &e->mu);
-    }
     pthread_mutex_unlock(&e->mu);
-    free(sub.done);
-    if (sub.failure != MS_OK) return ms_error_set(err, sub.failure, "%s", sub.detail);
+    *ticket = (ms_engine_ticket *)sub;
     return MS_OK;
 }
 
@@ -573,6 +675,20 @@ void ms_engine_wait_generation(ms_engine *e, uint64_t gen, unsigned timeout_ms)
     pthread_mutex_lock(&e->mu);
     while (e->generation == gen && !e->stopping)
         if (pthread_cond_timedwait(&e->seq, &e->mu, &dl) != 0) break;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void ms_engine_notify_seq(ms_engine *e, const char *tenant, uint64_t seq)
+{
+    pthread_mutex_lock(&e->mu);
+    tenant_seq *t = tenant ? seq_slot(e, tenant, false) : NULL;
+    /* A slot exists for every tenant a long-poll waits on; sink runners follow `generation`. */
+    bool news = !t || seq > t->seq;
+    if (t && seq > t->seq) t->seq = seq;
+    if (news) {
+        e->generation++;
+        pthread_cond_broadcast(&e->seq);
+    }
     pthread_mutex_unlock(&e->mu);
 }
 

@@ -70,6 +70,39 @@ void ms_engine_free(ms_engine *e);
 ms_err ms_engine_submit(ms_engine *e, ms_event **evs, size_t n, ms_apply_result *res,
                         ms_error *err);
 
+/*
+ * ms_engine_submit that also stores source positions (ms_srcpos, borrowed for the call) in the
+ * store, in the transaction that commits the last of the batch's events (the events of one
+ * batch may be split over several commits, by lane): once the call returns MS_OK, every event
+ * is committed and the positions are stored with them (lowered to the offset of the first
+ * rejected event of each partition, see ms_store_ops.apply_at). An event names its position by
+ * src_pos (1-based; 0 none) and its own offset by src_offset. When a commit fails, the
+ * positions are not stored. A batch with no event left after the transforms stores none.
+ * Needs a store of version 4 with apply_at, else the positions are dropped.
+ */
+ms_err ms_engine_submit_at(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                           size_t npos, ms_apply_result *res, ms_error *err);
+
+/*
+ * Asynchronous ms_engine_submit_at: enqueues the batch (waiting for lane room as
+ * ms_engine_submit does) and returns without waiting for the commits. On MS_OK, *ticket is the
+ * batch's ticket (NULL when no event was left to commit: res is then complete) and res[] must
+ * stay valid until ms_engine_wait(ticket) returns; ms_engine_wait must be called exactly once
+ * per ticket, from any thread. On failure (MS_ERR_OVERLOADED, MS_ERR_UNAVAILABLE) nothing is
+ * enqueued and *ticket is NULL. Several batches may be in flight; events of one qualified name
+ * keep their submission order, but two batches may complete in either order (by lane), and the
+ * positions of each are stored with its own last commit.
+ */
+typedef struct ms_engine_ticket ms_engine_ticket;
+ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
+                              size_t npos, ms_apply_result *res, ms_engine_ticket **ticket,
+                              ms_error *err);
+/* Waits until every event of the ticket's batch has its outcome in res, frees the ticket and the
+ * batch's events (each commit's as soon as it is published: the writer does not free them), and
+ * returns what ms_engine_submit would have (MS_OK, or MS_ERR_STORE when a commit failed: the
+ * positions are then not stored; retrying with the same ids is safe). NULL ticket: MS_OK. */
+ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *ticket, ms_error *err);
+
 /* The last change seq committed for tenant (0 if none): by any worker on the store (it asks the
  * store; what this process committed is known even if that fails). */
 uint64_t ms_engine_last_seq(ms_engine *e, const char *tenant);
@@ -80,6 +113,11 @@ bool ms_engine_wait_seq(ms_engine *e, const char *tenant, uint64_t after, unsign
  * until it differs from gen (or timeout / stop). Used by sink runners. */
 uint64_t ms_engine_generation(ms_engine *e);
 void ms_engine_wait_generation(ms_engine *e, uint64_t gen, unsigned timeout_ms);
+/* Learns that tenant's change records up to seq are committed (by another worker on the same
+ * store: ms_store_ops.watch calls this): raises the tenant's last seq and wakes long-polls, SSE
+ * streams and sink runners. tenant NULL: something may have been committed; wakes every waiter
+ * (they read the store again). Any thread; takes the engine's mutex, never calls the store. */
+void ms_engine_notify_seq(ms_engine *e, const char *tenant, uint64_t seq);
 /* True while the writer runs and accepts work. */
 bool ms_engine_running(ms_engine *e);
 /* Appends lane depth, queued bytes, age of the oldest queued event and change seq gauges. */

@@ -38,6 +38,9 @@
       "the parent is of a type that cannot contain this asset")                                  \
     X(MS_ERR_TOO_LONG, "value_too_long", 400, false, "a value is longer than allowed")            \
     X(MS_ERR_NOT_FOUND, "not_found", 404, false, "no such resource")                              \
+    X(MS_ERR_ALREADY_EXISTS, "already_exists", 409, false, "a resource with that name exists")     \
+    X(MS_ERR_UNAUTHORIZED, "unauthorized", 401, false, "a valid API key is required")              \
+    X(MS_ERR_FORBIDDEN, "forbidden", 403, false, "the API key does not allow this")                \
     X(MS_ERR_VERSION_CONFLICT, "version_conflict", 409, false,                                    \
       "if_version does not match the current version")                                            \
     X(MS_ERR_TYPE_CONFLICT, "type_conflict", 409, false,                                          \

@@ -491,6 +491,12 @@ static bool opts_ok(const ms_decode_opts *opts, ms_error *err)
     return false;
 }
 
+static ms_err too_large(size_t len, const ms_decode_opts *opts, ms_error *err)
+{
+    return ms_error_set(err, MS_ERR_EVENT_TOO_LARGE, "the event is %zu bytes; the limit is %zu",
+                        len, opts->max_event_bytes);
+}
+
 /*
  * Decodes one event from text[0..len): size limit (before parsing), JSON, then the event rules.
  * JSON errors carry a position relative to text; the others none (line 0).
@@ -500,9 +506,7 @@ static ms_err decode_text(const char *text, size_t len, const ms_decode_opts *op
 {
     *out = NULL;
     ms_error_clear(err);
-    if (opts->max_event_bytes && len > opts->max_event_bytes)
-        return ms_error_set(err, MS_ERR_EVENT_TOO_LARGE, "the event is %zu bytes; the limit is %zu",
-                            len, opts->max_event_bytes);
+    if (opts->max_event_bytes && len > opts->max_event_bytes) return too_large(len, opts, err);
     struct json_object *o = ms_json_parse(text, len, opts->max_depth, NULL, err);
     if (err->code != MS_OK) return err->code;
     ms_err rc = decode_value(o, opts, scratch, out, err);
@@ -533,6 +537,22 @@ ms_err ms_event_decode(const char *text, size_t len, const ms_decode_opts *opts,
     ms_buf scratch = MS_BUF_INIT;
     ms_err rc = decode_text(text, len, opts, &scratch, out, err);
     ms_buf_free(&scratch);
+    return rc;
+}
+
+ms_err ms_event_decode_parsed(struct json_object *o, size_t len, const ms_decode_opts *opts,
+                              ms_event **out, ms_error *err)
+{
+    ms_error local;
+    if (!err) err = &local;
+    *out = NULL;
+    ms_error_clear(err);
+    if (!opts_ok(opts, err)) return err->code;
+    if (opts->max_event_bytes && len > opts->max_event_bytes) return too_large(len, opts, err);
+    ms_buf scratch = MS_BUF_INIT;
+    ms_err rc = decode_value(o, opts, &scratch, out, err);
+    ms_buf_free(&scratch);
+    if (rc == MS_OK) (*out)->bytes = ms_event_heap_bytes(*out);
     return rc;
 }
 

@@ -78,7 +78,27 @@ typedef struct ms_event {
     bool lane_known;
     size_t index; /* 0-based index in its batch */
     size_t bytes; /* heap held by the decoded event (ms_event_heap_bytes), for the lanes */
+    /* Source position (set by a source such as Kafka, else 0): src_pos is the 1-based index of
+     * the ms_srcpos (its partition) among the positions submitted with the event's batch, and
+     * src_offset the offset of the message it came from. A rejected event holds its partition's
+     * stored position back to its own offset (see ms_srcpos). */
+    size_t src_pos;
+    int64_t src_offset;
 } ms_event;
+
+/*
+ * A position of a source (a Kafka consumer group's partition) reached by a submitted batch:
+ * `next` is one past the last message of the partition the batch covers. Stored in the store
+ * (source_offsets) in the same transaction as the batch's last events, as the highest value
+ * ever stored, but never past the offset of an event of the batch that was rejected (its dead
+ * letter is not delivered yet). Strings are borrowed for the duration of the call given them.
+ */
+typedef struct ms_srcpos {
+    const char *group;
+    const char *topic;
+    int32_t partition;
+    int64_t next;
+} ms_srcpos;
 
 void ms_event_free(ms_event *ev);
 /* Heap bytes held by ev: the struct and every string and array it owns, each with the
@@ -100,6 +120,15 @@ typedef struct ms_decode_opts {
  */
 ms_err ms_event_decode(const char *text, size_t len, const ms_decode_opts *opts, ms_event **out,
                        ms_error *err);
+
+/*
+ * ms_event_decode for text the caller has already parsed (ms_json_parse with opts->max_depth) into
+ * o, len being the text's length: the size limit, then the event rules, exactly as
+ * ms_event_decode after its parse (a JSON error is the caller's to report). o is borrowed.
+ */
+struct json_object;
+ms_err ms_event_decode_parsed(struct json_object *o, size_t len, const ms_decode_opts *opts,
+                              ms_event **out, ms_error *err);
 
 typedef enum { MS_BODY_NDJSON, MS_BODY_JSON } ms_body_format;
 

@@ -1,6 +1,7 @@
 /* ms_runtime.c — opening and closing one MetaSync in the right order (see ms_runtime.h). */
 #include "ms_runtime.h"
 
+#include "ms_control.h"
 #include "ms_registry.h"
 
 #include <stdlib.h>
@@ -58,6 +59,26 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
     return MS_OK;
 }
 
+/* The store's commit notifications (other workers' commits) wake this engine's waiters. */
+static void on_commit(void *ud, const char *tenant, uint64_t seq)
+{
+    ms_engine_notify_seq(ud, tenant, seq);
+}
+
+/* Subscribes the engine to the store's commit notifications when the store has them (PostgreSQL:
+ * LISTEN/NOTIFY). Without them a waiter is woken by this process's commits only. */
+static void watch_store(ms_runtime *rt)
+{
+    if (rt->store->version < 4 || !rt->store->watch) return;
+    ms_error err;
+    ms_error_clear(&err);
+    if (rt->store->watch(rt->store_ctx, on_commit, rt->engine, &err) == MS_OK)
+        rt->watching = true;
+    else
+        ms_log_warn(&rt->log, "store: no commit notifications (%s); waits end by their timeouts",
+                    err.detail);
+}
+
 /* Opens the schema registry once the engine runs (it submits kafka_schema assets through it, the
  * built-in schemas at once): embedded when registry.enabled, the client of registry.url when
  * that is set (whatever registry.enabled says: sinks that write Avro need it), else none. */
@@ -88,6 +109,10 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
     ms_store_open_args oa = {cfg, &rt->log, cfg->store_url, rt->types};
     ms_err rc = rt->store->open(&oa, &rt->store_ctx, err);
     if (rc == MS_OK) rc = rt->store->types_load(rt->store_ctx, load_type, rt, err);
+    if (rc == MS_OK && rt->store->version >= 2 && rt->store->ctl_list) {
+        ms_control_args ca = {cfg, &rt->log, rt->store, rt->store_ctx};
+        rc = ms_control_open(&ca, &rt->control, err);
+    }
     if (rc == MS_OK) {
         ms_engine_args ea = {.cfg = cfg,
                              .log = &rt->log,
@@ -98,6 +123,7 @@ ms_err ms_runtime_open(ms_runtime *rt, const ms_config *cfg, ms_error *err)
         rt->engine = ms_engine_new(&ea);
         rc = ms_engine_start(rt->engine, err);
     }
+    if (rc == MS_OK) watch_store(rt);
     if (rc == MS_OK) rc = open_registry(rt, err);
     if (rc == MS_OK) rc = open_sinks(rt, err);
     if (rc != MS_OK) ms_runtime_close(rt);
@@ -145,8 +171,12 @@ void ms_runtime_close(ms_runtime *rt)
     rt->registry = NULL;
     if (rt->blob && rt->blob_ctx) rt->blob->close(rt->blob_ctx);
     rt->blob_ctx = NULL;
+    if (rt->watching) rt->store->watch(rt->store_ctx, NULL, NULL, NULL);
+    rt->watching = false;
     ms_engine_free(rt->engine);
     rt->engine = NULL;
+    ms_control_free(rt->control);
+    rt->control = NULL;
     if (rt->store && rt->store_ctx) rt->store->close(rt->store_ctx);
     rt->store_ctx = NULL;
     ms_types_free(rt->types);

@@ -18,6 +18,7 @@
 #include "ms_types.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #define MS_DEFAULT_TENANT    "default"
 #define MS_RUNTIME_MAX_PARTS 8
@@ -30,7 +31,9 @@ typedef struct ms_runtime {
     const ms_store_ops *store;
     void *store_ctx;
     ms_engine *engine;
+    bool watching; /* the store's commit notifications reach the engine (store->watch) */
     struct ms_registry *registry; /* schema registry (embedded or external); NULL if disabled */
+    struct ms_control *control;   /* tenants, API keys, connections, users (src/control) */
     const ms_blob_ops *blob;
     void *blob_ctx;
     ms_sink_runner *sinks[MS_RUNTIME_MAX_PARTS];

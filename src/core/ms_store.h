@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 3
+#define MS_STORE_OPS_VERSION 5
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -156,6 +156,47 @@ typedef struct ms_store_ops {
      */
     ms_err (*lease_hold)(void *ctx, const char *tenant, const char *sink, bool *held,
                          uint64_t *epoch, ms_error *err);
+
+    /* ---- version 4 ---- */
+    /*
+     * Commit notifications from the other processes on the store: after watch(ctx, cb, ud), the
+     * store calls cb(ud, tenant, seq) from a thread of its own whenever a commit (by any worker,
+     * this one included) has written tenant's change records up to seq, so that long-polls,
+     * SSE streams and sink runners of every worker wake up. cb(ud, NULL, 0) means notifications
+     * may have been missed (the listener reconnected): anything may have changed. cb must not
+     * block nor call the store. watch(ctx, NULL, NULL, err) stops the calls and returns only
+     * once no call is running; call it before freeing ud (and before close). A second watch
+     * replaces the first. NULL (or version < 4): the store has no other writers.
+     */
+    ms_err (*watch)(void *ctx, void (*cb)(void *ud, const char *tenant, uint64_t seq), void *ud,
+                    ms_error *err);
+    /*
+     * Adds a control-plane record only if none has that (tenant, kind, key): *added tells
+     * whether json was stored (durable on return) or another record was there already (left
+     * as it is). The store-side guard of allocations shared by several workers: the schema
+     * registry's ids and versions. Any thread. NULL: use ctl_put (one process).
+     */
+    ms_err (*ctl_add)(void *ctx, const char *tenant, const char *kind, const char *key,
+                      const char *json, bool *added, ms_error *err);
+
+    /* ---- version 5 ---- */
+    /*
+     * apply() that also records source positions in the same transaction: for every pos[k],
+     * source_offsets(group, topic, partition) becomes the greater of its stored value and
+     * pos[k].next lowered to the src_offset of any event of evs whose src_pos is k + 1 and whose
+     * result is MS_APPLY_REJECTED (its dead letter is sent after the commit). Events whose
+     * src_pos is 0 or > npos do not touch any position. Same contract as apply() otherwise;
+     * n may be 0 (positions only). NULL (or version < 5): positions are not stored.
+     * @locality writer thread
+     */
+    ms_err (*apply_at)(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                       const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
+    /*
+     * Reads the stored positions of (group, topic) for partitions parts[0..n): next[i] is the
+     * stored next offset of parts[i], or -1 when none is stored. Any thread.
+     */
+    ms_err (*offsets_get)(void *ctx, const char *group, const char *topic, const int32_t *parts,
+                          size_t n, int64_t *next, ms_error *err);
 } ms_store_ops;
 
 #endif

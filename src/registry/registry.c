@@ -229,19 +229,27 @@ const char *rg_locked_level(ms_registry *r, const char *tenant, const rg_subject
 /* ---- persistence ------------------------------------------------------------------------------
  */
 
+/* Stores json under (tenant, kind, key), replacing a record there; with added != NULL only if
+ * no record has that key (ctl_add: the store-side guard of ids and versions allocated by several
+ * workers at once), *added telling whether it was stored. */
 static int put_record(ms_registry *r, const char *tenant, const char *kind, const char *key,
-                      const char *json, rg_fail *f)
+                      const char *json, bool *added, rg_fail *f)
 {
+    if (added) *added = true;
     if (!r->store || !r->store->ctl_put) return RG_OK; /* no store: memory only */
     ms_error err;
     ms_error_clear(&err);
-    if (r->store->ctl_put(r->store_ctx, tenant, kind, key, json, &err) != MS_OK)
+    ms_err rc = added && json && r->store->version >= 4 && r->store->ctl_add
+                    ? r->store->ctl_add(r->store_ctx, tenant, kind, key, json, added, &err)
+                    : r->store->ctl_put(r->store_ctx, tenant, kind, key, json, &err);
+    if (rc != MS_OK)
         return rg_failf(f, RG_STORE_ERROR, "Error while storing the registry record: %s",
                         err.detail);
     return RG_OK;
 }
 
-static int persist_schema(ms_registry *r, const rg_schema *s, rg_fail *f)
+/* Adds the record of a new schema id; *added is false when the id is taken (another worker). */
+static int persist_schema(ms_registry *r, const rg_schema *s, bool *added, rg_fail *f)
 {
     char key[16];
     snprintf(key, sizeof key, "%010u", s->id);
@@ -249,14 +257,15 @@ static int persist_schema(ms_registry *r, const rg_schema *s, rg_fail *f)
     ms_buf_printf(&b, "{\"id\":%u,\"schema\":", s->id);
     ms_buf_put_jstr(&b, s->text);
     ms_buf_puts(&b, ",\"schemaType\":\"AVRO\"}");
-    int rc = put_record(r, "", KIND_SCHEMA, key, b.data, f);
+    int rc = put_record(r, "", KIND_SCHEMA, key, b.data, added, f);
     ms_buf_free(&b);
     return rc;
 }
 
-/* Writes (or with remove, deletes) the record of version x of s. */
+/* Writes (or with remove, deletes) the record of version x of s; with added != NULL only adds
+ * it (a new version), *added false when another worker has that version number. */
 static int persist_version(ms_registry *r, const rg_subject *s, const rg_version *x, bool remove,
-                           rg_fail *f)
+                           bool *added, rg_fail *f)
 {
     ms_buf key = MS_BUF_INIT, b = MS_BUF_INIT;
     ms_buf_printf(&key, "%s/%010d", s->name, x->version);
@@ -264,7 +273,7 @@ static int persist_version(ms_registry *r, const rg_subject *s, const rg_version
     ms_buf_put_jstr(&b, s->name);
     ms_buf_printf(&b, ",\"version\":%d,\"id\":%u,\"deleted\":%s}", x->version, x->id,
                   x->deleted ? "true" : "false");
-    int rc = put_record(r, s->tenant, KIND_VERSION, key.data, remove ? NULL : b.data, f);
+    int rc = put_record(r, s->tenant, KIND_VERSION, key.data, remove ? NULL : b.data, added, f);
     ms_buf_free(&key);
     ms_buf_free(&b);
     return rc;
@@ -275,7 +284,8 @@ static int persist_level(ms_registry *r, const char *tenant, const char *subject
 {
     ms_buf b = MS_BUF_INIT;
     if (level) ms_buf_printf(&b, "{\"compatibilityLevel\":\"%s\"}", level);
-    int rc = put_record(r, tenant, KIND_CONFIG, subject ? subject : "", level ? b.data : NULL, f);
+    int rc =
+        put_record(r, tenant, KIND_CONFIG, subject ? subject : "", level ? b.data : NULL, NULL, f);
     ms_buf_free(&b);
     return rc;
 }
@@ -529,6 +539,83 @@ int rg_check(ms_registry *r, const char *tenant, const char *subject, int v, con
  */
 
 static int load_schema(void *ud, const char *tenant, const char *key, const char *json);
+static int load_version(void *ud, const char *tenant, const char *key, const char *json);
+static int load_config(void *ud, const char *tenant, const char *key, const char *json);
+
+/* How many times a registration starts again after another worker took the id or version it
+ * was about to write (each time it has read their records first, so it goes past them). */
+#define RG_ALLOC_TRIES 16
+
+/* Reads the stored schemas again: ids other workers allocated become known (load_schema adds
+ * the new ones, and next_id passes every stored id). @locks_required mu */
+static int locked_reload_schemas(ms_registry *r, rg_fail *f)
+{
+    if (!r->store || !r->store->ctl_list || r->store->version < 2) return RG_OK;
+    ms_error e;
+    ms_error_clear(&e);
+    if (r->store->ctl_list(r->store_ctx, NULL, KIND_SCHEMA, load_schema, r, &e) != MS_OK)
+        return rg_failf(f, RG_STORE_ERROR, "Error while reading the registry records: %s",
+                        e.detail);
+    return RG_OK;
+}
+
+/* A stored record, copied (ctl_list's strings live only during its callback). */
+typedef struct rg_rec {
+    char *key, *json;
+} rg_rec;
+
+typedef struct rg_recs {
+    rg_rec *v;
+    size_t n;
+} rg_recs;
+
+static int collect_rec(void *ud, const char *tenant, const char *key, const char *json)
+{
+    rg_recs *rs = ud;
+    (void)tenant;
+    rs->v = ms_xrealloc(rs->v, (rs->n + 1) * sizeof *rs->v);
+    rs->v[rs->n++] = (rg_rec){ms_xstrdup(key), ms_xstrdup(json)};
+    return 0;
+}
+
+static void recs_free(rg_recs *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        free(rs->v[i].key);
+        free(rs->v[i].json);
+    }
+    free(rs->v);
+}
+
+int rg_locked_refresh(ms_registry *r, const char *tenant, rg_fail *f)
+{
+    if (r->url || !r->store || r->store->version < 4 || !r->store->watch || !r->store->ctl_list)
+        return RG_OK; /* memory is the truth: no other worker writes these records */
+    int rc = locked_reload_schemas(r, f);
+    rg_recs vers = {0}, confs = {0};
+    ms_error e;
+    ms_error_clear(&e);
+    if (rc == RG_OK &&
+        (r->store->ctl_list(r->store_ctx, tenant, KIND_VERSION, collect_rec, &vers, &e) != MS_OK ||
+         r->store->ctl_list(r->store_ctx, tenant, KIND_CONFIG, collect_rec, &confs, &e) != MS_OK))
+        rc = rg_failf(f, RG_STORE_ERROR, "Error while reading the registry records: %s", e.detail);
+    if (rc == RG_OK) { /* the tenant's subjects and levels become what the store holds */
+        for (size_t i = 0; i < r->nsubjects; i++)
+            if (strcmp(r->subjects[i]->tenant, tenant) == 0) {
+                r->subjects[i]->nv = 0;
+                r->subjects[i]->compat = NULL;
+            }
+        rg_tenant *t = locked_tenant(r, tenant, false);
+        if (t) t->compat = NULL;
+        for (size_t i = 0; i < vers.n; i++)
+            load_version(r, tenant, vers.v[i].key, vers.v[i].json);
+        for (size_t i = 0; i < confs.n; i++)
+            load_config(r, tenant, confs.v[i].key, confs.v[i].json);
+    }
+    recs_free(&vers);
+    recs_free(&confs);
+    return rc;
+}
 
 int rg_register(ms_registry *r, const char *tenant, const char *subject, const char *text,
                 size_t len, const char *schema_type, uint32_t *id, int *version, rg_fail *f)
@@ -541,62 +628,95 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
     if (rc != RG_OK) return rc;
     pthread_mutex_lock(&r->mu);
     bool created = !rg_locked_subject(r, tenant, subject, false);
-    rg_subject *s = rg_locked_subject(r, tenant, subject, true);
-    rg_schema *sch = locked_schema_by_text(r, norm);
-    for (size_t i = s->nv; sch && i-- > 0;)
-        if (!s->v[i].deleted && s->v[i].id == sch->id) { /* already registered */
-            *id = sch->id;
-            *version = s->v[i].version;
-            pthread_mutex_unlock(&r->mu);
-            ms_avro_schema_free(neu);
-            free(norm);
-            return RG_OK;
+    rg_subject *s = NULL;
+    rg_schema *sch = NULL;
+    rg_version x = {0};
+    for (int tries = 0;; tries++) {
+        s = rg_locked_subject(r, tenant, subject, true);
+        sch = locked_schema_by_text(r, norm);
+        for (size_t i = s->nv; sch && i-- > 0;)
+            if (!s->v[i].deleted && s->v[i].id == sch->id) { /* already registered */
+                *id = sch->id;
+                *version = s->v[i].version;
+                pthread_mutex_unlock(&r->mu);
+                ms_avro_schema_free(neu);
+                free(norm);
+                return RG_OK;
+            }
+        ms_buf why = MS_BUF_INIT;
+        const char *level = rg_locked_level(r, tenant, s);
+        /* The built-ins (registered at open) are MetaSync's own wire formats: an operator's
+         * level on their subjects cannot refuse them, or the changes sink would have no id to
+         * write. */
+        if (!r->opening && !locked_check_level(r, s, level, sch ? sch->avro : neu, &why)) {
+            rc = rg_failf(f, RG_INCOMPATIBLE,
+                          "Schema being registered is incompatible with an earlier schema for "
+                          "subject \"%s\" (compatibility %s); details: [%.250s]",
+                          subject, level, ms_buf_cstr(&why));
         }
-    ms_buf why = MS_BUF_INIT;
-    const char *level = rg_locked_level(r, tenant, s);
-    /* The built-ins (registered at open) are MetaSync's own wire formats: an operator's level
-     * on their subjects cannot refuse them, or the changes sink would have no id to write. */
-    if (!r->opening && !locked_check_level(r, s, level, neu, &why)) {
-        rc = rg_failf(f, RG_INCOMPATIBLE,
-                      "Schema being registered is incompatible with an earlier schema for "
-                      "subject \"%s\" (compatibility %s); details: [%.250s]",
-                      subject, level, ms_buf_cstr(&why));
-    }
-    ms_buf_free(&why);
-    if (rc == RG_OK && !sch && r->store && r->store->ctl_list && r->store->version >= 2) {
+        ms_buf_free(&why);
         /* Other workers on the same store may have registered schemas since this one loaded:
          * read them first, so that the same text gets the same id and a new id starts above
-         * theirs (narrows, does not close, the window of two workers registering at once). */
-        ms_error e;
-        ms_error_clear(&e);
-        if (r->store->ctl_list(r->store_ctx, NULL, KIND_SCHEMA, load_schema, r, &e) == MS_OK)
+         * theirs. */
+        if (rc == RG_OK && !sch && locked_reload_schemas(r, NULL) == RG_OK)
             sch = locked_schema_by_text(r, norm);
+        for (int t = 0; rc == RG_OK && !sch; t++) {
+            rg_schema *c = ms_xcalloc(1, sizeof *c);
+            c->id = r->next_id ? r->next_id : 1;
+            c->text = norm;
+            c->avro = neu;
+            c->fingerprint = ms_avro_schema_fingerprint(c->avro);
+            bool added = false;
+            rc = persist_schema(r, c, &added, f);
+            if (rc == RG_OK && added) {
+                locked_schema_add(r, c);
+                sch = c;
+                norm = ms_xstrdup(c->text); /* still the lookup key if this goes round again */
+                neu = NULL;
+                break;
+            }
+            uint32_t taken = c->id;
+            free(c); /* its text and schema are still norm and neu */
+            if (rc != RG_OK) break;
+            ms_log_info(r->log,
+                        "registry: schema id %u was just taken by another worker; "
+                        "reading the stored schemas again",
+                        taken);
+            /* The id was taken by another worker at the same moment: read theirs (next_id goes
+             * past it; it may even be this very text) and try the next. */
+            if (t >= RG_ALLOC_TRIES || (rc = locked_reload_schemas(r, f)) != RG_OK) {
+                if (rc == RG_OK)
+                    rc = rg_failf(f, RG_STORE_ERROR, "No free schema id after %d tries", t);
+                break;
+            }
+            sch = locked_schema_by_text(r, norm);
+        }
+        if (rc != RG_OK) break;
+        x = (rg_version){.version = s->nv ? s->v[s->nv - 1].version + 1 : 1, .id = sch->id};
+        bool added = false;
+        rc = persist_version(r, s, &x, false, &added, f);
+        if (rc != RG_OK || added) break;
+        /* Another worker registered this version number under the subject at the same moment:
+         * read the subject again and start over (maybe it registered this very schema, maybe
+         * the compatibility check now has a newer version to pass). */
+        ms_log_info(r->log,
+                    "registry: version %d of %s was just taken by another worker; "
+                    "reading the subject again",
+                    x.version, subject);
+        if (tries >= RG_ALLOC_TRIES) {
+            rc = rg_failf(f, RG_STORE_ERROR, "No free version of subject %s after %d tries",
+                          subject, tries);
+            break;
+        }
+        if ((rc = rg_locked_refresh(r, tenant, f)) != RG_OK) break;
     }
-    if (rc == RG_OK && !sch) {
-        sch = ms_xcalloc(1, sizeof *sch);
-        sch->id = r->next_id ? r->next_id : 1;
-        sch->text = norm;
-        norm = NULL;
-        sch->avro = neu;
-        neu = NULL;
-        sch->fingerprint = ms_avro_schema_fingerprint(sch->avro);
-        rc = persist_schema(r, sch, f);
-        if (rc == RG_OK)
-            locked_schema_add(r, sch);
-        else
-            schema_free(sch);
-    }
-    rg_version x = {0};
     if (rc == RG_OK) {
-        x.version = s->nv ? s->v[s->nv - 1].version + 1 : 1;
-        x.id = sch->id;
-        rc = persist_version(r, s, &x, false, f);
-        if (rc == RG_OK) subject_add_version(s, x);
+        subject_add_version(s, x);
         /* As Confluent does, the soft-deleted versions of this subject with the same id are
          * removed for good: the new version supersedes them (a failure just leaves them). */
-        for (size_t i = 0; rc == RG_OK && i < s->nv;) {
+        for (size_t i = 0; i < s->nv;) {
             if (s->v[i].deleted && s->v[i].id == x.id &&
-                persist_version(r, s, &s->v[i], true, NULL) == RG_OK) {
+                persist_version(r, s, &s->v[i], true, NULL, NULL) == RG_OK) {
                 memmove(&s->v[i], &s->v[i + 1], (s->nv - i - 1) * sizeof *s->v);
                 s->nv--;
             } else {
@@ -604,7 +724,8 @@ int rg_register(ms_registry *r, const char *tenant, const char *subject, const c
             }
         }
     }
-    if (rc != RG_OK && created && s->nv == 0 && !s->compat) {
+    if (rc != RG_OK && created && s && s->nv == 0 && !s->compat && r->nsubjects &&
+        r->subjects[r->nsubjects - 1] == s) {
         /* A failed first registration leaves no empty subject behind (it was appended last). */
         r->nsubjects--;
         free(s->tenant);
@@ -651,10 +772,10 @@ int rg_delete_version(ms_registry *r, const char *tenant, const char *subject, i
     if (rc == RG_OK && !permanent) {
         rg_version y = *x;
         y.deleted = true;
-        rc = persist_version(r, s, &y, false, f);
+        rc = persist_version(r, s, &y, false, NULL, f);
         if (rc == RG_OK) x->deleted = true;
     } else if (rc == RG_OK) {
-        rc = persist_version(r, s, x, true, f);
+        rc = persist_version(r, s, x, true, NULL, f);
         if (rc == RG_OK) {
             size_t i = (size_t)(x - s->v);
             memmove(&s->v[i], &s->v[i + 1], (s->nv - i - 1) * sizeof *s->v);
@@ -693,7 +814,7 @@ int rg_delete_subject(ms_registry *r, const char *tenant, const char *subject, b
             if (!permanent && x->deleted) continue;
             rg_version y = *x;
             y.deleted = true;
-            rc = persist_version(r, s, &y, permanent, f);
+            rc = persist_version(r, s, &y, permanent, NULL, f);
             if (rc == RG_OK) {
                 x->deleted = true;
                 vers[n++] = x->version;

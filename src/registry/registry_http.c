@@ -730,7 +730,15 @@ void ms_registry_http(ms_registry *r, const ms_registry_request *req, int *statu
         send_error(&q, RG_UNSUPPORTED_MEDIA,
                    "HTTP 415 Unsupported Media Type: use application/vnd.schemaregistry.v1+json");
     } else {
-        route(&q, method);
+        /* Several workers on one store: answer from what the store holds now (read-through). */
+        rg_fail f;
+        pthread_mutex_lock(&r->mu);
+        int rc = rg_locked_refresh(r, req->tenant, &f);
+        pthread_mutex_unlock(&r->mu);
+        if (rc == RG_OK)
+            route(&q, method);
+        else
+            send_error(&q, rc, f.msg);
     }
     for (size_t i = 0; i < q.nseg; i++)
         free(q.seg[i]);

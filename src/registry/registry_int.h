@@ -144,6 +144,12 @@ int rg_schema_prepare(const char *text, size_t len, const char *schema_type, ms_
                       char **norm, rg_fail *f);
 
 /*
+ * With several workers on one store (the store has commit notifications, ms_store_ops.watch):
+ * reads the stored schemas, and the tenant's versions and levels, again, so that what other
+ * workers registered, deleted or configured shows here. Otherwise nothing to do. Errors: 50001.
+ */
+int rg_locked_refresh(ms_registry *r, const char *tenant, rg_fail *f);
+/*
  * Registers (tenant, subject, text) as POST /subjects/{s}/versions does: the existing id when a
  * live version of the subject has the same schema, else a new version (after the compatibility
  * check of the subject's level) with the id of an identical schema if one exists anywhere, else a

@@ -5,7 +5,9 @@
  * backpressure (a batch larger than a lane enters an empty lane; a full lane answers
  * MS_ERR_OVERLOADED and enqueues nothing), MS_ERR_UNAVAILABLE after stop, the commit of queued
  * work at stop, ms_engine_wait_seq (true on a commit, false on timeout), store failures
- * (MS_ERR_STORE, safe retry), transforms that drop events, and the engine's counters.
+ * (MS_ERR_STORE, safe retry), transforms that drop events, the engine's counters, and
+ * asynchronous submissions with source positions (stored with a batch's last commit only, not
+ * after a failed one).
  *
  * Ordering is made deterministic with a "gated" store: the real store behind a wrapper whose
  * apply() can be held closed, so the writer thread is provably busy while the test queues work;
@@ -25,6 +27,7 @@
 #include "ms_types.h"
 
 #include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -47,21 +50,35 @@ static struct gate {
     bool closed;
     int entered;   /* apply() calls that started */
     int fail_next; /* apply() calls to fail with MS_ERR_STORE */
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0};
+    int limit;     /* apply() calls after this many wait (while it is not raised) */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0, INT_MAX};
 
-static ms_err gated_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
-                          ms_apply_result *res, ms_error *err)
+/* The gate of apply() and apply_at(): false when this call is to fail. */
+static bool gate_pass(void)
 {
     pthread_mutex_lock(&gate.mu);
-    gate.entered++;
+    int me = ++gate.entered;
     pthread_cond_broadcast(&gate.cv);
-    while (gate.closed)
+    while (gate.closed || me > gate.limit)
         pthread_cond_wait(&gate.cv, &gate.mu);
     bool fail = gate.fail_next > 0;
     if (fail) gate.fail_next--;
     pthread_mutex_unlock(&gate.mu);
-    if (fail) return ms_error_set(err, MS_ERR_STORE, "injected store failure");
+    return !fail;
+}
+
+static ms_err gated_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                          ms_apply_result *res, ms_error *err)
+{
+    if (!gate_pass()) return ms_error_set(err, MS_ERR_STORE, "injected store failure");
     return ms_store_sqlite.apply(ctx, evs, n, now_ts, res, err);
+}
+
+static ms_err gated_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                             const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
+{
+    if (!gate_pass()) return ms_error_set(err, MS_ERR_STORE, "injected store failure");
+    return ms_store_sqlite.apply_at(ctx, evs, n, now_ts, pos, npos, res, err);
 }
 
 static ms_store_ops gated_ops;
@@ -124,7 +141,9 @@ static int setup(void **state)
     ms_metrics_init(&f->metrics);
     gated_ops = ms_store_sqlite;
     gated_ops.apply = gated_apply;
+    gated_ops.apply_at = gated_apply_at;
     pthread_mutex_lock(&gate.mu);
+    gate.limit = INT_MAX;
     gate.closed = false;
     gate.entered = 0;
     gate.fail_next = 0;
@@ -389,6 +408,45 @@ static void test_wait_seq(void **state)
     /* a waiter on a stopped engine returns at once */
     ms_engine_stop(f->e);
     assert_false(ms_engine_wait_seq(f->e, "default", 1, 60000));
+}
+
+typedef struct waiter {
+    ms_engine *e;
+    pthread_t t;
+    bool more;
+} waiter;
+
+static void *wait_main(void *arg)
+{
+    waiter *w = arg;
+    w->more = ms_engine_wait_seq(w->e, "default", 0, 60000);
+    return NULL;
+}
+
+/* Another worker's commit, as the store's watch reports it: wakes a long-poll of the tenant with
+ * the new seq, and bumps the generation (sink runners) when it is news; a repeat of a known seq
+ * changes nothing; "anything may have changed" (NULL) and an unknown tenant wake everyone. */
+static void test_notify_seq(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    assert_false(ms_engine_wait_seq(f->e, "default", 0, 0));
+    waiter w = {.e = f->e};
+    assert_int_equal(pthread_create(&w.t, NULL, wait_main, &w), 0);
+    uint64_t gen = ms_engine_generation(f->e);
+    ms_engine_notify_seq(f->e, "default", 5);
+    pthread_join(w.t, NULL);
+    assert_true(w.more);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 5);
+    assert_true(ms_engine_generation(f->e) != gen);
+    gen = ms_engine_generation(f->e);
+    ms_engine_notify_seq(f->e, "default", 5);
+    assert_int_equal(ms_engine_generation(f->e), gen);
+    ms_engine_notify_seq(f->e, NULL, 0);
+    assert_true(ms_engine_generation(f->e) != gen);
+    gen = ms_engine_generation(f->e);
+    ms_engine_notify_seq(f->e, "acme", 3);
+    assert_true(ms_engine_generation(f->e) != gen);
 }
 
 /* A fast event submitted while a big bulk backlog is queued commits before the backlog ends. */
@@ -690,11 +748,79 @@ static void test_transform_drop(void **state)
     f->e = NULL;
 }
 
+/* The stored next offset of partition 0 of (g, t), -1 when none. */
+static int64_t stored_offset(fixture *f)
+{
+    const int32_t part = 0;
+    int64_t next = -2;
+    ms_error err;
+    assert_int_equal(ms_store_sqlite.offsets_get(f->store, "g", "t", &part, 1, &next, &err), MS_OK);
+    return next;
+}
+
+/* An asynchronous batch whose events are split over two commits by lane stores its positions
+ * with the second commit only; a batch whose commit fails stores none. */
+static void test_async_positions_with_last_commit(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    gate_close();
+    sub *x = columns(f, "x", 1); /* the writer takes it alone (a bulk commit) and is held */
+    ms_engine_ticket *tx = NULL, *tb = NULL;
+    ms_error err;
+    assert_int_equal(ms_engine_submit_async(f->e, x->evs, 1, NULL, 0, x->res, &tx, &err), MS_OK);
+    gate_wait_entered(1);
+    sub *b = sub_new(f, 2);
+    b->evs[0] =
+        decode(f, "{\"op\":\"upsert\",\"type\":\"column\","
+                  "\"qualified_name\":\"pg/db/s/t/c0\",\"attributes\":{\"data_type\":\"int\"}}");
+    b->evs[1] = decode(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"kc\"}");
+    for (size_t i = 0; i < 2; i++) {
+        b->evs[i]->src_pos = 1;
+        b->evs[i]->src_offset = 8 + (int64_t)i;
+    }
+    const ms_srcpos pos = {"g", "t", 0, 10};
+    assert_int_equal(ms_engine_submit_async(f->e, b->evs, 2, &pos, 1, b->res, &tb, &err), MS_OK);
+    assert_non_null(tb);
+    /* Commit 2 takes the fast event only (the one before served the bulk lane); commit 3, the
+     * column, is held at the gate: the batch is not complete, its position not stored. */
+    pthread_mutex_lock(&gate.mu);
+    gate.limit = 2;
+    pthread_mutex_unlock(&gate.mu);
+    gate_open();
+    gate_wait_entered(3);
+    assert_int_equal(ms_engine_wait(f->e, tx, &err), MS_OK);
+    assert_int_equal(stored_offset(f), -1);
+    pthread_mutex_lock(&gate.mu);
+    gate.limit = INT_MAX;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(ms_engine_wait(f->e, tb, &err), MS_OK);
+    assert_int_equal(b->res[0].status, MS_APPLY_APPLIED);
+    assert_int_equal(b->res[1].status, MS_APPLY_APPLIED);
+    assert_int_equal(stored_offset(f), 10);
+
+    /* A failed commit: MS_ERR_STORE, the position stays. */
+    sub *c = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"kd\"}");
+    c->evs[0]->src_pos = 1;
+    c->evs[0]->src_offset = 10;
+    const ms_srcpos pos2 = {"g", "t", 0, 11};
+    pthread_mutex_lock(&gate.mu);
+    gate.fail_next = 1;
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(ms_engine_submit_at(f->e, c->evs, 1, &pos2, 1, c->res, &err), MS_ERR_STORE);
+    assert_int_equal(stored_offset(f), 10);
+    sub_free(x);
+    sub_free(b);
+    sub_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fast_overtakes_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untyped_follows_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untyped_follows_store, setup, teardown),
@@ -702,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transform_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_positions_with_last_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ms_event.h"
+#include "ms_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -873,6 +874,43 @@ static void test_tenant_names(void **state)
     assert_false(ms_tenant_name_valid(NULL, 1));
 }
 
+/* ms_event_decode_parsed answers as ms_event_decode: the same event, the same refusals, the size
+ * limit on the given text length. */
+static void test_decode_parsed(void **state)
+{
+    fixture *f = *state;
+    const char *json =
+        "{\"id\":\"e\",\"op\":\"upsert\",\"type\":\"column\","
+        "\"qualified_name\":\"pg/db/s/t/c\",\"attributes\":{\"data_type\":\"int\",\"a\":2},"
+        "\"tags\":[\"Y\",\"X\",\"X\"]}";
+    ms_error err;
+    json_object *o = ms_json_parse(json, strlen(json), 0, NULL, &err);
+    assert_non_null(o);
+    ms_event *a = decode_ok(f, json), *b = NULL;
+    assert_int_equal(ms_event_decode_parsed(o, strlen(json), &f->opts, &b, &err), MS_OK);
+    assert_string_equal(a->qn, b->qn);
+    assert_string_equal(a->parent, b->parent);
+    assert_string_equal(a->attributes, b->attributes);
+    assert_int_equal(a->ntags, b->ntags);
+    assert_int_equal(a->lane, b->lane);
+    assert_int_equal(a->bytes, b->bytes);
+    ms_event_free(a);
+    ms_event_free(b);
+    f->opts.max_event_bytes = strlen(json) - 1;
+    assert_int_equal(ms_event_decode_parsed(o, strlen(json), &f->opts, &b, &err),
+                     MS_ERR_EVENT_TOO_LARGE);
+    assert_null(b);
+    json_object_put(o);
+    const char *bad = "{\"op\":\"upsert\",\"qualified_name\":\"x\"}";
+    o = ms_json_parse(bad, strlen(bad), 0, NULL, &err);
+    f->opts.max_event_bytes = 0;
+    assert_int_equal(ms_event_decode_parsed(o, strlen(bad), &f->opts, &b, &err),
+                     ms_event_decode(bad, strlen(bad), &f->opts, &a, &err));
+    assert_null(a);
+    assert_null(b);
+    json_object_put(o);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -884,7 +922,7 @@ int main(void)
         T(test_big_integers),     T(test_limits),
         T(test_batch_ndjson),     T(test_batch_ndjson_limits),
         T(test_batch_json_array), T(test_batch_json_body_errors),
-        T(test_tenant_names),
+        T(test_tenant_names),     T(test_decode_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,11 +23,14 @@
 #include "ms_store.h"
 #include "ms_types.h"
 #include "ms_test_dir.h"
+#include "ms_test_offsets.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -402,12 +405,167 @@ static void test_leases_one_holder(void **state)
     ms_store_postgres.close(b);
 }
 
+/* What a watcher of the store was told (from the store's listener thread). */
+typedef struct heard {
+    pthread_mutex_t mu;
+    char tenant[64];
+    uint64_t seq;
+    int resyncs; /* (NULL, 0) calls: the listener (re)connected */
+} heard;
+
+static void on_commit(void *ud, const char *tenant, uint64_t seq)
+{
+    heard *h = ud;
+    pthread_mutex_lock(&h->mu);
+    if (!tenant) {
+        h->resyncs++;
+    } else {
+        snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
+        h->seq = seq;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static uint64_t heard_seq(heard *h, const char *tenant)
+{
+    pthread_mutex_lock(&h->mu);
+    uint64_t seq = strcmp(h->tenant, tenant) == 0 ? h->seq : 0;
+    pthread_mutex_unlock(&h->mu);
+    return seq;
+}
+
+/* Another worker on the database of f: a second open of the PostgreSQL store. */
+static void *open_worker(fixture *f)
+{
+    ms_error err;
+    ms_error_clear(&err);
+    void *ctx = NULL;
+    ms_store_open_args a = {.cfg = &f->cfg, .url = getenv("MS_TEST_PG_URL"), .types = f->types};
+    assert_int_equal(ms_store_postgres.open(&a, &ctx, &err), MS_OK);
+    return ctx;
+}
+
+/* Another worker (a second open of the database) watching the store hears of every commit that
+ * wrote change records, with its tenant and last seq, also after its listener's session was
+ * ended; watch(NULL) stops the listener. */
+static void test_watch_hears_other_workers_commits(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    ms_error err;
+    ms_error_clear(&err);
+    void *b = open_worker(f);
+    heard h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(ms_store_postgres.watch(b, on_commit, &h, &err), MS_OK);
+    /* Listening once the first resync is reported: then every commit is heard. */
+    int resyncs = 0;
+    for (int i = 0; i < 1000 && !resyncs; i++) {
+        pthread_mutex_lock(&h.mu);
+        resyncs = h.resyncs;
+        pthread_mutex_unlock(&h.mu);
+        if (!resyncs) usleep(10000);
+    }
+    assert_int_equal(resyncs, 1);
+    ms_buf r = MS_BUF_INIT;
+    const char *ev[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w1\"}",
+                        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w2\"}"};
+    apply_batch(f, &f->pg, f->other, ev, 2, times[0], &r);
+    for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 2; i++)
+        usleep(10000);
+    assert_int_equal(heard_seq(&h, f->other), 2);
+    /* The listener's session ends (a server restart, an admin): it reconnects, reports a resync
+     * (notifications in between are lost) and hears the next commits again. */
+    PGconn *admin = PQconnectdb(getenv("MS_TEST_PG_URL"));
+    assert_int_equal(PQstatus(admin), CONNECTION_OK);
+    PGresult *res = PQexec(admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                  " WHERE datname = current_database()"
+                                  " AND query = 'LISTEN metasync_changes'");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(res, 0, 0), "1");
+    PQclear(res);
+    PQfinish(admin);
+    for (int i = 0; i < 1000 && resyncs < 2; i++) {
+        pthread_mutex_lock(&h.mu);
+        resyncs = h.resyncs;
+        pthread_mutex_unlock(&h.mu);
+        if (resyncs < 2) usleep(10000);
+    }
+    assert_int_equal(resyncs, 2);
+    const char *ev3[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w3\"}"};
+    apply_batch(f, &f->pg, f->other, ev3, 1, times[1], &r);
+    for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 3; i++)
+        usleep(10000);
+    assert_int_equal(heard_seq(&h, f->other), 3);
+    assert_int_equal(ms_store_postgres.watch(b, NULL, NULL, &err), MS_OK);
+    ms_store_postgres.close(b);
+    pthread_mutex_destroy(&h.mu);
+    ms_buf_free(&r);
+}
+
+/* Asks store ctx for the lease of (tenant, sink); returns whether it is held. */
+static bool ask(void *ctx, const char *tenant, const char *sink)
+{
+    ms_error err;
+    ms_error_clear(&err);
+    bool held = false;
+    uint64_t epoch = 0;
+    assert_int_equal(ms_store_postgres.lease_hold(ctx, tenant, sink, &held, &epoch, &err), MS_OK);
+    return held;
+}
+
+/* Asks for the lease until it is held, for at most 10 s; returns whether it is. */
+static bool ask_until(void *ctx, const char *tenant, const char *sink)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (ask(ctx, tenant, sink)) return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Leases are balanced over the live workers: a worker takes at most ceil((held + 1) / live),
+ * leaves the rest to the others, and takes a lease left for a few seconds anyway (the others
+ * are missing); a dead worker's leases go to the survivor. */
+static void test_leases_balanced(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    void *b = open_worker(f);
+    void *pa = f->pg.ctx;
+    assert_true(ask(b, "t0", "s"));   /* b is a live worker from now on: 1 lease of 1 */
+    assert_true(ask(pa, "t1", "s"));  /* share of a: ceil(2 / 2) = 1 */
+    assert_true(ask(pa, "t2", "s"));  /* ceil(3 / 2) = 2 */
+    assert_false(ask(pa, "t3", "s")); /* ceil(4 / 2) = 2: left to b */
+    assert_true(ask(b, "t3", "s"));
+    assert_true(ask(b, "t4", "s"));        /* ceil(5 / 2) = 3 */
+    assert_true(ask(pa, "t5", "s"));       /* ceil(6 / 2) = 3 */
+    assert_true(ask(pa, "t6", "s"));       /* ceil(7 / 2) = 4 */
+    assert_false(ask(pa, "t7", "s"));      /* ceil(8 / 2) = 4, a holds 4: left to b... */
+    assert_true(ask_until(pa, "t7", "s")); /* ...which never asks: a takes it after the grace */
+    ms_store_postgres.close(b); /* b dies: a takes its leases (the session ends asynchronously) */
+    assert_true(ask_until(pa, "t0", "s"));
+    assert_true(ask_until(pa, "t3", "s"));
+    assert_true(ask_until(pa, "t4", "s"));
+}
+
+/* Source positions: the same answers from both stores (group named after the test's tenant). */
+static void test_source_offsets(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    check_source_offsets(f->sq.ops, f->sq.ctx, f->types, f->tenant, f->tenant);
+    check_source_offsets(f->pg.ops, f->pg.ctx, f->types, f->tenant, f->tenant);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parity_with_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_one_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_hears_other_workers_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leases_balanced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ms_test_dir.h"
+#include "ms_test_offsets.h"
 #include <sqlite3.h>
 
 extern const ms_store_ops ms_store_sqlite;
@@ -1565,13 +1566,13 @@ static ctl_rows ctl_list(fixture *f, const char *tenant, const char *kind, size_
     return r;
 }
 
-/* put replaces, NULL deletes, list is per kind, ordered by tenant then key, filtered by tenant,
- * stops when the callback asks, and everything survives a reopen. */
+/* put replaces, NULL deletes, add only adds, list is per kind, ordered by tenant then key, filtered
+ * by tenant, stops when the callback asks, and everything survives a reopen. */
 static void test_ctl_put_list_reopen(void **state)
 {
     fixture *f = *state;
     ms_error err;
-    assert_int_equal(ms_store_sqlite.version, 3);
+    assert_int_equal(ms_store_sqlite.version, MS_STORE_OPS_VERSION);
     assert_int_equal(ctl_list(f, NULL, "registry.schema", 0).n, 0);
     assert_int_equal(
         ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "2", "{\"id\":2}", &err),
@@ -1587,6 +1588,18 @@ static void test_ctl_put_list_reopen(void **state)
     assert_int_equal(ms_store_sqlite.ctl_put(f->ctx, "default", "registry.schema", "1",
                                              "{\"id\":1,\"v\":2}", &err),
                      MS_OK);
+
+    /* add stores only a new key: an existing record is left as it is. */
+    bool added = true;
+    assert_int_equal(ms_store_sqlite.ctl_add(f->ctx, "default", "registry.schema", "1",
+                                             "{\"id\":1,\"other\":true}", &added, &err),
+                     MS_OK);
+    assert_false(added);
+    assert_int_equal(ms_store_sqlite.ctl_add(f->ctx, "default", "registry.version", "s/1",
+                                             "{\"v\":1}", &added, &err),
+                     MS_OK);
+    assert_true(added);
+    assert_int_equal(ctl_list(f, "default", "registry.version", 0).n, 1);
 
     ctl_rows r = ctl_list(f, NULL, "registry.schema", 0);
     assert_int_equal(r.n, 3);
@@ -1643,7 +1656,7 @@ static void test_ctl_migrates_v1(void **state)
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "2");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "3");
     sqlite3_finalize(st);
     sqlite3_close(db);
     store_open(f);
@@ -1783,6 +1796,19 @@ static void test_wal_bounded(void **state)
     free(blob);
 }
 
+/* Source positions: written in the batch's transaction, persisted across reopen. */
+static void test_source_offsets(void **state)
+{
+    fixture *f = *state;
+    check_source_offsets(&ms_store_sqlite, f->ctx, f->types, "default", "g");
+    store_close(f);
+    store_open(f);
+    int64_t next[3];
+    offsets_read(&ms_store_sqlite, f->ctx, "g", "t", next);
+    assert_int_equal(next[0], 14);
+    assert_int_equal(next[1], 9);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1806,6 +1832,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer_memory_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_adopted_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

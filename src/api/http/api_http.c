@@ -12,6 +12,7 @@
  */
 #include "http_problem.h"
 
+#include "ms_control.h"
 #include "ms_event.h"
 #include "ms_json.h"
 #include "ms_registry.h"
@@ -40,12 +41,14 @@ typedef struct req {
     bool too_large;    /* over http.max_body_bytes: drain and answer 413 */
     bool over_budget;  /* over http.body_budget_bytes: drain and answer 503 */
     long long counted; /* bytes counted in api->buffered */
+    char tenant[64];   /* the request's tenant: `default`, or the API key's (auth.required) */
+    unsigned scopes;   /* the API key's MS_CONTROL_SCOPE_* bits (auth.required) */
+    bool authed;       /* an API key was verified for this request */
 } req;
 
-static const char *tenant_of(struct MHD_Connection *c)
+static const char *tenant_of(const req *q)
 {
-    (void)c; /* authentication and tenant selection come with the tenants issue */
-    return MS_DEFAULT_TENANT;
+    return q->tenant;
 }
 
 static const char *arg(struct MHD_Connection *c, const char *k)
@@ -117,7 +120,7 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
                  ct);
         return ms_problem_send_code(c, path, MS_ERR_UNSUPPORTED_MEDIA, d, &rt->metrics);
     }
-    const char *tenant = tenant_of(c);
+    const char *tenant = tenant_of(r);
     ms_decode_opts opts = {tenant, rt->types, (size_t)rt->cfg->limits_max_event_bytes,
                            (int)rt->cfg->limits_max_depth};
     ms_batch batch;
@@ -196,8 +199,8 @@ static bool asset_exists(api *a, const char *tenant, const char *qn)
     return found;
 }
 
-static enum MHD_Result list_assets(api *a, struct MHD_Connection *c, const char *path,
-                                   const char *parent)
+static enum MHD_Result list_assets(api *a, struct MHD_Connection *c, const req *rq,
+                                   const char *path, const char *parent)
 {
     ms_runtime *rt = a->rt;
     ms_error err;
@@ -206,7 +209,7 @@ static enum MHD_Result list_assets(api *a, struct MHD_Connection *c, const char 
     if (!int_arg(c, "limit", 100, 1, 1000, &limit, &err))
         return ms_problem_send(c, path, &err, &rt->metrics);
     ms_asset_query q = {
-        .tenant = tenant_of(c),
+        .tenant = tenant_of(rq),
         .type = arg(c, "type"),
         .parent = parent ? parent : arg(c, "parent"),
         .tag = arg(c, "tag"),
@@ -255,11 +258,11 @@ static int history_item(void *ud, const ms_change *ch)
     return 0;
 }
 
-static enum MHD_Result get_asset_route(api *a, struct MHD_Connection *c, const char *path,
-                                       const char *qn_path)
+static enum MHD_Result get_asset_route(api *a, struct MHD_Connection *c, const req *q,
+                                       const char *path, const char *qn_path)
 {
     ms_runtime *rt = a->rt;
-    const char *tenant = tenant_of(c);
+    const char *tenant = tenant_of(q);
     static const char *const subs[] = {"/children", "/lineage", "/history"};
     ms_error err;
     ms_error_clear(&err);
@@ -275,7 +278,7 @@ static enum MHD_Result get_asset_route(api *a, struct MHD_Connection *c, const c
         }
         enum MHD_Result out;
         if (s == 0) {
-            out = list_assets(a, c, path, qn);
+            out = list_assets(a, c, q, path, qn);
         } else if (s == 1) {
             const char *dir = arg(c, "direction");
             ms_lineage_dir d = MS_LINEAGE_BOTH;
@@ -358,10 +361,10 @@ static bool wait_changes(api *a, const char *tenant, uint64_t after, unsigned lo
     return false;
 }
 
-static enum MHD_Result get_changes(api *a, struct MHD_Connection *c, const char *path)
+static enum MHD_Result get_changes(api *a, struct MHD_Connection *c, const req *q, const char *path)
 {
     ms_runtime *rt = a->rt;
-    const char *tenant = tenant_of(c);
+    const char *tenant = tenant_of(q);
     ms_error err;
     ms_error_clear(&err);
     long long after, limit, wait;
@@ -427,7 +430,8 @@ static void sse_free(void *cls)
     free(s);
 }
 
-static enum MHD_Result stream_changes(api *a, struct MHD_Connection *c, const char *path)
+static enum MHD_Result stream_changes(api *a, struct MHD_Connection *c, const req *q,
+                                      const char *path)
 {
     ms_error err;
     ms_error_clear(&err);
@@ -438,7 +442,7 @@ static enum MHD_Result stream_changes(api *a, struct MHD_Connection *c, const ch
     if (last_id && *last_id) after = strtoll(last_id, NULL, 10);
     sse *s = ms_xcalloc(1, sizeof *s);
     s->a = a;
-    snprintf(s->tenant, sizeof s->tenant, "%s", tenant_of(c));
+    snprintf(s->tenant, sizeof s->tenant, "%s", tenant_of(q));
     s->after = (uint64_t)after;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
@@ -459,15 +463,15 @@ static enum MHD_Result types_route(api *a, struct MHD_Connection *c, const char 
     enum MHD_Result out;
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) { /* HEAD never registers */
         ms_buf_puts(&b, "{\"items\":");
-        ms_types_list_json(rt->types, tenant_of(c), &b);
+        ms_types_list_json(rt->types, tenant_of(r), &b);
         ms_buf_putc(&b, '}');
         out = send_buf(c, MHD_HTTP_OK, &b);
     } else {
         ms_error err;
         ms_error_clear(&err);
         bool created = false;
-        if (ms_runtime_register_type(rt, tenant_of(c), ms_buf_cstr(&r->body), r->body.len,
-                                     &created, &b, &err) == MS_OK)
+        if (ms_runtime_register_type(rt, tenant_of(r), ms_buf_cstr(&r->body), r->body.len, &created,
+                                     &b, &err) == MS_OK)
             out = send_buf(c, created ? MHD_HTTP_CREATED : MHD_HTTP_OK, &b);
         else
             out = ms_problem_send(c, path, &err, &rt->metrics);
@@ -487,6 +491,114 @@ static enum MHD_Result metrics_route(api *a, struct MHD_Connection *c)
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* ---- control plane: /api/v1/tenants, apikeys, connections, users (src/control) ----------- */
+
+/*
+ * The acting tenant of a control-plane request without auth.required: the X-MetaSync-Tenant
+ * header, else `default`. With auth.required, control_tenant_authed decides instead.
+ */
+static bool control_tenant(struct MHD_Connection *c, const char **tenant)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-MetaSync-Tenant");
+    *tenant = t && *t ? t : MS_DEFAULT_TENANT;
+    return ms_tenant_name_valid(*tenant, strlen(*tenant));
+}
+
+/*
+ * With auth.required, every /api/v1 request carries `Authorization: Bearer <API key>`. The key is
+ * verified (ms_control_apikey_verify), the request takes the key's tenant, and the key must hold
+ * the route's scope: the control plane needs `admin`; other routes need `read` for GET/HEAD and
+ * `write` otherwise (`admin` holds both). Returns true to go on; otherwise *out is the 401/403.
+ */
+static bool authorize(api *a, struct MHD_Connection *c, const char *url, const char *method, req *r,
+                      enum MHD_Result *out)
+{
+    ms_metrics *m = &a->rt->metrics;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    ms_error err;
+    ms_error_clear(&err);
+    if (!a->rt->control) {
+        *out = ms_problem_send_code(c, url, MS_ERR_UNAVAILABLE,
+                                    "auth.required needs a store with control-plane records", m);
+        return false;
+    }
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+        *out = ms_problem_send_code(c, url, MS_ERR_UNAUTHORIZED,
+                                    "auth.required is on: send Authorization: Bearer <API key>", m);
+        return false;
+    }
+    if (ms_control_apikey_verify(a->rt->control, h + 7, r->tenant, sizeof r->tenant, &r->scopes,
+                                 &err) != MS_OK) {
+        *out = ms_problem_send(c, url, &err, m);
+        return false;
+    }
+    r->authed = true;
+    bool control = ms_control_route(url + 7),
+         get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    unsigned need = control ? MS_CONTROL_SCOPE_ADMIN
+                    : get   ? MS_CONTROL_SCOPE_READ
+                            : MS_CONTROL_SCOPE_WRITE;
+    if (r->scopes & (need | MS_CONTROL_SCOPE_ADMIN)) return true;
+    char d[160];
+    snprintf(d, sizeof d, "this API key lacks the %s scope",
+             need == MS_CONTROL_SCOPE_ADMIN  ? "admin"
+             : need == MS_CONTROL_SCOPE_READ ? "read"
+                                             : "write");
+    *out = ms_problem_send_code(c, url, MS_ERR_FORBIDDEN, d, m);
+    return false;
+}
+
+/*
+ * The control plane's acting tenant under auth.required: the key's own, or, for an admin key of
+ * the `default` tenant (the operator), the one X-MetaSync-Tenant names; tenants themselves are
+ * managed by the operator only. Returns NULL (and *why) when the key may not act there.
+ */
+static const char *control_tenant_authed(struct MHD_Connection *c, const char *url, req *r,
+                                         const char **why)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-MetaSync-Tenant");
+    bool op = strcmp(r->tenant, MS_DEFAULT_TENANT) == 0;
+    *why = NULL;
+    if (!op && strncmp(url + 7, "/tenants", 8) == 0)
+        *why = "managing tenants needs an admin key of the default tenant";
+    else if (!op && t && *t && strcmp(t, r->tenant) != 0)
+        *why = "this API key belongs to another tenant than X-MetaSync-Tenant names";
+    return *why ? NULL : t && *t ? t : r->tenant;
+}
+
+static enum MHD_Result control_route(api *a, struct MHD_Connection *c, const char *url,
+                                     const char *method, req *r)
+{
+    ms_metrics *m = &a->rt->metrics;
+    if (!a->rt->control)
+        return ms_problem_send_code(c, url, MS_ERR_UNAVAILABLE,
+                                    "this store keeps no control-plane records", m);
+    if (r->too_large || r->over_budget)
+        return ms_problem_send_code(c, url, MS_ERR_BODY_TOO_LARGE, "the body is too large", m);
+    ms_control_request rq = {method, url + 7, NULL, ms_buf_cstr(&r->body), r->body.len};
+    const char *why = NULL;
+    if (r->authed && !(rq.tenant = control_tenant_authed(c, url, r, &why)))
+        return ms_problem_send_code(c, url, MS_ERR_FORBIDDEN, why, m);
+    if (!r->authed && !control_tenant(c, &rq.tenant))
+        return ms_problem_send_code(c, url, MS_ERR_BAD_PARAM,
+                                    "the X-MetaSync-Tenant header is not a valid tenant name", m);
+    ms_error err;
+    ms_error_clear(&err);
+    ms_buf out = MS_BUF_INIT;
+    unsigned status;
+    const char *allow;
+    enum MHD_Result res;
+    if (ms_control_handle(a->rt->control, &rq, &status, &out, &allow, &err) != MS_OK)
+        res = err.code == MS_ERR_METHOD ? ms_problem_send_method(c, url, allow, m)
+                                        : ms_problem_send(c, url, &err, m);
+    else if (status == MHD_HTTP_NO_CONTENT)
+        res = ms_api_json(c, status, "", 0);
+    else
+        res = send_buf(c, status, &out);
+    ms_buf_free(&out);
+    return res;
 }
 
 /* ---- /registry: the schema registry's own API (Confluent's error bodies, not problem+json) -- */
@@ -524,7 +636,7 @@ static enum MHD_Result registry_route(api *a, struct MHD_Connection *c, const ch
     ms_buf query = MS_BUF_INIT, out = MS_BUF_INIT;
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query_arg, &query);
     ms_registry_request rq = {
-        .tenant = tenant_of(c),
+        .tenant = tenant_of(r),
         .method = method,
         .path = url + 9,
         .query = ms_buf_cstr(&query),
@@ -571,6 +683,10 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
         return ms_problem_send_code(c, url, MS_ERR_UNAVAILABLE, "not ready", m);
     }
     if (strcmp(url, "/metrics") == 0 && get) return metrics_route(a, c);
+    enum MHD_Result refused;
+    if (a->rt->cfg->auth_required && strncmp(url, "/api/v1/", 8) == 0 &&
+        !authorize(a, c, url, method, r, &refused))
+        return refused;
     if (strcmp(url, "/api/v1/events") == 0) {
         if (!post) return ms_problem_send_method(c, url, "POST", m);
         if (r->too_large) {
@@ -592,16 +708,18 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
     }
     if (strcmp(url, "/api/v1/changes") == 0 || strcmp(url, "/api/v1/changes/stream") == 0) {
         if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
-        return url[15] ? stream_changes(a, c, url) : get_changes(a, c, url);
+        return url[15] ? stream_changes(a, c, r, url) : get_changes(a, c, r, url);
     }
     if (strcmp(url, "/api/v1/assets") == 0 || strcmp(url, "/api/v1/assets/") == 0) {
         if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
-        return list_assets(a, c, url, NULL);
+        return list_assets(a, c, r, url, NULL);
     }
     if (strncmp(url, "/api/v1/assets/", 15) == 0) {
         if (!get) return ms_problem_send_method(c, url, ALLOW_GET, m);
-        return get_asset_route(a, c, url, url + 15);
+        return get_asset_route(a, c, r, url, url + 15);
     }
+    if (strncmp(url, "/api/v1/", 8) == 0 && ms_control_route(url + 7))
+        return control_route(a, c, url, method, r);
     return ms_problem_send_code(c, url, MS_ERR_NOT_FOUND, "no such route", m);
 }
 
@@ -614,6 +732,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req *r = *con_cls;
     if (!r) { /* first call: headers only */
         r = ms_xcalloc(1, sizeof *r);
+        snprintf(r->tenant, sizeof r->tenant, "%s", MS_DEFAULT_TENANT);
         *con_cls = r;
         atomic_fetch_add(&a->rt->metrics.http_requests, 1);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");

@@ -44,6 +44,7 @@ static enum MHD_Result problem_send(struct MHD_Connection *conn, const char *pat
     MHD_add_response_header(r, "Content-Type", "application/problem+json");
     if (ms_err_is_retriable(code) && status == 503) MHD_add_response_header(r, "Retry-After", "1");
     if (allow) MHD_add_response_header(r, "Allow", allow);
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return rc;

@@ -1,35 +1,42 @@
 /*
  * source_kafka.c — the Kafka source: consumes events from kafka.topics (fast) and
  * kafka.bulk_topics (bulk), submits them to the engine, dead-letters what cannot be applied to
- * kafka.dlq_topic, and commits offsets only once every message up to them is committed in the
- * store or durably dead-lettered. See docs/kafka.md.
+ * kafka.dlq_topic, and stores its positions (next offset per partition) in the store, in the
+ * transaction of the events they cover, only once every message up to them is committed in the
+ * store or durably dead-lettered. On assignment it seeks to those positions. See docs/kafka.md.
  *
  * Threads: one consumer thread polls the consumer and hands each message to the worker of its
  * topic's kind (fast or bulk) through a bounded queue; two worker threads each take a batch (up
- * to kafka.batch_max_messages, or whatever is queued), decode it, submit it (ms_engine_submit
- * blocks until committed), dead-letter the failures, and then commit the batch's offsets
- * synchronously. A bulk batch blocking in the engine therefore never delays fast-topic messages.
+ * to kafka.batch_max_messages, or whatever is queued), decode it, dead-letter what cannot be
+ * decoded, submit it with its positions asynchronously (ms_engine_submit_async) and, while the
+ * writer commits it, take and prepare the next batch; then wait for the first (ms_engine_wait),
+ * dead-letter what the store rejected, commit the batch's offsets to Kafka asynchronously and
+ * submit the next (worker_main). A bulk batch in the engine never delays fast-topic messages.
  * Memory: half of kafka.max_buffered_bytes is librdkafka's prefetch (queued.max.messages.kbytes,
- * unless set in kafka.properties), a quarter each worker queue: when a queue holds more than its
- * quarter, the consumer thread pauses the assigned partitions of that worker's topics, and
- * resumes them once the queue has drained below half of that.
+ * unless set in kafka.properties), a quarter each worker (its queue plus its two batches): when
+ * a worker holds more than its quarter, the consumer thread pauses the assigned partitions of
+ * that worker's topics, and resumes them once it holds less than half of that.
  *
- * Offsets: after a batch, the worker stores offset+1 of its last message per partition
- * (rd_kafka_offsets_store) and commits them synchronously. A commit that fails is not retried by
- * the worker (during a rebalance that would hold up the revoke); the consumer thread commits the
- * stored offsets again every second until it succeeds.
+ * Offsets: the store's source_offsets are the truth (ms_store_ops.apply_at: written with the
+ * batch, held back at a message the store rejected until its dead letter is delivered and a
+ * later batch passes it). Kafka's committed offsets are advisory (lag tools): after a batch, the
+ * worker stores offset+1 of its last message per partition (rd_kafka_offsets_store) and commits
+ * them asynchronously; a failed commit (on_commit) is retried by the consumer thread from the
+ * stored offsets every second until it succeeds. On assign, each partition starts at its stored
+ * position (seek_stored), else at the committed offset, else auto.offset.reset.
  *
  * Rebalance: the eager protocol (librdkafka's default range,roundrobin). On revoke the callback
  * (on the consumer thread) drops the messages still queued (not processed, so not committed:
- * they are consumed again from the committed offset by whoever gets the partition), waits for
- * each worker's in-flight batch to finish (a batch that is retrying gives up at its next
- * backoff, uncommitted: `revoking`), resumes the revoked partitions (librdkafka keeps the pause
- * flag across unassign/assign), commits the stored offsets synchronously, and only then
- * unassigns.
+ * they are consumed again from the stored position by whoever gets the partition), waits for
+ * each worker's batch in the engine to finish (a batch that is retrying gives up at its next
+ * backoff, uncommitted: `revoking`; a prepared batch not yet submitted is dropped), resumes the
+ * revoked partitions (librdkafka keeps the pause flag across unassign/assign), commits the stored
+ * offsets synchronously, and only then unassigns.
  *
  * Ids: an event without an `id` gets "kafka:<topic>:<partition>:<offset>" (or, when that would
  * not fit in MS_MAX_ID_BYTES, a form with a hash of the topic: derived_id), so a message
- * delivered again (after a crash before the offset commit) is a duplicate, a no-op.
+ * delivered again (consumed past a position held at a dead letter, or from the committed Kafka
+ * offset when the store has no position) is a duplicate, a no-op.
  *
  * Dead letters that the DLQ topic refuses for good are sent truncated (too large) or given up
  * (counted), never retried forever: dlq_redo.
@@ -71,7 +78,8 @@ typedef struct ks_worker {
     pthread_cond_t idle; /* a batch finished */
     ks_node *head, *tail;
     size_t queued_bytes;
-    bool busy;   /* a batch is being processed */
+    size_t held_bytes; /* of the batches taken and not finished (counted with queued_bytes) */
+    bool busy;         /* a batch is being processed */
     bool quit;   /* set after the consumer has closed */
     bool paused; /* consumer thread only */
 } ks_worker;
@@ -108,6 +116,7 @@ typedef struct ks_item {
     atomic_int dlq_err;   /* the rd_kafka_resp_err_t of the last failed delivery */
     bool truncate;        /* the dead letter is too large: send it cut (see dlq_produce) */
     bool retry; /* decoding failed for a reason that passes (registry unreachable): retry */
+    size_t pos; /* 1-based index of its partition's position in the batch */
 } ks_item;
 
 /* ---- small helpers ---- */
@@ -216,12 +225,13 @@ static ms_event *decode_json(ksource *s, ks_item *it, const char *text, size_t l
     if (!tenant && json_object_is_type(o, json_type_object) &&
         json_object_object_get_ex(o, "tenant", &t) && json_object_is_type(t, json_type_string))
         tenant = ms_xstrdup(json_object_get_string(t));
-    json_object_put(o);
-    /* ms_event_decode refuses a tenant that is not a valid name (invalid_field). */
+    /* The event rules on the value parsed above (parsed once): they refuse a tenant that is not
+     * a valid name (invalid_field), and text over the size limit. */
     ms_decode_opts opts = {tenant ? tenant : MS_DEFAULT_TENANT, s->rt->types,
                            (size_t)cfg->limits_max_event_bytes, (int)cfg->limits_max_depth};
     ms_event *ev = NULL;
-    ms_err rc = ms_event_decode(text, len, &opts, &ev, &err);
+    ms_err rc = ms_event_decode_parsed(o, len, &opts, &ev, &err);
+    json_object_put(o);
     free(tenant);
     if (rc != MS_OK) return refuse(it, err.code, err.detail);
     if (!ev->id) ev->id = derived_id(rd_kafka_topic_name(m->rkt), m->partition, m->offset);
@@ -440,101 +450,309 @@ static bool dlq_deliver_all(ksource *s, ks_item *items, size_t n)
 
 /* ---- one batch ---- */
 
-/* Commits offset+1 of the last message of every partition in the batch, synchronously. */
-static void commit_batch(ksource *s, ks_item *items, size_t n)
+/*
+ * The positions the batch reaches: per partition, one past its last message (dead letters
+ * included: they are delivered before the batch is submitted). Sets each item's `pos` to the
+ * 1-based index of its partition. Returns how many (pos[] has room for n).
+ */
+static size_t batch_positions(ksource *s, ks_item *items, size_t n, ms_srcpos *pos)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    size_t npos = 0;
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = items[i].m;
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!p) p = rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
-        if (m->offset + 1 > p->offset) p->offset = m->offset + 1;
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        size_t k = 0;
+        while (k < npos && (pos[k].partition != m->partition || strcmp(pos[k].topic, topic) != 0))
+            k++;
+        if (k == npos)
+            pos[npos++] = (ms_srcpos){s->rt->cfg->kafka_group_id, topic, m->partition, 0};
+        if (m->offset + 1 > pos[k].next) pos[k].next = m->offset + 1;
+        items[i].pos = k + 1;
     }
+    return npos;
+}
+
+/* Stores offset+1 of the last message of every partition in the batch and commits them to
+ * Kafka asynchronously: advisory only (lag monitoring, tools), the store holds the positions
+ * the source resumes from. A failed commit is retried by the consumer thread (on_commit). */
+static void commit_batch(ksource *s, const ms_srcpos *pos, size_t npos)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)npos);
+    for (size_t k = 0; k < npos; k++)
+        rd_kafka_topic_partition_list_add(l, pos[k].topic, pos[k].partition)->offset = pos[k].next;
     /* Stored first: whoever commits next (this worker, the consumer thread's retry, the revoke
      * callback) commits these offsets too. */
     rd_kafka_offsets_store(s->consumer, l);
-    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, l, 0);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-        /* Not fatal: the events are applied (a redelivery would be a duplicate, a no-op). No
-         * retry here: during a rebalance that would hold up the revoke callback, which waits for
-         * this worker and then commits the stored offsets itself. */
-        atomic_store(&s->uncommitted, true);
-        ms_log_write(s->log,
-                     e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ? MS_LOG_DEBUG : MS_LOG_WARN,
-                     "kafka: offset commit failed (retried from the stored offsets): %s",
-                     rd_kafka_err2str(e));
-    }
+    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, l, 1);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) atomic_store(&s->uncommitted, true);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/*
- * Processes one batch: decode, submit (retrying while the engine is overloaded or the store
- * fails), dead-letter the failures, commit. On stop before the batch is done, nothing is
- * committed (the messages are consumed again after the restart).
- */
-static void process_batch(ksource *s, ks_item *items, size_t n)
+/* Marks every item that failed (code set) and has no dead letter yet as one to produce. */
+static size_t dead_letters_due(ks_item *items, size_t n)
 {
-    ms_event **evs = ms_xcalloc(n, sizeof *evs);
-    size_t *of = ms_xcalloc(n, sizeof *of); /* evs[k] came from items[of[k]] */
-    ms_apply_result *res = ms_xcalloc(n, sizeof *res);
-    unsigned wait_ms = 50;
-    bool done = false;
-    while (!done) {
-        size_t k = 0;
-        const ks_item *retry = NULL;
-        for (size_t i = 0; i < n; i++) {
-            items[i].code = MS_OK;
-            items[i].detail[0] = '\0';
-            items[i].retry = items[i].truncate = false;
-            ms_event *ev = decode_message(s, &items[i]);
-            if (ev) {
-                ev->index = k;
-                evs[k] = ev;
-                of[k++] = i;
-            }
-            if (items[i].retry && !retry) retry = &items[i];
+    size_t due = 0;
+    for (size_t i = 0; i < n; i++) {
+        int st = atomic_load(&items[i].dlq_state);
+        if (items[i].code == MS_OK || st == 1 || st == -2) continue;
+        atomic_store(&items[i].dlq_err, 0);
+        atomic_store(&items[i].dlq_state, -1); /* to be produced */
+        due++;
+    }
+    return due;
+}
+
+/* A decoded event with what orders it in its batch. */
+typedef struct ks_order {
+    ms_event *ev;
+    size_t of; /* its item: the arrival order */
+    const char *key;
+    size_t klen;
+} ks_order;
+
+/* By message key (bytes, then length), then arrival: qsort is then stable per key. */
+static int by_key(const void *a, const void *b)
+{
+    const ks_order *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = n ? memcmp(x->key, y->key, n) : 0;
+    if (!c) c = (x->klen > y->klen) - (x->klen < y->klen);
+    return c ? c : (x->of > y->of) - (x->of < y->of);
+}
+
+/* By tenant, then qualified name, then arrival. */
+static int by_name(const void *a, const void *b)
+{
+    const ks_order *x = a, *y = b;
+    int c = strcmp(x->ev->tenant, y->ev->tenant);
+    if (!c) c = strcmp(x->ev->qn, y->ev->qn);
+    return c ? c : (x->of > y->of) - (x->of < y->of);
+}
+
+/*
+ * Puts the decoded events evs[0..k) (and of[] with them) in the order of their message keys,
+ * keeping the arrival order of the events of one key. Kafka keeps order per key (the keying
+ * rule: a table and its columns share a key), and so does this; what changes is only the order
+ * between keys, which Kafka does not keep across partitions either. The writer then inserts the
+ * assets of one table together instead of interleaving 80 partitions' worth of tables, which
+ * costs it fewer index pages per commit (docs/performance.md, decision 20). When one qualified
+ * name comes under two keys in the batch, its events could change order: the batch keeps its
+ * arrival order then.
+ */
+static void sort_batch(const ks_item *items, ms_event **evs, size_t *of, size_t k)
+{
+    if (k < 2) return;
+    ks_order *o = ms_xmalloc(k * sizeof *o);
+    for (size_t j = 0; j < k; j++) {
+        const rd_kafka_message_t *m = items[of[j]].m;
+        o[j] = (ks_order){evs[j], of[j], m->key ? m->key : "", m->key ? m->key_len : 0};
+    }
+    qsort(o, k, sizeof *o, by_name);
+    bool mixed = false; /* one name under two keys */
+    for (size_t j = 1; j < k && !mixed; j++) {
+        const ks_order *x = &o[j - 1], *y = &o[j];
+        bool same_name =
+            strcmp(x->ev->tenant, y->ev->tenant) == 0 && strcmp(x->ev->qn, y->ev->qn) == 0;
+        mixed = same_name && (x->klen != y->klen || memcmp(x->key, y->key, x->klen) != 0);
+    }
+    if (!mixed) {
+        qsort(o, k, sizeof *o, by_key);
+        for (size_t j = 0; j < k; j++) {
+            evs[j] = o[j].ev;
+            of[j] = o[j].of;
+            evs[j]->index = j;
         }
+    }
+    free(o);
+}
+
+/*
+ * Decodes the batch's messages into evs (events of items already dead-lettered are skipped) and
+ * fills of[] (evs[k] came from items[of[k]]). Returns how many events; *retry is the first item
+ * whose decoding failed for a reason that passes.
+ */
+static size_t decode_batch(ksource *s, ks_item *items, size_t n, ms_event **evs, size_t *of,
+                           const ks_item **retry)
+{
+    size_t k = 0;
+    *retry = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int st = atomic_load(&items[i].dlq_state);
+        if (items[i].code != MS_OK && (st == 1 || st == -2)) continue; /* dead-lettered */
+        items[i].code = MS_OK;
+        items[i].detail[0] = '\0';
+        items[i].retry = items[i].truncate = false;
+        ms_event *ev = decode_message(s, &items[i]);
+        if (ev) {
+            ev->index = k;
+            ev->src_pos = items[i].pos;
+            ev->src_offset = items[i].m->offset;
+            evs[k] = ev;
+            of[k++] = i;
+        }
+        if (items[i].retry && !*retry) *retry = &items[i];
+    }
+    sort_batch(items, evs, of, k);
+    return k;
+}
+
+/* A batch taken from a worker's queue, from decoding until its offsets are committed. */
+typedef struct ks_batch {
+    ks_item *items; /* room for batch_max */
+    size_t n;
+    size_t bytes;   /* of its messages: held against the worker's queue budget until done */
+    ms_srcpos *pos; /* its positions (batch_positions) */
+    size_t npos;
+    ms_event **evs; /* decoded events, until submitted */
+    size_t *of;     /* evs[k] came from items[of[k]] */
+    size_t k;
+    ms_apply_result *res;
+    ms_engine_ticket *ticket; /* submitted asynchronously, not yet waited for */
+    bool slow;                /* to be done by the retrying path (batch_retry) */
+    bool abandon;             /* stopping or revoking before its dead letters were delivered */
+} ks_batch;
+
+static void batch_alloc(ks_batch *b, size_t max)
+{
+    b->items = ms_xcalloc(max, sizeof *b->items);
+    b->pos = ms_xcalloc(max, sizeof *b->pos);
+    b->evs = ms_xcalloc(max, sizeof *b->evs);
+    b->of = ms_xcalloc(max, sizeof *b->of);
+    b->res = ms_xcalloc(max, sizeof *b->res);
+}
+
+static void batch_free(ks_batch *b)
+{
+    free(b->items);
+    free(b->pos);
+    free(b->evs);
+    free(b->of);
+    free(b->res);
+}
+
+/* Frees the decoded events that were not handed to the engine. */
+static void batch_drop_events(ks_batch *b)
+{
+    for (size_t j = 0; j < b->k; j++) {
+        ms_event_free(b->evs[j]);
+        b->evs[j] = NULL;
+    }
+    b->k = 0;
+}
+
+/* Copies the store's rejections into the items (their dead letters). */
+static void batch_note_rejections(ks_batch *b)
+{
+    for (size_t j = 0; j < b->k; j++)
+        if (b->res[j].status == MS_APPLY_REJECTED) {
+            ks_item *it = &b->items[b->of[j]];
+            it->code = b->res[j].code;
+            snprintf(it->detail, sizeof it->detail, "%s", b->res[j].detail);
+        }
+}
+
+/*
+ * Gets a batch ready to submit: its positions, its events decoded, and the dead letters of what
+ * cannot be decoded delivered (before the batch is submitted, so the positions stored with it
+ * may pass those messages). A decoding failure that passes (registry unreachable) leaves the
+ * batch to the retrying path (slow); stopping or revoking before the dead letters are
+ * delivered abandons it (nothing of it is committed).
+ */
+static void batch_prepare(ksource *s, ks_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) { /* items are reused: nothing of an earlier batch */
+        b->items[i].code = MS_OK;
+        atomic_store(&b->items[i].dlq_state, -1);
+    }
+    b->npos = batch_positions(s, b->items, b->n, b->pos);
+    b->ticket = NULL;
+    b->slow = b->abandon = false;
+    const ks_item *retry = NULL;
+    b->k = decode_batch(s, b->items, b->n, b->evs, b->of, &retry);
+    if (retry) {
+        b->slow = true;
+        batch_drop_events(b);
+    } else if (dead_letters_due(b->items, b->n) && !dlq_deliver_all(s, b->items, b->n)) {
+        b->abandon = true; /* the positions must not pass an undelivered dead letter */
+        batch_drop_events(b);
+    }
+}
+
+/* Submits a prepared batch asynchronously; one the engine refuses now goes the retrying path. */
+static void batch_launch(ksource *s, ks_batch *b)
+{
+    if (b->slow || b->abandon) return;
+    ms_error err;
+    ms_error_clear(&err);
+    if (ms_engine_submit_async(s->rt->engine, b->evs, b->k, b->pos, b->npos, b->res, &b->ticket,
+                               &err) != MS_OK)
+        b->slow = true;
+    for (size_t j = 0; j < b->k; j++) {
+        ms_event_free(b->evs[j]); /* what submit did not take (it refused the batch) */
+        b->evs[j] = NULL;
+    }
+}
+
+/*
+ * The retrying path: decode, submit and wait, again with backoff while the registry is
+ * unreachable, the engine overloaded or the store failing (items already dead-lettered are not
+ * decoded again). Returns whether the batch was applied; false when giving up (stopping, or
+ * revoking: the messages go, uncommitted, to the next owner).
+ */
+static bool batch_retry(ksource *s, ks_batch *b)
+{
+    unsigned wait_ms = 50;
+    for (;;) {
+        const ks_item *retry = NULL;
+        b->k = decode_batch(s, b->items, b->n, b->evs, b->of, &retry);
         ms_error err;
         ms_error_clear(&err);
         ms_err rc = MS_OK;
         if (retry) { /* e.g. the registry is unreachable: nothing is a dead letter yet */
             rc = retry->code;
             snprintf(err.detail, sizeof err.detail, "%s", retry->detail);
-        } else if (k) {
-            rc = ms_engine_submit(s->rt->engine, evs, k, res, &err);
-        }
-        for (size_t j = 0; j < k; j++) {
-            ms_event_free(evs[j]); /* what submit did not take (it refused the batch) */
-            evs[j] = NULL;
+        } else if (dead_letters_due(b->items, b->n) && !dlq_deliver_all(s, b->items, b->n)) {
+            batch_drop_events(b);
+            return false; /* the positions must not pass an undelivered dead letter */
+        } else {
+            rc = ms_engine_submit_at(s->rt->engine, b->evs, b->k, b->pos, b->npos, b->res, &err);
         }
         if (rc == MS_OK) {
-            for (size_t j = 0; j < k; j++)
-                if (res[j].status == MS_APPLY_REJECTED) {
-                    items[of[j]].code = res[j].code;
-                    snprintf(items[of[j]].detail, sizeof items[of[j]].detail, "%s", res[j].detail);
-                }
-            done = true;
-        } else {
-            ms_log_warn(s->log, "kafka: %s batch of %zu not applied (%s), retrying: %s",
-                        n ? "a" : "an empty", n, ms_err_code(rc), err.detail);
-            if (!backoff(s, wait_ms)) break;
-            wait_ms = next_backoff(wait_ms);
+            batch_note_rejections(b);
+            batch_drop_events(b);
+            return true;
         }
+        batch_drop_events(b);
+        ms_log_warn(s->log, "kafka: %s batch of %zu not applied (%s), retrying: %s",
+                    b->n ? "a" : "an empty", b->n, ms_err_code(rc), err.detail);
+        if (!backoff(s, wait_ms)) return false;
+        wait_ms = next_backoff(wait_ms);
     }
-    free(evs);
-    free(of);
-    free(res);
-    if (!done) return;
-    size_t failed = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].code == MS_OK) continue;
-        failed++;
-        atomic_store(&items[i].dlq_err, 0);    /* items are reused: no error of an earlier batch */
-        atomic_store(&items[i].dlq_state, -1); /* to be produced */
+}
+
+/*
+ * Finishes a launched batch: waits for its commits (the positions are stored with them, held
+ * back at a rejected event), takes the retrying path if needed, dead-letters what the store
+ * rejected (the next batch of the partition moves the stored position past them), counts, and
+ * commits the offsets to Kafka (advisory). Nothing is committed when it gave up.
+ */
+static void batch_finish(ksource *s, ks_batch *b)
+{
+    if (b->abandon) return;
+    if (b->ticket) {
+        ms_error err;
+        ms_error_clear(&err);
+        ms_err rc = ms_engine_wait(s->rt->engine, b->ticket, &err);
+        b->ticket = NULL;
+        if (rc == MS_OK)
+            batch_note_rejections(b);
+        else
+            b->slow = true;
     }
-    if (failed && !dlq_deliver_all(s, items, n)) return;
-    for (size_t i = 0; i < n; i++)
+    if (b->slow && !batch_retry(s, b)) return;
+    ks_item *items = b->items;
+    if (dead_letters_due(items, b->n) && !dlq_deliver_all(s, items, b->n)) return;
+    for (size_t i = 0; i < b->n; i++)
         if (items[i].code != MS_OK && atomic_load(&items[i].dlq_state) == -2) {
             atomic_fetch_add(&s->dead_letters_lost, 1);
         } else if (items[i].code != MS_OK) {
@@ -544,44 +762,90 @@ static void process_batch(ksource *s, ks_item *items, size_t n)
                          (long long)items[i].m->offset, ms_err_code(items[i].code),
                          items[i].detail);
         }
-    commit_batch(s, items, n);
+    commit_batch(s, b->pos, b->npos);
 }
 
+/* Ends a batch: frees its messages and gives their bytes back to the worker's budget. */
+static void batch_release(ks_worker *w, ks_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->items[i].m);
+    pthread_mutex_lock(&w->mu);
+    w->held_bytes -= b->bytes;
+    pthread_mutex_unlock(&w->mu);
+    b->n = b->bytes = 0;
+}
+
+/* Moves up to batch_max queued messages into b. @locks_required w->mu */
+static void batch_take(ks_worker *w, ks_batch *b)
+{
+    b->n = b->bytes = 0;
+    while (w->head && b->n < w->s->batch_max) {
+        ks_node *node = w->head;
+        w->head = node->next;
+        if (!w->head) w->tail = NULL;
+        w->queued_bytes -= node->m->len;
+        b->bytes += node->m->len;
+        b->items[b->n++].m = node->m;
+        free(node);
+    }
+    w->held_bytes += b->bytes;
+}
+
+/*
+ * A worker: one batch in the engine while the next one is taken and prepared (decoded, its
+ * undecodable messages dead-lettered), so that the writer has the next batch as soon as the
+ * previous one is committed. Batches are submitted one after the other, each once the one before
+ * it is finished (its dead letters delivered): the positions stored with a batch never pass a
+ * message of an earlier batch that is not durable. A prepared batch is dropped, unsubmitted,
+ * when the partitions are being revoked.
+ */
 static void *worker_main(void *arg)
 {
     ks_worker *w = arg;
     ksource *s = w->s;
-    ks_item *items = ms_xcalloc(s->batch_max, sizeof *items);
+    ks_batch b[2];
+    memset(b, 0, sizeof b);
+    batch_alloc(&b[0], s->batch_max);
+    batch_alloc(&b[1], s->batch_max);
+    ks_batch *cur = NULL; /* launched, not finished */
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->head && !w->quit)
+        while (!w->head && !w->quit && !cur)
             pthread_cond_wait(&w->work, &w->mu);
-        if (!w->head) {
+        ks_batch *next = NULL;
+        if (w->head) {
+            next = cur == &b[0] ? &b[1] : &b[0];
+            batch_take(w, next);
+            w->busy = true;
+        } else if (!cur) {
             pthread_mutex_unlock(&w->mu);
-            break;
+            break; /* quit, nothing left */
         }
-        size_t n = 0;
-        while (w->head && n < s->batch_max) {
-            ks_node *node = w->head;
-            w->head = node->next;
-            if (!w->head) w->tail = NULL;
-            w->queued_bytes -= node->m->len;
-            items[n++].m = node->m;
-            free(node);
-        }
-        w->busy = true;
         pthread_mutex_unlock(&w->mu);
 
-        process_batch(s, items, n);
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(items[i].m);
-
-        pthread_mutex_lock(&w->mu);
-        w->busy = false;
-        pthread_cond_broadcast(&w->idle);
-        pthread_mutex_unlock(&w->mu);
+        if (next) batch_prepare(s, next);
+        if (cur) {
+            batch_finish(s, cur);
+            batch_release(w, cur);
+            cur = NULL;
+        }
+        if (next && giving_up(s)) {
+            batch_drop_events(next); /* its messages go to the next owner, uncommitted */
+            batch_release(w, next);
+        } else if (next) {
+            batch_launch(s, next);
+            cur = next;
+        }
+        if (!cur) {
+            pthread_mutex_lock(&w->mu);
+            w->busy = false;
+            pthread_cond_broadcast(&w->idle);
+            pthread_mutex_unlock(&w->mu);
+        }
     }
-    free(items);
+    batch_free(&b[0]);
+    batch_free(&b[1]);
     return NULL;
 }
 
@@ -614,7 +878,7 @@ static void check_flow(ksource *s)
     for (int i = 0; i < 2; i++) {
         ks_worker *w = &s->w[i];
         pthread_mutex_lock(&w->mu);
-        size_t q = w->queued_bytes;
+        size_t q = w->queued_bytes + w->held_bytes;
         pthread_mutex_unlock(&w->mu);
         if (!w->paused && q > s->max_queue_bytes)
             flow(s, w, true, q);
@@ -684,12 +948,67 @@ static void commit_stored(ksource *s, const char *when)
                  when, rd_kafka_err2str(e));
 }
 
+/* Async commit results (consumer thread): a failed one is retried from the stored offsets. */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    (void)offsets;
+    ksource *s = opaque;
+    if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+    atomic_store(&s->uncommitted, true);
+    ms_log_write(s->log, e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ? MS_LOG_DEBUG : MS_LOG_WARN,
+                 "kafka: offset commit failed (advisory; retried from the stored offsets): %s",
+                 rd_kafka_err2str(e));
+}
+
+/*
+ * Sets the start offset of every assigned partition to its position in the store (the offsets
+ * committed with the events), when the store has one; the others keep RD_KAFKA_OFFSET_INVALID:
+ * the group's committed offset, else auto.offset.reset. A store that cannot answer leaves all
+ * of them so (the committed offset is never ahead of the stored one: only duplicates follow).
+ */
+static void seek_stored(ksource *s, rd_kafka_topic_partition_list_t *parts)
+{
+    const ms_store_ops *st = s->rt->store;
+    if (!st || st->version < 5 || !st->offsets_get || !parts->cnt) return;
+    int32_t *ids = ms_xmalloc((size_t)parts->cnt * sizeof *ids);
+    int64_t *next = ms_xmalloc((size_t)parts->cnt * sizeof *next);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        if (i > 0 && strcmp(parts->elems[i - 1].topic, p->topic) == 0) continue; /* done */
+        size_t n = 0;
+        for (int j = i; j < parts->cnt && strcmp(parts->elems[j].topic, p->topic) == 0; j++)
+            ids[n++] = parts->elems[j].partition;
+        ms_error err;
+        ms_error_clear(&err);
+        if (st->offsets_get(s->rt->store_ctx, s->rt->cfg->kafka_group_id, p->topic, ids, n, next,
+                            &err) != MS_OK) {
+            ms_log_warn(s->log,
+                        "kafka: cannot read the stored offsets of %s (%s): starting from "
+                        "the committed offsets",
+                        p->topic, err.detail);
+            continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (next[k] < 0) continue;
+            parts->elems[i + (int)k].offset = next[k];
+            ms_log_debug(s->log, "kafka: %s [%d] starts at the stored offset %lld", p->topic,
+                         ids[k], (long long)next[k]);
+        }
+    }
+    free(ids);
+    free(next);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     ksource *s = opaque;
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         ms_log_info(s->log, "kafka: assigned %d partitions", parts->cnt);
+        rd_kafka_topic_partition_list_sort(parts, NULL, NULL); /* by topic, then partition */
+        seek_stored(s, parts);
         rd_kafka_assign(rk, parts);
         /* librdkafka keeps a partition's pause flag across unassign/assign: a partition paused
          * before an earlier revoke would stay paused for good. The queues are empty now. */
@@ -847,6 +1166,7 @@ static ms_err ks_start(ms_runtime *rt, void **ctx, ms_error *err)
         return ms_error_set(err, MS_ERR_CONFIG, "kafka.group_id: %s", errstr);
     }
     rd_kafka_conf_set_rebalance_cb(cc, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(cc, on_commit);
     static const char *const dlq_defaults[] = {
         "acks", "all", "enable.idempotence", "true", "message.timeout.ms", "30000", NULL};
     rd_kafka_conf_t *pc = ms_kafka_conf_new(cfg, dlq_defaults, NULL, err);

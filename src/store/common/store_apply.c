@@ -651,3 +651,28 @@ bool ms_sa_event(const ms_sa_args *args, const ms_event *ev, ms_apply_result *re
         ok = ops->seen_del(be, ev->tenant, ev->id, err);
     return ok;
 }
+
+bool ms_sa_positions(const ms_sa_backend *ops, void *be, ms_event *const *evs, size_t n,
+                     const ms_apply_result *res, const ms_srcpos *pos, size_t npos, const char *now,
+                     ms_error *err)
+{
+    if (!npos) return true;
+    int64_t *next = ms_xmalloc(npos * sizeof *next);
+    for (size_t k = 0; k < npos; k++)
+        next[k] = pos[k].next;
+    /* A rejected event's dead letter is sent after this commit: until it is delivered the
+     * stored position must not pass it (the message is consumed again after a crash). */
+    for (size_t i = 0; i < n; i++) {
+        size_t k = evs[i]->src_pos;
+        if (k && k <= npos && res[i].status == MS_APPLY_REJECTED &&
+            evs[i]->src_offset < next[k - 1])
+            next[k - 1] = evs[i]->src_offset;
+    }
+    bool ok = true;
+    for (size_t k = 0; ok && k < npos; k++)
+        if (next[k] > 0)
+            ok = ops->offset_put(be, pos[k].group, pos[k].topic, pos[k].partition, next[k], now,
+                                 err);
+    free(next);
+    return ok;
+}

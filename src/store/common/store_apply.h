@@ -83,6 +83,10 @@ typedef struct ms_sa_backend {
                         ms_error *err);
     /* The type of the live asset qn into *type (heap string), NULL when there is none. */
     bool (*parent_type)(void *be, const char *tenant, const char *qn, char **type, ms_error *err);
+    /* Raises source_offsets(group, topic, partition) to next (never lowers it); now is the
+     * commit time (updated_at). */
+    bool (*offset_put)(void *be, const char *group, const char *topic, int32_t partition,
+                       int64_t next, const char *now, ms_error *err);
 } ms_sa_backend;
 
 /* What ms_sa_event works with besides the event. */
@@ -101,5 +105,14 @@ typedef struct ms_sa_args {
  * failure (err filled; the caller rolls back), true otherwise, rejections included.
  */
 bool ms_sa_event(const ms_sa_args *args, const ms_event *ev, ms_apply_result *res, ms_error *err);
+
+/*
+ * Writes the source positions of an applied batch through ops->offset_put, after its events
+ * (res filled): each pos[k].next, lowered to the offset of the first rejected event that names
+ * it (ms_store_ops.apply_at). Returns false on a database failure (err filled).
+ */
+bool ms_sa_positions(const ms_sa_backend *ops, void *be, ms_event *const *evs, size_t n,
+                     const ms_apply_result *res, const ms_srcpos *pos, size_t npos, const char *now,
+                     ms_error *err);
 
 #endif

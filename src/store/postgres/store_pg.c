@@ -95,25 +95,12 @@ PGresult *pg_run(PGconn *c, const char *tenant, const pg_q *qs, int n, ms_error 
 
 PGconn *pg_acquire(pg_store *s)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (;;) {
-        for (int i = 0; i < PG_POOL; i++)
-            if (!s->pool_busy[i]) {
-                s->pool_busy[i] = true;
-                pthread_mutex_unlock(&s->pool_mu);
-                return s->pool[i];
-            }
-        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
-    }
+    return ms_pool_acquire(&s->pool);
 }
 
 void pg_release(pg_store *s, PGconn *c)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (int i = 0; i < PG_POOL; i++)
-        if (s->pool[i] == c) s->pool_busy[i] = false;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
+    ms_pool_release(&s->pool, c);
 }
 
 /* Runs one statement on a pool connection in tenant's transaction; see pg_run. */
@@ -127,21 +114,31 @@ static PGresult *pool_run(pg_store *s, const char *tenant, const char *sql, int 
     return r;
 }
 
+/* Frees the n strings of v (not v). */
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+}
+
 static void pg_close(void *ctx)
 {
     pg_store *s = ctx;
     if (!s) return;
+    pg_watch(s, NULL, NULL, NULL);
     if (s->w) PQfinish(s->w);
     for (int i = 0; i < PG_POOL; i++)
-        if (s->pool[i]) PQfinish(s->pool[i]);
+        if (s->pool.conn[i]) PQfinish(s->pool.conn[i]);
     if (s->lease) PQfinish(s->lease);
-    for (size_t i = 0; i < s->nleased; i++)
-        free(s->leased[i]);
+    strv_free(s->leased, s->nleased);
     free(s->leased);
+    strv_free(s->deferred, s->ndeferred);
+    free(s->deferred);
+    free(s->deferred_at);
     free(s->url);
     pthread_mutex_destroy(&s->lease_mu);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->watch_mu);
+    ms_pool_destroy(&s->pool);
     free(s);
 }
 
@@ -169,13 +166,13 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->types = a->types;
     s->url = ms_xstrdup(a->url);
     s->max_depth = (int)a->cfg->limits_max_depth;
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
+    ms_pool_init(&s->pool, PG_POOL);
     pthread_mutex_init(&s->lease_mu, NULL);
+    pthread_mutex_init(&s->watch_mu, NULL);
     ms_err rc = (s->w = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
     if (rc == MS_OK) rc = pg_migrate(s->w, NULL, NULL, NULL, err);
     for (int i = 0; rc == MS_OK && i < PG_POOL; i++)
-        rc = (s->pool[i] = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
+        rc = (s->pool.conn[i] = pg_connect(s->url, err)) ? MS_OK : MS_ERR_STORE;
     if (rc == MS_OK) rc = pg_apply_prepare(s, err);
     if (rc != MS_OK) {
         pg_close(s);
@@ -599,23 +596,106 @@ static ms_err pg_ctl_list(void *ctx, const char *tenant, const char *kind,
     return MS_OK;
 }
 
-/* Forgets the leases of a broken lease connection and opens a new one (a new epoch). */
+/* Adds a ctl record unless one with the same key exists (ms_store.h, version 4): the unique key
+ * (tenant, kind, key) is the guard when two workers allocate the same id or version at once. */
+static ms_err pg_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                         const char *json, bool *added, ms_error *err)
+{
+    *added = false;
+    if (!tenant || !kind || !key || !json)
+        return ms_error_set(err, MS_ERR_INTERNAL,
+                            "ctl_add: tenant, kind, key and json are required");
+    const char *p[] = {tenant, kind, key, json};
+    PGresult *res = pool_run(ctx, tenant,
+                             "INSERT INTO ctl(tenant, kind, key, json) VALUES($1, $2, $3, $4)"
+                             " ON CONFLICT (tenant, kind, key) DO NOTHING",
+                             4, p, err);
+    if (!res) return MS_ERR_STORE;
+    *added = strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    return MS_OK;
+}
+
+/* The advisory-lock class of the worker locks: (WORKER_CLASS, backend pid) on a lease
+ * connection says "a worker that delivers sinks is alive". Leases are (hashtext(sink),
+ * hashtext(tenant)): every other two-key advisory lock of a worker's lease connection. */
+#define WORKER_CLASS "hashtext('metasync.worker')"
+/* How long a lease over this worker's fair share stays left to the others before this worker
+ * takes it anyway (the others are missing: no sink runner, stopped): a few lease asks. */
+#define LEASE_GRACE_MS 3000
+
+/* Forgets the leases of a broken lease connection and opens a new one (a new epoch) holding
+ * this worker's worker lock. */
 static ms_err lease_reconnect(pg_store *s, ms_error *err)
 {
     if (s->lease) PQfinish(s->lease);
-    for (size_t i = 0; i < s->nleased; i++)
-        free(s->leased[i]);
+    strv_free(s->leased, s->nleased);
     s->nleased = 0;
     s->lease_epoch++;
     s->lease = pg_connect(s->url, err);
-    return s->lease ? MS_OK : MS_ERR_STORE;
+    if (!s->lease) return MS_ERR_STORE;
+    PGresult *r =
+        PQexec(s->lease, "SELECT pg_try_advisory_lock(" WORKER_CLASS ", pg_backend_pid())");
+    ms_err rc =
+        PQresultStatus(r) == PGRES_TUPLES_OK ? MS_OK : pg_fail(err, s->lease, r, "worker lock");
+    PQclear(r);
+    if (rc != MS_OK) { /* not counted as live without it: connect again at the next ask */
+        PQfinish(s->lease);
+        s->lease = NULL;
+    }
+    return rc;
+}
+
+/*
+ * Whether this worker may take one more lease (key, not held by it): yes while it holds fewer
+ * than its fair share, ceil((leases held by live workers + 1) / live workers), the live workers
+ * being those whose worker lock is held (pg_locks). Over its share it leaves the lease to the
+ * others, but takes it once it has been left for LEASE_GRACE_MS (nobody took it: the others
+ * are missing). When the counts cannot be read it may take it. @locks_required lease_mu
+ */
+static bool lease_fair(pg_store *s, const char *key)
+{
+    PGresult *r = PQexec(
+        s->lease,
+        "WITH a AS (SELECT pid, classid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname ="
+        " current_database())), w AS (SELECT pid FROM a WHERE classid = " WORKER_CLASS "::oid)"
+        " SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM a JOIN w USING (pid) WHERE"
+        " a.classid <> " WORKER_CLASS "::oid)");
+    bool ok = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1;
+    if (!ok) {
+        long long live = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        long long held = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        if (live < 1) live = 1;
+        ok = (long long)s->nleased < (held + 1 + live - 1) / live;
+    }
+    PQclear(r);
+    size_t i = 0;
+    while (i < s->ndeferred && strcmp(s->deferred[i], key) != 0)
+        i++;
+    unsigned long long now = ms_now_ms();
+    if (!ok && i == s->ndeferred) { /* left to the others from now on */
+        s->deferred = ms_xrealloc(s->deferred, (s->ndeferred + 1) * sizeof *s->deferred);
+        s->deferred_at = ms_xrealloc(s->deferred_at, (s->ndeferred + 1) * sizeof *s->deferred_at);
+        s->deferred[s->ndeferred] = ms_xstrdup(key);
+        s->deferred_at[s->ndeferred++] = now;
+        return false;
+    }
+    if (!ok && now - s->deferred_at[i] < LEASE_GRACE_MS) return false;
+    if (i < s->ndeferred) { /* may take it now: no longer deferred */
+        free(s->deferred[i]);
+        s->deferred[i] = s->deferred[--s->ndeferred];
+        s->deferred_at[i] = s->deferred_at[s->ndeferred];
+    }
+    return true;
 }
 
 /*
  * A lease is the session advisory lock (hashtext(sink), hashtext(tenant)) on the lease
  * connection: PostgreSQL ends it when the connection (the process) dies, and another worker's
  * pg_try_advisory_lock then succeeds. A lease already held is confirmed by a round trip on the
- * lease connection (not by locking again: session locks count, and are kept anyway).
+ * lease connection (not by locking again: session locks count, and are kept anyway). A lease
+ * not held is tried only within this worker's fair share (lease_fair).
  */
 static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, bool *held,
                             uint64_t *epoch, ms_error *err)
@@ -630,7 +710,7 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
     bool known = false;
     for (size_t i = 0; rc == MS_OK && i < s->nleased && !known; i++)
         known = strcmp(s->leased[i], key.data) == 0;
-    if (rc == MS_OK) {
+    if (rc == MS_OK && (known || lease_fair(s, key.data))) {
         const char *p[] = {sink, tenant};
         PGresult *res =
             known
@@ -655,6 +735,26 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
     return rc;
 }
 
+static ms_err pg_offsets_get(void *ctx, const char *group, const char *topic, const int32_t *parts,
+                             size_t n, int64_t *next, ms_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        next[i] = -1;
+    const char *p[] = {group, topic};
+    PGresult *res = pool_run(ctx, NULL,
+                             "SELECT part, next_offset FROM source_offsets"
+                             " WHERE grp = $1 AND topic = $2",
+                             2, p, err);
+    if (!res) return MS_ERR_STORE;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int32_t part = (int32_t)atoi(PQgetvalue(res, r, 0));
+        for (size_t i = 0; i < n; i++)
+            if (parts[i] == part) next[i] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+    }
+    PQclear(res);
+    return MS_OK;
+}
+
 #define PG_OPS(scheme_)                                                                            \
     {                                                                                              \
         .version = MS_STORE_OPS_VERSION, .name = "postgres", .scheme = scheme_, .open = pg_open,   \
@@ -663,7 +763,8 @@ static ms_err pg_lease_hold(void *ctx, const char *tenant, const char *sink, boo
         .changes = pg_changes, .last_seq = pg_last_seq, .tenants = pg_tenants, .stats = pg_stats,  \
         .asset_type = pg_asset_type, .cursor_get = pg_cursor_get, .cursor_set = pg_cursor_set,     \
         .type_save = pg_type_save, .types_load = pg_types_load, .ctl_put = pg_ctl_put,             \
-        .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold,                                      \
+        .ctl_list = pg_ctl_list, .lease_hold = pg_lease_hold, .watch = pg_watch,                   \
+        .ctl_add = pg_ctl_add, .apply_at = pg_apply_at, .offsets_get = pg_offsets_get,             \
     }
 
 /* One table per URL scheme libpq accepts. */

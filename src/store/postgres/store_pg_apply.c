@@ -2,11 +2,12 @@
  * store_pg_apply.c — the PostgreSQL store's writer: one transaction per batch on the writer
  * connection, the decisions shared with the SQLite store (store/common/store_apply.c) over the
  * row operations below, and per-tenant gap-free seqs from the tenants row of each tenant, locked
- * FOR UPDATE for the transaction (concurrent writers on one database queue there instead of
- * racing).
+ * FOR UPDATE for the transaction before anything else is read, in tenant-name order (concurrent
+ * writers on one database queue there instead of racing, and never deadlock on it).
  *
  * Speed: the whole batch is one libpq pipeline. At its start, one query per tenant loads every
- * asset row the batch names (its assets and their parents) and one the event ids already seen;
+ * asset row the batch names (its assets and their parents) and one the event ids already seen,
+ * each an index probe per key;
  * the decisions then read those from memory, and every write (prepared statements) is queued
  * without waiting for its result. Only what memory cannot answer waits for the server: the
  * descendants of a deleted asset, rows outside the batch, lineage edges (whether the table
@@ -38,6 +39,7 @@ enum {
     W_CHG_INS,
     W_DESC,
     W_PARENT,
+    W_TENANT_INS,
     W_TENANT,
     W_SEQ_SET,
     W_PRE_ROWS,
@@ -48,6 +50,7 @@ enum {
     W_SEEN_MANY,
     W_TAGS_MANY,
     W_SET_TENANT,
+    W_OFFSET_PUT,
     W__COUNT
 };
 
@@ -81,22 +84,34 @@ static const char *const wsql[W__COUNT] = {
                " AND a.parent = d.qn WHERE NOT a.deleted AND a.qn <> $2)"
                " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant = $1 AND qn = $2 AND NOT deleted",
-    /* The tenant's row, created on first sight, locked until commit: its last_seq is the seq
-     * counter. */
-    [W_TENANT] = "WITH i AS (INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING)"
-                 " SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
-    [W_SEQ_SET] = "UPDATE tenants SET last_seq = $2 WHERE tenant = $1",
+    /* The tenant's row, created on first sight, then locked until commit: its last_seq is the
+     * seq counter. Two statements (READ COMMITTED): when another writer creates the row at the
+     * same time, the INSERT waits for its commit and does nothing, and only a statement started
+     * after that sees the row (in one statement, a CTE's INSERT and the SELECT share the
+     * snapshot taken before: the SELECT found no row and the seqs started again at 1). */
+    [W_TENANT_INS] = "INSERT INTO tenants(tenant) VALUES($1) ON CONFLICT DO NOTHING",
+    [W_TENANT] = "SELECT last_seq FROM tenants WHERE tenant = $1 FOR UPDATE",
+    /* The new last seq, and a NOTIFY (sent at COMMIT) that wakes the other workers' waiters
+     * (store_pg_notify.c). */
+    [W_SEQ_SET] = "WITH u AS (UPDATE tenants SET last_seq = $2 WHERE tenant = $1 RETURNING"
+                  " tenant, last_seq) SELECT pg_notify('" PG_NOTIFY_CHANNEL "', u.last_seq ||"
+                  " ' ' || u.tenant) FROM u",
+    /* The batch's keys, each looked up by the unique index. Written as one probe per key (the
+     * LIMIT keeps the planner from flattening the subquery into a join): as a join, the plan
+     * (a generic one cached while the table was small, or a custom one costing index probes
+     * as random reads) hashes a scan of the tenant's whole table, which grows with every batch. */
     [W_PRE_ROWS] =
         "SELECT a.qn, a.id, a.type, a.name, a.parent, a.attributes, a.version, a.deleted,"
         " a.created_at, a.orphan, a.updated_at, (SELECT coalesce(json_agg("
         "json_build_array(t.tag, t.source, t.origin) ORDER BY t.tag, t.origin), '[]')"
         " FROM tags t WHERE t.tenant = a.tenant AND t.qn = a.qn)"
-        " FROM assets a JOIN unnest($2::text[]) k(qn) ON a.tenant = $1 AND a.qn = k.qn",
-    [W_PRE_SEEN] = "SELECT s.id FROM seen s JOIN unnest($2::text[]) k(id) ON s.tenant = $1"
-                   " AND s.id = k.id",
+        " FROM unnest($2::text[]) k(qn), LATERAL (SELECT * FROM assets a WHERE a.tenant = $1"
+        " AND a.qn = k.qn LIMIT 1) a",
+    [W_PRE_SEEN] = "SELECT s.id FROM unnest($2::text[]) k(id), LATERAL (SELECT s.id FROM seen s"
+                   " WHERE s.tenant = $1 AND s.id = k.id LIMIT 1) s",
     /* Which of the batch's assets have orphans waiting for them (adoption needed). */
-    [W_PRE_KIDS] = "SELECT DISTINCT a.parent FROM assets a JOIN unnest($2::text[]) k(qn)"
-                   " ON a.tenant = $1 AND a.parent = k.qn AND a.orphan",
+    [W_PRE_KIDS] = "SELECT k.qn FROM unnest($2::text[]) k(qn), LATERAL (SELECT 1 FROM assets a"
+                   " WHERE a.tenant = $1 AND a.parent = k.qn AND a.orphan LIMIT 1) a",
     /* Set-based writes of what a batch buffers: one statement per table and tenant. */
     [W_INS_MANY] = "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version,"
                    " created_at, updated_at, deleted, orphan) SELECT $1, q, t, n, p, a, 1, c, c,"
@@ -108,13 +123,21 @@ static const char *const wsql[W__COUNT] = {
                    " $9::text[], $10::text[], $11::text[]) AS u(s, o, q, t, v, b, a, c, ca, ts)",
     [W_TAGS_MANY] = "INSERT INTO tags(tenant, qn, tag, source, origin) SELECT $1, q, t, 'direct',"
                     " '' FROM unnest($2::text[], $3::text[]) AS u(q, t) ON CONFLICT DO NOTHING",
-    [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])"
-                    " ON CONFLICT DO NOTHING",
+    /* No ON CONFLICT (a speculative insertion per row): the ids are distinct and were looked
+     * up after the tenant's row was locked, and only a holder of that lock writes seen rows. */
+    [W_SEEN_MANY] = "INSERT INTO seen(tenant, id) SELECT $1, unnest($2::text[])",
     [W_SET_TENANT] = "SELECT set_config('metasync.tenant', $1, true)",
+    [W_OFFSET_PUT] = "INSERT INTO source_offsets(grp, topic, part, next_offset, updated_at)"
+                     " VALUES($1, $2, $3, $4, $5) ON CONFLICT(grp, topic, part) DO UPDATE SET"
+                     " next_offset = greatest(source_offsets.next_offset, excluded.next_offset),"
+                     " updated_at = excluded.updated_at",
 };
 
 /* Statements queued before the writer reads their results. */
 #define PG_DRAIN 256
+/* Buffered rows sent as soon as there are this many: the server inserts them while the writer
+ * works out the rest of the batch (instead of everything after the last event). */
+#define PG_SEND_ROWS 256
 
 static char stmt_name[W__COUNT][8];
 
@@ -196,20 +219,29 @@ static PGresult *read_one(wbatch *b, bool keep)
     return kept;
 }
 
-/* Makes the server send what it has and reads every queued result; returns the last one when
- * keep. */
-static PGresult *drain(wbatch *b, bool keep)
+/* Makes the server send what it has and reads every queued result. The results of the
+ * statements queued after the first `base` go to out[0..nout) in order (caller clears them); the
+ * others are cleared. False after a failure. */
+static bool drain_group(wbatch *b, int base, PGresult **out, int nout)
 {
     if (!PQsendFlushRequest(b->c) || PQflush(b->c) != 0) {
         if (!b->failed) pg_fail(b->err, b->c, NULL, "flush");
         b->failed = true;
-        return NULL;
+        return false;
     }
+    for (int j = 0; b->pending > 0; j++) {
+        bool keep = j >= base && j - base < nout;
+        PGresult *r = read_one(b, keep);
+        if (keep) out[j - base] = r;
+    }
+    return !b->failed;
+}
+
+/* Reads every queued result; returns the last one when keep (caller clears). */
+static PGresult *drain(wbatch *b, bool keep)
+{
     PGresult *last = NULL;
-    while (b->pending > 0) {
-        PQclear(last);
-        last = read_one(b, keep && b->pending == 1);
-    }
+    drain_group(b, keep ? b->pending - 1 : b->pending, &last, 1);
     return last;
 }
 
@@ -291,9 +323,14 @@ static void array_elem(ms_buf *a, const char *s)
         return;
     }
     ms_buf_putc(a, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') ms_buf_putc(a, '\\');
-        ms_buf_putc(a, *s);
+    while (*s) { /* the runs between quotes and backslashes copied whole */
+        size_t run = strcspn(s, "\"\\");
+        ms_buf_append(a, s, run);
+        s += run;
+        if (*s) {
+            ms_buf_putc(a, '\\');
+            ms_buf_putc(a, *s++);
+        }
     }
     ms_buf_putc(a, '"');
 }
@@ -403,8 +440,70 @@ void pg_row_from(const PGresult *res, int row, int at, bool with_tags, ms_srow *
     if (with_tags) tags_parse(PQgetvalue(res, row, at + 10), r);
 }
 
-/* Loads the rows and seen ids the batch names, one query each per tenant. */
-static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
+/* A tenant's seq within the open transaction. */
+typedef struct tenant_seq {
+    const char *tenant; /* borrowed from the events */
+    uint64_t start, next;
+} tenant_seq;
+
+static int ts_cmp(const void *x, const void *y)
+{
+    return strcmp(((const tenant_seq *)x)->tenant, ((const tenant_seq *)y)->tenant);
+}
+
+/* The distinct tenants of the batch, in name order, into ts; returns how many. */
+static size_t tenants_of(ms_event *const *evs, size_t n, tenant_seq *ts)
+{
+    for (size_t i = 0; i < n; i++)
+        ts[i] = (tenant_seq){.tenant = evs[i]->tenant};
+    qsort(ts, n, sizeof *ts, ts_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!k || ts_cmp(&ts[k - 1], &ts[i]) != 0) ts[k++] = ts[i];
+    return k;
+}
+
+/* Appends the keys of the run of entries of `tenant` starting at *at (entries sorted by tenant)
+ * to the array literal a, and moves *at past them. */
+#define KEYS_OF(a, arr, len, at, tenant, field)                                                    \
+    do {                                                                                           \
+        for (; *(at) < (len) && strcmp((arr)[*(at)].tenant, (tenant)) == 0; (*(at))++)             \
+            array_elem((a), (arr)[*(at)].field);                                                   \
+        array_end(a);                                                                              \
+    } while (0)
+
+/* Stores the results of one tenant's locked seq and prefetch reads (r: the statements queued by
+ * prefetch, in order) in t and in the batch's entries. */
+static bool prefetch_take(wbatch *b, tenant_seq *t, PGresult *const *r)
+{
+    if (PQntuples(r[1]) != 1) { /* the row was just created or seen: it cannot be missing */
+        b->failed = true;
+        ms_error_set(b->err, MS_ERR_STORE, "postgres: tenant '%s' has no tenants row", t->tenant);
+        return false;
+    }
+    t->start = t->next = strtoull(PQgetvalue(r[1], 0, 0), NULL, 10);
+    for (int row = 0; row < PQntuples(r[2]); row++) {
+        cache_ent *e = ent_find(b, t->tenant, PQgetvalue(r[2], row, 0));
+        if (e) pg_row_from(r[2], row, 1, true, &e->row);
+    }
+    for (int row = 0; row < PQntuples(r[3]); row++) {
+        cache_ent *e = ent_find(b, t->tenant, PQgetvalue(r[3], row, 0));
+        if (e) e->kids_waiting = true;
+    }
+    for (int row = 0; row < PQntuples(r[4]); row++) {
+        seen_ent *e = seen_find(b, t->tenant, PQgetvalue(r[4], row, 0));
+        if (e) e->taken = e->before = true;
+    }
+    return true;
+}
+
+/*
+ * Locks the row of every tenant of the batch (ts, nts: sorted by name) and loads the asset rows
+ * and seen ids the batch names: per tenant one round trip, the lock first, then the reads (a new
+ * snapshot per statement: they see what the lock's previous holder committed). In name order,
+ * so two batches naming the same tenants in different orders cannot deadlock.
+ */
+static bool prefetch(wbatch *b, ms_event *const *evs, size_t n, tenant_seq *ts, size_t nts)
 {
     b->ents = ms_xcalloc(2 * n + 1, sizeof *b->ents);
     b->seen = ms_xcalloc(n + 1, sizeof *b->seen);
@@ -425,48 +524,25 @@ static bool prefetch(wbatch *b, ms_event *const *evs, size_t n)
         if (!k || seen_cmp(&b->seen[k - 1], &b->seen[i]) != 0) b->seen[k++] = b->seen[i];
     b->nseen = k;
     bool ok = true;
-    for (size_t i = 0; ok && i < b->nents;) { /* one tenant's rows */
-        const char *tenant = b->ents[i].tenant;
-        ms_buf arr = MS_BUF_INIT;
-        size_t j = i;
-        for (; j < b->nents && strcmp(b->ents[j].tenant, tenant) == 0; j++)
-            array_elem(&arr, b->ents[j].qn);
-        array_end(&arr);
-        const char *p[] = {tenant, arr.data};
-        PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_ROWS, 2, p) : NULL;
-        ok = r != NULL;
-        for (int row = 0; ok && row < PQntuples(r); row++) {
-            cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) pg_row_from(r, row, 1, true, &e->row);
-        }
-        PQclear(r);
-        r = ok ? wread(b, W_PRE_KIDS, 2, p) : NULL;
-        ok = r != NULL;
-        for (int row = 0; ok && row < PQntuples(r); row++) {
-            cache_ent *e = ent_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) e->kids_waiting = true;
-        }
-        PQclear(r);
-        ms_buf_free(&arr);
-        i = j;
-    }
-    for (size_t i = 0; ok && i < b->nseen;) {
-        const char *tenant = b->seen[i].tenant;
-        ms_buf arr = MS_BUF_INIT;
-        size_t j = i;
-        for (; j < b->nseen && strcmp(b->seen[j].tenant, tenant) == 0; j++)
-            array_elem(&arr, b->seen[j].id);
-        array_end(&arr);
-        const char *p[] = {tenant, arr.data};
-        PGresult *r = use_tenant(b, tenant) ? wread(b, W_PRE_SEEN, 2, p) : NULL;
-        ok = r != NULL;
-        for (int row = 0; ok && row < PQntuples(r); row++) {
-            seen_ent *e = seen_find(b, tenant, PQgetvalue(r, row, 0));
-            if (e) e->taken = e->before = true;
-        }
-        PQclear(r);
-        ms_buf_free(&arr);
-        i = j;
+    size_t ei = 0, si = 0;
+    for (size_t t = 0; ok && t < nts; t++) {
+        const char *tenant = ts[t].tenant;
+        ms_buf qns = MS_BUF_INIT, ids = MS_BUF_INIT;
+        KEYS_OF(&qns, b->ents, b->nents, &ei, tenant, qn);
+        KEYS_OF(&ids, b->seen, b->nseen, &si, tenant, id);
+        const char *pq[] = {tenant, qns.data}, *ps[] = {tenant, ids.data};
+        if (b->pending + 8 >= PG_DRAIN) drain(b, false); /* wsend must not drain in between */
+        ok = use_tenant(b, tenant);
+        int base = b->pending;
+        PGresult *r[5] = {NULL};
+        ok = ok && wsend(b, W_TENANT_INS, 1, &tenant) && wsend(b, W_TENANT, 1, &tenant) &&
+             wsend(b, W_PRE_ROWS, 2, pq) && wsend(b, W_PRE_KIDS, 2, pq) &&
+             wsend(b, W_PRE_SEEN, 2, ps) && drain_group(b, base, r, 5) &&
+             prefetch_take(b, &ts[t], r);
+        for (int i = 0; i < 5; i++)
+            PQclear(r[i]);
+        ms_buf_free(&qns);
+        ms_buf_free(&ids);
     }
     return ok;
 }
@@ -660,6 +736,17 @@ static bool be_parent_type(void *be, const char *tenant, const char *qn, char **
     return true;
 }
 
+static bool be_offset_put(void *be, const char *group, const char *topic, int32_t partition,
+                          int64_t next, const char *now, ms_error *err)
+{
+    (void)err;
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", partition);
+    snprintf(off, sizeof off, "%lld", (long long)next);
+    const char *p[] = {group, topic, part, off, now};
+    return wsend(be, W_OFFSET_PUT, 5, p);
+}
+
 static const ms_sa_backend backend = {
     .seen_add = be_seen_add,
     .seen_del = be_seen_del,
@@ -671,23 +758,8 @@ static const ms_sa_backend backend = {
     .change_add = be_change_add,
     .descendants = be_descendants,
     .parent_type = be_parent_type,
+    .offset_put = be_offset_put,
 };
-
-/* A tenant's seq within the open transaction. */
-typedef struct tenant_seq {
-    const char *tenant; /* borrowed from the events */
-    uint64_t start, next;
-} tenant_seq;
-
-/* Locks tenant's row (creating it) and reads its last seq into t. */
-static bool seq_begin(wbatch *b, tenant_seq *t)
-{
-    PGresult *r = wread(b, W_TENANT, 1, &t->tenant);
-    if (!r) return false;
-    t->start = t->next = PQntuples(r) ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-    PQclear(r);
-    return true;
-}
 
 /* Reconnects a broken writer connection (the server restarted) and prepares again. */
 static ms_err writer_ready(pg_store *s, ms_error *err)
@@ -728,28 +800,29 @@ static bool finish(wbatch *b, bool ok)
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err)
 {
+    return pg_apply_at(ctx, evs, n, now_ts, NULL, 0, res, err);
+}
+
+ms_err pg_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
+{
     pg_store *s = ctx;
     if (writer_ready(s, err) != MS_OK) return MS_ERR_STORE;
     if (!PQenterPipelineMode(s->w)) return pg_fail(err, s->w, NULL, "pipeline");
     wbatch b = {.s = s, .c = s->w, .err = err};
     bool ok = PQsendQueryParams(s->w, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     if (ok) b.pending++;
-    ok = ok && prefetch(&b, evs, n);
     tenant_seq *ts = ms_xcalloc(n + 1, sizeof *ts);
-    size_t nts = 0;
+    size_t nts = tenants_of(evs, n, ts);
+    ok = ok && prefetch(&b, evs, n, ts, nts);
     for (size_t i = 0; ok && i < n; i++) {
         const ms_event *ev = evs[i];
-        tenant_seq *t = NULL;
-        for (size_t k = 0; k < nts && !t; k++)
-            if (strcmp(ts[k].tenant, ev->tenant) == 0) t = &ts[k];
+        tenant_seq key = {.tenant = ev->tenant};
+        tenant_seq *t = bsearch(&key, ts, nts, sizeof key, ts_cmp);
         ok = use_tenant(&b, ev->tenant);
-        if (ok && !t) {
-            t = &ts[nts++];
-            t->tenant = ev->tenant;
-            ok = seq_begin(&b, t);
-        }
-        ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, t ? &t->next : NULL, NULL};
+        ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, &t->next, NULL};
         ok = ok && ms_sa_event(&args, ev, &res[i], err) && !b.failed;
+        if (ok && b.assets.n + b.changes.n >= PG_SEND_ROWS) ok = flush_all(&b) && PQflush(b.c) == 0;
     }
     ok = ok && flush_all(&b);
     for (size_t k = 0; ok && k < nts; k++) {
@@ -759,6 +832,10 @@ ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         const char *p[] = {ts[k].tenant, v};
         ok = use_tenant(&b, ts[k].tenant) && wsend(&b, W_SEQ_SET, 2, p);
     }
+    /* Other writes that belong to this batch's transaction go here (queued with wsend, after
+     * the batch's own rows and seqs, before COMMIT): they commit or roll back with it. The
+     * batch's source positions: */
+    ok = ok && ms_sa_positions(&backend, &b, evs, n, res, pos, npos, now_ts, err) && !b.failed;
     ok = finish(&b, ok);
     free(ts);
     for (size_t i = 0; i < b.nents; i++)

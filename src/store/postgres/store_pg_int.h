@@ -6,7 +6,9 @@
  * its statements prepared at open; a pool of PG_POOL connections for readers and the small
  * writes of other threads (cursors, types, ctl records), each used by one thread at a time
  * (pg_acquire/pg_release); one lease connection (lease_mu) holding this process's sink leases as
- * session advisory locks, so that they end with the process. Every transaction first sets
+ * session advisory locks, so that they end with the process, and its worker lock (the worker is
+ * alive while it is held: leases are balanced over the live workers); one listener connection
+ * (store_pg_notify.c). Every transaction first sets
  * metasync.tenant (set_config(..., true), local to the transaction): row-level security keys every
  * tenant table on it.
  */
@@ -18,6 +20,7 @@
 #include "ms_log.h"
 #include "ms_store.h"
 #include "ms_types.h"
+#include "store/common/store_pool.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -25,22 +28,35 @@
 #include <stdint.h>
 
 #define PG_POOL 4
+/* The NOTIFY channel of commits: payload "<last seq> <tenant>" (store_pg_notify.c). */
+#define PG_NOTIFY_CHANNEL "metasync_changes"
+
+typedef void (*pg_watch_cb)(void *ud, const char *tenant, uint64_t seq);
 
 typedef struct pg_store {
     const ms_log *log;
     ms_types *types;
     char *url;
-    int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
-    PGconn *w;     /* writer thread only */
-    pthread_mutex_t pool_mu;
-    pthread_cond_t pool_cv;
-    PGconn *pool[PG_POOL];
-    bool pool_busy[PG_POOL];
+    int max_depth;            /* limits.max_depth: how deep stored attributes are parsed */
+    PGconn *w;                /* writer thread only */
+    ms_pool pool;             /* PG_POOL PGconn * connections (pg_acquire/pg_release) */
     pthread_mutex_t lease_mu; /* guards the lease connection and what it holds */
     PGconn *lease;            /* NULL until the first lease_hold; replaced when it breaks */
     uint64_t lease_epoch;     /* bumped on every (re)connect of `lease`: leases may be lost */
     char **leased;            /* "sink\ntenant" of every lease held on `lease` */
     size_t nleased;
+    char **deferred; /* "sink\ntenant" this worker left to others (over its fair share)... */
+    unsigned long long *deferred_at; /* ...since when (ms_now_ms) */
+    size_t ndeferred;
+    /* The listener (store_pg_notify.c): a thread with a connection of its own that LISTENs on
+     * PG_NOTIFY_CHANNEL; watch_cb/watch_ud are fixed while it runs (pg_watch joins it before
+     * changing them). watch_mu serializes pg_watch calls. */
+    pthread_mutex_t watch_mu;
+    bool watching;
+    pthread_t watch_thread;
+    int watch_pipe[2]; /* a byte written to [1] stops the thread */
+    pg_watch_cb watch_cb;
+    void *watch_ud;
 } pg_store;
 
 /* One statement of a pipelined transaction: SQL text and its text parameters (NULL = SQL NULL). */
@@ -76,9 +92,16 @@ ms_err pg_migrate(PGconn *c, const char *app_role, ms_buf *applied, int *current
 struct ms_srow;
 void pg_row_from(const PGresult *res, int row, int at, bool with_tags, struct ms_srow *r);
 
+/* Commit notifications (store_pg_notify.c): ms_store_ops.watch. Starts (cb != NULL) or stops
+ * (cb == NULL) the listener thread. Any thread; not concurrently with pg_close. */
+ms_err pg_watch(void *ctx, pg_watch_cb cb, void *ud, ms_error *err);
+
 /* The writer (store_pg_apply.c). */
 ms_err pg_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err);
+/* apply() with source positions (ms_store_ops.apply_at). */
+ms_err pg_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
 /* Prepares the writer's statements on s->w; called at open and after a reconnect. */
 ms_err pg_apply_prepare(pg_store *s, ms_error *err);
 

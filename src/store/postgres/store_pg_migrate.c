@@ -78,6 +78,12 @@ static const migration migrations[] = {
      "CREATE FUNCTION metasync_ctl_all(k text) RETURNS TABLE(tenant text, key text, json text)"
      " LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT"
      " AS $$ SELECT tenant, key, json FROM ctl WHERE kind = k ORDER BY tenant, key $$;"},
+    /* The positions of sources (Kafka consumer groups), written in the transaction of the
+     * events they cover. Not a tenant table: a partition carries events of every tenant. */
+    {2, "source offsets",
+     "CREATE TABLE source_offsets(grp text COLLATE \"C\" NOT NULL,"
+     " topic text COLLATE \"C\" NOT NULL, part integer NOT NULL, next_offset bigint NOT NULL,"
+     " updated_at text NOT NULL, PRIMARY KEY(grp, topic, part))"},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof *migrations)
@@ -110,6 +116,7 @@ static void policies_sql(ms_buf *b, PGconn *c, const char *app_role)
     }
     if (role) {
         ms_buf_printf(b, "GRANT SELECT ON schema_migrations TO %s;", role);
+        ms_buf_printf(b, "GRANT SELECT, INSERT, UPDATE ON source_offsets TO %s;", role);
         ms_buf_printf(b,
                       "GRANT EXECUTE ON FUNCTION metasync_tenants(), metasync_types_all(),"
                       " metasync_ctl_all(text) TO %s;",

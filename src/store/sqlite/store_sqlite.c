@@ -16,7 +16,7 @@
 /* 1: the first schema; 2: + ctl (control-plane records), full-text rows indexed per commit
  * instead of per-row triggers. The DDL is idempotent (IF NOT EXISTS, DROP TRIGGER IF EXISTS), so
  * opening a version-1 database adds what is missing and bumps the version. */
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -51,6 +51,12 @@ static const char *const schema_sql =
     " definition TEXT NOT NULL, PRIMARY KEY(tenant, name)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ctl(tenant TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,"
     " json TEXT NOT NULL, PRIMARY KEY(tenant, kind, key)) WITHOUT ROWID;"
+    /* Schema 3: the positions of sources (Kafka consumer groups), written by apply_at in the
+     * transaction of the events they cover. Not a tenant table: a partition carries events of
+     * every tenant. */
+    "CREATE TABLE IF NOT EXISTS source_offsets(grp TEXT NOT NULL, topic TEXT NOT NULL,"
+    " part INTEGER NOT NULL, next_offset INTEGER NOT NULL, updated_at TEXT NOT NULL,"
+    " PRIMARY KEY(grp, topic, part)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
     " content='assets', content_rowid='id');"
     /* New rows are indexed once per commit by the writer (W_FTS_ADD: every id above the
@@ -171,25 +177,12 @@ static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
 
 sqlite3 *sq_acquire(sq_store *s)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (;;) {
-        for (int i = 0; i < SQ_POOL; i++)
-            if (!s->pool_busy[i]) {
-                s->pool_busy[i] = true;
-                pthread_mutex_unlock(&s->pool_mu);
-                return s->pool[i];
-            }
-        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
-    }
+    return ms_pool_acquire(&s->pool);
 }
 
 void sq_release(sq_store *s, sqlite3 *db)
 {
-    pthread_mutex_lock(&s->pool_mu);
-    for (int i = 0; i < SQ_POOL; i++)
-        if (s->pool[i] == db) s->pool_busy[i] = false;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
+    ms_pool_release(&s->pool, db);
 }
 
 static void sq_close(void *ctx)
@@ -202,13 +195,12 @@ static void sq_close(void *ctx)
         sqlite3_finalize(s->ws[i]);
     if (s->w) sqlite3_close(s->w);
     for (int i = 0; i < SQ_POOL; i++)
-        sqlite3_close(s->pool[i]);
+        sqlite3_close(s->pool.conn[i]);
     for (size_t i = 0; i < s->nseqs; i++)
         free(s->seqs[i].tenant);
     free(s->seqs);
     free(s->path);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
+    ms_pool_destroy(&s->pool);
     pthread_mutex_destroy(&s->stats_mu);
     free(s);
 }
@@ -282,8 +274,7 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->sync_full = strcmp(a->cfg->store_synchronous, "normal") != 0;
     s->cache_mb = (int)a->cfg->store_cache_mb;
     s->max_depth = (int)a->cfg->limits_max_depth;
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
+    ms_pool_init(&s->pool, SQ_POOL);
     pthread_mutex_init(&s->stats_mu, NULL);
     const char *url = a->url;
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
@@ -296,8 +287,11 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     mkdir_parents(s->path);
     ms_err rc = open_conn(s, &s->w, err);
     if (rc == MS_OK) rc = migrate(s, err);
-    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++)
-        rc = open_conn(s, &s->pool[i], err);
+    for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) {
+        sqlite3 *db = NULL;
+        rc = open_conn(s, &db, err);
+        s->pool.conn[i] = db;
+    }
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
     if (rc == MS_OK) rc = open_conn(s, &s->ckpt_db, err);
     if (rc == MS_OK) sq_ckpt_init(s, a->cfg->store_wal_max_bytes);
@@ -758,6 +752,32 @@ static ms_err sq_cursor_set(void *ctx, const char *tenant, const char *sink, uin
                       tenant, sink, NULL, (int64_t)seq, err);
 }
 
+static ms_err sq_offsets_get(void *ctx, const char *group, const char *topic, const int32_t *parts,
+                             size_t n, int64_t *next, ms_error *err)
+{
+    sq_store *s = ctx;
+    for (size_t i = 0; i < n; i++)
+        next[i] = -1;
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "SELECT part, next_offset FROM source_offsets WHERE grp=? AND topic=?", err);
+    ms_err rc = st ? MS_OK : MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, group);
+        sq_bind_text(st, 2, topic);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            int32_t part = (int32_t)sqlite3_column_int(st, 0);
+            for (size_t i = 0; i < n; i++)
+                if (parts[i] == part) next[i] = sqlite3_column_int64(st, 1);
+        }
+        if (step != SQLITE_DONE) rc = sq_fail(err, db, "source offsets");
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
 static ms_err sq_type_save(void *ctx, const char *tenant, const char *name, const char *json,
                            ms_error *err)
 {
@@ -838,6 +858,32 @@ static ms_err sq_ctl_list(void *ctx, const char *tenant, const char *kind,
     return rc;
 }
 
+/* Adds a ctl record unless one with the same key exists (ms_store.h, version 4). */
+static ms_err sq_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                         const char *json, bool *added, ms_error *err)
+{
+    sq_store *s = ctx;
+    *added = false;
+    if (!tenant || !kind || !key || !json)
+        return ms_error_set(err, MS_ERR_INTERNAL,
+                            "ctl_add: tenant, kind, key and json are required");
+    sqlite3 *db = sq_acquire(s);
+    sqlite3_stmt *st =
+        prep(db, "INSERT OR IGNORE INTO ctl(tenant, kind, key, json) VALUES(?, ?, ?, ?)", err);
+    ms_err rc = MS_ERR_STORE;
+    if (st) {
+        sq_bind_text(st, 1, tenant);
+        sq_bind_text(st, 2, kind);
+        sq_bind_text(st, 3, key);
+        sq_bind_text(st, 4, json);
+        rc = sqlite3_step(st) == SQLITE_DONE ? MS_OK : sq_fail(err, db, "ctl_add");
+        *added = rc == MS_OK && sqlite3_changes(db) > 0;
+    }
+    sqlite3_finalize(st);
+    sq_release(s, db);
+    return rc;
+}
+
 /* One process owns an SQLite store (it is opened by one `metasync serve`): every lease is its. */
 static ms_err sq_lease_hold(void *ctx, const char *tenant, const char *sink, bool *held,
                             uint64_t *epoch, ms_error *err)
@@ -870,5 +916,8 @@ const ms_store_ops ms_store_sqlite = {
     .types_load = sq_types_load,
     .ctl_put = sq_ctl_put,
     .ctl_list = sq_ctl_list,
+    .ctl_add = sq_ctl_add,
     .lease_hold = sq_lease_hold,
+    .apply_at = sq_apply_at,
+    .offsets_get = sq_offsets_get,
 };

@@ -53,6 +53,10 @@ static const char *const wsql[W__COUNT] = {
     [W_ORPHANS] = "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
     /* Once per tenant and process: whether adoption can find anything (orphan_rows). */
     [W_ORPHAN_ROWS] = "SELECT EXISTS(SELECT 1 FROM assets WHERE tenant=? AND orphan=1)",
+    [W_OFFSET_PUT] = "INSERT INTO source_offsets(grp, topic, part, next_offset, updated_at)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(grp, topic, part) DO UPDATE SET"
+                     " next_offset = max(next_offset, excluded.next_offset),"
+                     " updated_at = excluded.updated_at",
 };
 
 /* Prepares the writer's statements and loads the full-text mark. */
@@ -341,6 +345,20 @@ static bool be_parent_type(void *be, const char *tenant, const char *qn, char **
     return failed(s, err, "parent");
 }
 
+static bool be_offset_put(void *be, const char *group, const char *topic, int32_t partition,
+                          int64_t next, const char *now, ms_error *err)
+{
+    (void)err;
+    sq_store *s = be;
+    sqlite3_stmt *st = s->ws[W_OFFSET_PUT];
+    sq_bind_text(st, 1, group);
+    sq_bind_text(st, 2, topic);
+    sqlite3_bind_int(st, 3, partition);
+    sqlite3_bind_int64(st, 4, next);
+    sq_bind_text(st, 5, now);
+    return run(st);
+}
+
 static const ms_sa_backend backend = {
     .seen_add = be_seen_add,
     .seen_del = be_seen_del,
@@ -352,6 +370,7 @@ static const ms_sa_backend backend = {
     .change_add = be_change_add,
     .descendants = be_descendants,
     .parent_type = be_parent_type,
+    .offset_put = be_offset_put,
 };
 
 /* Indexes the assets inserted in the open transaction (ids above the mark) for full-text search
@@ -367,6 +386,21 @@ static bool fts_index_new(sq_store *s)
 
 ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err)
+{
+    return sq_apply_at(ctx, evs, n, now_ts, NULL, 0, res, err);
+}
+
+/* Rolls the open transaction back; err gets SQLite's message for `what` unless already set. */
+static ms_err rollback(sq_store *s, const char *what, ms_error *err)
+{
+    if (!err->detail[0]) sq_fail(err, s->w, what);
+    sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+    s->fts_pending = s->fts_mark;
+    return MS_ERR_STORE;
+}
+
+ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
 {
     sq_store *s = ctx;
     sq_ckpt_before_begin(s);
@@ -389,19 +423,12 @@ ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, m
         }
         ms_sa_args args = {&backend, s,         s->types,         s->max_depth,
                            now_ts,   &ts->next, &ts->orphans_next};
-        if (!ms_sa_event(&args, evs[i], &res[i], err)) {
-            if (!err->detail[0]) sq_fail(err, s->w, "apply");
-            sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
-            s->fts_pending = s->fts_mark;
-            return MS_ERR_STORE;
-        }
+        if (!ms_sa_event(&args, evs[i], &res[i], err)) return rollback(s, "apply", err);
     }
-    if (!fts_index_new(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sq_fail(err, s->w, "commit");
-        sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
-        s->fts_pending = s->fts_mark;
-        return MS_ERR_STORE;
-    }
+    if (!ms_sa_positions(&backend, s, evs, n, res, pos, npos, now_ts, err))
+        return rollback(s, "source offsets", err);
+    if (!fts_index_new(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return rollback(s, "commit", err);
     s->fts_mark = s->fts_pending;
     sq_ckpt_after_commit(s);
     pthread_mutex_lock(&s->stats_mu);

@@ -15,6 +15,7 @@
 #include "ms_log.h"
 #include "ms_store.h"
 #include "ms_types.h"
+#include "store/common/store_pool.h"
 #include "store/common/store_apply.h"
 
 #include <pthread.h>
@@ -46,6 +47,7 @@ enum {
     W_FTS_MARK,
     W_ORPHANS,
     W_ORPHAN_ROWS,
+    W_OFFSET_PUT,
     W__COUNT
 };
 
@@ -90,10 +92,7 @@ typedef struct sq_store {
     int64_t fresh_id;            /* the asset row the writer inserted last (no tags rows yet) */
     sq_pcache pcache[SQ_PCACHE]; /* writer only */
     pthread_mutex_t stats_mu;    /* lets stats() read seqs[].orphans from other threads */
-    pthread_mutex_t pool_mu;
-    pthread_cond_t pool_cv;
-    sqlite3 *pool[SQ_POOL];
-    bool pool_busy[SQ_POOL];
+    ms_pool pool;                /* SQ_POOL sqlite3 * connections for readers and small writes */
     /* The checkpointer (store_sqlite_ckpt.c). wal_frames and wal_wait_at: writer thread only;
      * the counters: under ckpt_mu. */
     sqlite3 *ckpt_db; /* its own connection */
@@ -133,6 +132,9 @@ void sq_release(sq_store *s, sqlite3 *db);
 /* The writer's apply() (store_sqlite_apply.c). */
 ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err);
+/* apply() with source positions (ms_store_ops.apply_at). */
+ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
 /* Prepares the writer statements; called by open. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err);
 

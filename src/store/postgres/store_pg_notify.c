@@ -1,0 +1,123 @@
+/*
+ * store_pg_notify.c — commit notifications between the workers on one PostgreSQL store
+ * (ms_store_ops.watch, version 4).
+ *
+ * Every commit that writes change records sends, inside its transaction, NOTIFY
+ * metasync_changes with the payload "<last seq> <tenant>" (store_pg_apply.c, W_SEQ_SET);
+ * PostgreSQL delivers it at COMMIT, to every listening session, the committer's own included.
+ * The listener is one thread per process with a connection of its own that LISTENs on the
+ * channel, waits in poll() on the connection's socket and a stop pipe, and hands each
+ * notification to the watcher's callback (the engine: long-polls, SSE streams and sink runners
+ * wake up). When the connection breaks it reconnects (after 1 s) and reports (NULL, 0):
+ * notifications sent in between are lost, so the waiters read the store again.
+ */
+#include "store_pg_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RECONNECT_MS 1000
+
+/* Opens the listener's connection and LISTENs; NULL (logged) on failure. */
+static PGconn *listen_connect(pg_store *s)
+{
+    ms_error err;
+    ms_error_clear(&err);
+    PGconn *c = pg_connect(s->url, &err);
+    if (c) {
+        PGresult *r = PQexec(c, "LISTEN " PG_NOTIFY_CHANNEL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            pg_fail(&err, c, r, "listen");
+            PQfinish(c);
+            c = NULL;
+        }
+        PQclear(r);
+    }
+    if (!c) ms_log_warn(s->log, "store: commit notifications: %s", err.detail);
+    return c;
+}
+
+/* Hands every notification received on c to the callback. */
+static void deliver(pg_store *s, PGconn *c)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(c)) != NULL) {
+        char *sp = NULL;
+        unsigned long long seq = strtoull(n->extra, &sp, 10);
+        if (sp && *sp == ' ' && sp[1]) s->watch_cb(s->watch_ud, sp + 1, (uint64_t)seq);
+        PQfreemem(n);
+    }
+}
+
+/* The listener thread: (re)connects, waits for notifications or the stop byte. */
+static void *listen_main(void *arg)
+{
+    pg_store *s = arg;
+    PGconn *c = NULL;
+    for (;;) {
+        if (!c && (c = listen_connect(s)) != NULL)
+            s->watch_cb(s->watch_ud, NULL, 0); /* anything sent while not listening is lost */
+        struct pollfd fds[2] = {{.fd = s->watch_pipe[0], .events = POLLIN},
+                                {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
+        int rc = poll(fds, 2, c ? -1 : RECONNECT_MS);
+        if (rc < 0 && errno != EINTR) break;
+        if (fds[0].revents) break; /* stop */
+        if (!c || !(fds[1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+            ms_log_warn(s->log, "store: commit notifications: connection lost; reconnecting");
+            PQfinish(c);
+            c = NULL;
+            continue;
+        }
+        deliver(s, c);
+    }
+    if (c) PQfinish(c);
+    return NULL;
+}
+
+/* Stops the listener thread, if any, and waits for it. @locks_required watch_mu */
+static void watch_stop(pg_store *s)
+{
+    if (!s->watching) return;
+    ssize_t w;
+    do
+        w = write(s->watch_pipe[1], "x", 1);
+    while (w < 0 && errno == EINTR);
+    pthread_join(s->watch_thread, NULL);
+    close(s->watch_pipe[0]);
+    close(s->watch_pipe[1]);
+    s->watching = false;
+    s->watch_cb = NULL;
+    s->watch_ud = NULL;
+}
+
+ms_err pg_watch(void *ctx, pg_watch_cb cb, void *ud, ms_error *err)
+{
+    pg_store *s = ctx;
+    ms_err rc = MS_OK;
+    pthread_mutex_lock(&s->watch_mu);
+    watch_stop(s);
+    if (cb) {
+        if (pipe2(s->watch_pipe, O_CLOEXEC) != 0) {
+            rc = ms_error_set(err, MS_ERR_INTERNAL, "commit notifications: pipe: %s",
+                              strerror(errno));
+        } else {
+            s->watch_cb = cb;
+            s->watch_ud = ud;
+            if (pthread_create(&s->watch_thread, NULL, listen_main, s) == 0) {
+                s->watching = true;
+            } else {
+                close(s->watch_pipe[0]);
+                close(s->watch_pipe[1]);
+                rc = ms_error_set(err, MS_ERR_INTERNAL,
+                                  "commit notifications: cannot start the listener thread");
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+    return rc;
+}
