@@ -88,6 +88,9 @@ static const cfg_row cfg_rows[] = {
     ENUM_ROW("store.synchronous", "full", store_synchronous, "full|normal",
              "SQLite synchronous mode: full (durable on power loss) or normal (faster)"),
     ROW(CT_INT, "store.cache_mb", "64", store_cache_mb, "SQLite page cache size in MiB"),
+    ROW(CT_SIZE, "store.wal_max_bytes", "128MiB", store_wal_max_bytes,
+        "SQLite: WAL size at which the writer waits for the background checkpoint to catch up, "
+        "so that the WAL starts over (a larger WAL makes these short waits rarer)"),
     ROW(CT_BOOL, "snapshots.enabled", "true", snapshots_enabled,
         "Write snapshot objects of committed changes"),
     ROW(CT_STRING, "snapshots.url", "", snapshots_url,

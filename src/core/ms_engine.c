@@ -17,6 +17,8 @@
  * submission (heap; freed by ms_engine_wait). */
 typedef struct submission {
     size_t pending;   /* events not yet committed or refused */
+    ms_event **done;  /* events published so far, for the submitter to free (ndone of them) */
+    size_t ndone;
     ms_err failure;   /* MS_OK, or the store error that failed one of its commits */
     char detail[200];
     ms_srcpos *pos; /* its source positions (a copy, lowered by earlier rejections), or NULL */
@@ -287,6 +289,7 @@ static void publish(ms_engine *e, job *jobs, size_t n, ms_event **evs, ms_err rc
         if (j->src_pos && !evs[i]->src_pos && j->res->status == MS_APPLY_REJECTED &&
             evs[i]->src_offset < j->sub->pos[j->src_pos - 1].next)
             j->sub->pos[j->src_pos - 1].next = evs[i]->src_offset;
+        j->sub->done[j->sub->ndone++] = j->ev;
         j->sub->pending--;
     }
     if (wrote) {
@@ -375,11 +378,10 @@ static void *writer_main(void *arg)
         e->ns_per_event = 0.8 * e->ns_per_event + 0.2 * ((double)(t1 - t0) / (double)n);
         for (size_t i = 0; i < n; i++) *jobs[i].res = res[i];
 
+        /* Once published, the events are their submitters' again, which free them on their
+         * own threads (off the writer's core, and where they were allocated). */
         pthread_mutex_lock(&e->mu);
         publish(e, jobs, n, evs, rc, &err, t1);
-        pthread_mutex_unlock(&e->mu);
-        for (size_t i = 0; i < n; i++) ms_event_free(evs[i]);
-        pthread_mutex_lock(&e->mu);
     }
     e->stopped = true;
     pthread_cond_broadcast(&e->done);
@@ -517,12 +519,26 @@ ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *t, ms_error *err)
 {
     if (!t) return MS_OK;
     submission *sub = (submission *)t;
+    /* Free each commit's events as it is published, here rather than on the writer's core (and
+     * in the thread that allocated them): done[] only grows, and the writer no longer touches
+     * what it has published. */
+    size_t freed = 0;
     pthread_mutex_lock(&e->mu);
-    while (sub->pending)
+    for (;;) {
+        size_t upto = sub->ndone;
+        if (upto > freed) {
+            pthread_mutex_unlock(&e->mu);
+            for (; freed < upto; freed++) ms_event_free(sub->done[freed]);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        if (!sub->pending) break;
         pthread_cond_wait(&e->done, &e->mu);
+    }
     pthread_mutex_unlock(&e->mu);
     ms_err rc = sub->failure;
     if (rc != MS_OK) ms_error_set(err, rc, "%s", sub->detail);
+    free(sub->done);
     free(sub->pos);
     free(sub);
     return rc;
@@ -600,6 +616,7 @@ ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_s
         return refused;
     }
     unsigned long long now = ms_now_ns();
+    sub->done = ms_xmalloc(live * sizeof *sub->done);
     for (size_t i = 0; i < n; i++) {
         if (!evs[i]) continue;
         pin_add(&e->pins, keys[i], evs[i]->lane);

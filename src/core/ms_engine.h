@@ -97,7 +97,8 @@ typedef struct ms_engine_ticket ms_engine_ticket;
 ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_srcpos *pos,
                               size_t npos, ms_apply_result *res, ms_engine_ticket **ticket,
                               ms_error *err);
-/* Waits until every event of the ticket's batch has its outcome in res, frees the ticket and
+/* Waits until every event of the ticket's batch has its outcome in res, frees the ticket and the
+ * batch's events (each commit's as soon as it is published: the writer does not free them), and
  * returns what ms_engine_submit would have (MS_OK, or MS_ERR_STORE when a commit failed: the
  * positions are then not stored; retrying with the same ids is safe). NULL ticket: MS_OK. */
 ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *ticket, ms_error *err);

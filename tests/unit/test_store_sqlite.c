@@ -1662,6 +1662,140 @@ static void test_ctl_migrates_v1(void **state)
     store_open(f);
 }
 
+/* The writer remembers parent lookups and whether any row is an orphan inside a batch: what it
+ * remembers must follow the batch's own writes (a parent deleted, re-created as another type; an
+ * orphan created and adopted in the same batch; tags of a row created and updated in it). */
+static void test_writer_memory_in_one_batch(void **state)
+{
+    fixture *f = *state;
+    const char *j[] = {
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}",
+        "{\"op\":\"upsert\",\"type\":\"database\",\"qualified_name\":\"pg/db\"}",
+        "{\"op\":\"upsert\",\"type\":\"schema\",\"qualified_name\":\"pg/db/s\"}",
+        "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"pg/db/s/t\"}",
+        /* 4: the parent is known from the row just saved */
+        "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/a\","
+        "\"attributes\":{\"data_type\":\"int\"},\"tags\":[\"PII\"]}",
+        /* 5: the same row again in the batch: its tags are replaced, not added to */
+        "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/a\","
+        "\"attributes\":{\"data_type\":\"int\"},\"tags\":[\"GDPR\"]}",
+        /* 6: deleting the table (and a) makes the next child an orphan */
+        "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/t\"}",
+        "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/b\","
+        "\"attributes\":{\"data_type\":\"int\"}}",
+        /* 8: re-created as a view, which adopts b */
+        "{\"op\":\"upsert\",\"type\":\"view\",\"qualified_name\":\"pg/db/s/t\"}",
+        /* 9: a dashboard known to the writer, re-created as a database: no bi_field inside */
+        "{\"op\":\"upsert\",\"type\":\"dashboard\",\"qualified_name\":\"pg/d\"}",
+        "{\"op\":\"upsert\",\"type\":\"bi_field\",\"qualified_name\":\"pg/d/f\"}",
+        "{\"op\":\"delete\",\"qualified_name\":\"pg/d\"}",
+        "{\"op\":\"upsert\",\"type\":\"database\",\"qualified_name\":\"pg/d\"}",
+        "{\"op\":\"upsert\",\"type\":\"bi_field\",\"qualified_name\":\"pg/d/g\"}",
+    };
+    size_t n = sizeof j / sizeof *j;
+    ms_apply_result r[14];
+    assert_int_equal(apply_n(f, NULL, j, n, NOW1, r), MS_OK);
+    for (size_t i = 0; i < 13; i++)
+        assert_applied(r[i]);
+    ms_err rc;
+    struct json_object *o = asset(f, "default", "pg/db/s/t/a", true, &rc);
+    struct json_object *tags = get(o, "tags");
+    assert_int_equal(json_object_array_length(tags), 1);
+    assert_string_equal(get_str(json_object_array_get_idx(tags, 0), "name"), "GDPR");
+    assert_true(json_object_get_boolean(get(o, "deleted")));
+    json_object_put(o);
+    chg_list h = {0}; /* b came while t was deleted... */
+    history_of(f, "default", "pg/db/s/t/b", &h);
+    assert_int_equal(h.n, 1);
+    assert_non_null(strstr(h.c[0].after, "\"orphan\":true"));
+    chg_list_free(&h);
+    o = asset(f, "default", "pg/db/s/t/b", false, &rc);
+    assert_false(json_object_get_boolean(get(o, "orphan"))); /* ...and the view adopted it */
+    json_object_put(o);
+    assert_int_equal(orphans(f, "default"), 0);
+    assert_rejected(r[13], MS_ERR_INVALID_PARENT);
+}
+
+/* Whether adoption can find anything is read from the database when a store opens: an orphan
+ * left by an earlier process is adopted when its parent comes. */
+static void test_orphan_adopted_after_reopen(void **state)
+{
+    fixture *f = *state;
+    assert_applied(
+        apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/t/a\","
+                  "\"attributes\":{\"data_type\":\"int\"}}"));
+    store_close(f);
+    store_open(f);
+    assert_int_equal(orphans(f, "default"), 1);
+    assert_applied(
+        apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"pg/db/s/t\"}"));
+    ms_err rc;
+    struct json_object *o = asset(f, "default", "pg/db/s/t/a", false, &rc);
+    assert_false(json_object_get_boolean(get(o, "orphan")));
+    json_object_put(o);
+    assert_int_equal(orphans(f, "default"), 1); /* the table: pg/db/s does not exist */
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+/* The WAL is checkpointed by the store's own thread, and the writer keeps it bounded: once it
+ * holds store.wal_max_bytes (32 MiB here) the writer waits for a checkpoint and the WAL starts
+ * over, so it never holds much more than that plus a commit or two, however much is written. */
+static void test_wal_bounded(void **state)
+{
+    fixture *f = *state;
+    enum { COMMITS = 40, PER = 500, FRAME = 4096 + 24, MAX = (32 << 20) / FRAME };
+    ms_error err;
+    store_close(f);
+    assert_int_equal(ms_config_set(&f->cfg, "store.wal_max_bytes", "32MiB", "test", &err), MS_OK);
+    store_open(f);
+    char wal[700];
+    snprintf(wal, sizeof wal, "%s/data/metasync.db-wal", f->dir);
+    char *blob = malloc(3001);
+    assert_non_null(blob);
+    memset(blob, 'x', 3000);
+    blob[3000] = '\0';
+    char **j = calloc(PER, sizeof *j);
+    ms_apply_result *r = calloc(PER, sizeof *r);
+    assert_true(j && r);
+    off_t first = 0, most = 0;
+    for (int c = 0; c < COMMITS; c++) {
+        for (int i = 0; i < PER; i++) {
+            free(j[i]);
+            assert_true(asprintf(&j[i],
+                                 "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                                 "\"t/c%d_%d\",\"attributes\":{\"data_type\":\"int\",\"blob\":"
+                                 "\"%s\"}}",
+                                 c, i, blob) > 0);
+        }
+        assert_int_equal(apply_n(f, NULL, (const char *const *)j, PER, NOW1, r), MS_OK);
+        for (int i = 0; i < PER; i++)
+            assert_applied(r[i]);
+        off_t sz = file_size(wal);
+        if (!first) first = sz; /* one commit's frames */
+        if (sz > most) most = sz;
+    }
+    /* Unbounded, the WAL would hold every commit: COMMITS × first. */
+    assert_true(first > 0 && (off_t)COMMITS * first > (MAX + 3 * first / FRAME) * FRAME);
+    if (most > (MAX + 3 * first / FRAME) * FRAME)
+        print_error("WAL reached %lld bytes (one commit: %lld)\n", (long long)most,
+                    (long long)first);
+    assert_true(most <= (MAX + 3 * first / FRAME) * FRAME);
+    ms_asset_query q = {.tenant = "default", .type = "column", .orphan = -1, .limit = 10};
+    struct json_object *items = list(f, &q, NULL);
+    assert_int_equal(json_object_array_length(items), 10);
+    json_object_put(items);
+    for (int i = 0; i < PER; i++)
+        free(j[i]);
+    free(j);
+    free(r);
+    free(blob);
+}
+
 /* Source positions: written in the batch's transaction, persisted across reopen. */
 static void test_source_offsets(void **state)
 {
@@ -1695,6 +1829,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_self_parent_terminates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctl_put_list_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctl_migrates_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_memory_in_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_adopted_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -147,7 +147,8 @@ ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, con
     return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "load tags");
 }
 
-/* Opens one connection with MetaSync's pragmas. */
+/* Opens one connection with MetaSync's pragmas. No connection checkpoints the WAL when it
+ * commits: the checkpointer thread does (store_sqlite_ckpt.c). */
 static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
 {
     sqlite3 *db = NULL;
@@ -163,7 +164,7 @@ static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
     char pragmas[256];
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-%d;"
-             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF;",
+             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;",
              s->sync_full ? "FULL" : "NORMAL", s->cache_mb * 1024);
     if (sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(err, db, "pragmas");
@@ -188,6 +189,8 @@ static void sq_close(void *ctx)
 {
     sq_store *s = ctx;
     if (!s) return;
+    sq_ckpt_stop(s);
+    sqlite3_close(s->ckpt_db);
     for (int i = 0; i < W__COUNT; i++)
         sqlite3_finalize(s->ws[i]);
     if (s->w) sqlite3_close(s->w);
@@ -290,6 +293,8 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
         s->pool.conn[i] = db;
     }
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
+    if (rc == MS_OK) rc = open_conn(s, &s->ckpt_db, err);
+    if (rc == MS_OK) sq_ckpt_init(s, a->cfg->store_wal_max_bytes);
     if (rc != MS_OK) {
         sq_close(s);
         return rc;

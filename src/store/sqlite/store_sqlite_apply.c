@@ -51,6 +51,8 @@ static const char *const wsql[W__COUNT] = {
     [W_FTS_MARK] = "UPDATE meta SET value = ? WHERE key = 'fts_indexed_id'",
     /* Once per tenant and process: from then on the writer keeps the count (orphan_count). */
     [W_ORPHANS] = "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
+    /* Once per tenant and process: whether adoption can find anything (orphan_rows). */
+    [W_ORPHAN_ROWS] = "SELECT EXISTS(SELECT 1 FROM assets WHERE tenant=? AND orphan=1)",
     [W_OFFSET_PUT] = "INSERT INTO source_offsets(grp, topic, part, next_offset, updated_at)"
                      " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(grp, topic, part) DO UPDATE SET"
                      " next_offset = max(next_offset, excluded.next_offset),"
@@ -100,12 +102,52 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
     sq_bind_text(st, 1, tenant);
     if (sqlite3_step(st) == SQLITE_ROW) orphans = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
+    bool orphan_rows = true; /* when in doubt, adoption runs */
+    st = s->ws[W_ORPHAN_ROWS];
+    sq_bind_text(st, 1, tenant);
+    if (sqlite3_step(st) == SQLITE_ROW) orphan_rows = sqlite3_column_int(st, 0) != 0;
+    sqlite3_reset(st);
     pthread_mutex_lock(&s->stats_mu);
     s->seqs = ms_xrealloc(s->seqs, (s->nseqs + 1) * sizeof *s->seqs);
-    s->seqs[s->nseqs] = (sq_tenant_seq){ms_xstrdup(tenant), last, last, orphans, orphans};
+    s->seqs[s->nseqs] =
+        (sq_tenant_seq){ms_xstrdup(tenant), last, last, orphans, orphans, orphan_rows};
     sq_tenant_seq *ts = &s->seqs[s->nseqs++];
     pthread_mutex_unlock(&s->stats_mu);
     return ts;
+}
+
+/* ---- the parent-type cache (sq_pcache) ---- */
+
+/* The slot of (tenant, qn), whether or not it holds them; NULL when they do not fit a slot. */
+static sq_pcache *pcache_slot(sq_store *s, const char *tenant, const char *qn)
+{
+    size_t lt = strlen(tenant), lq = strlen(qn);
+    if (lt >= sizeof s->pcache[0].tenant || lq >= sizeof s->pcache[0].qn) return NULL;
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)qn; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return &s->pcache[h % SQ_PCACHE];
+}
+
+static bool pcache_holds(const sq_pcache *c, const char *tenant, const char *qn)
+{
+    return c->used && strcmp(c->qn, qn) == 0 && strcmp(c->tenant, tenant) == 0;
+}
+
+/* Records that (tenant, qn) is a live asset of type (type NULL: no live asset). */
+static void pcache_put(sq_store *s, const char *tenant, const char *qn, const char *type)
+{
+    sq_pcache *c = pcache_slot(s, tenant, qn);
+    if (!c) return;
+    if (type && strlen(type) >= sizeof c->type) { /* cannot hold it: forget the name */
+        if (pcache_holds(c, tenant, qn)) c->used = false;
+        return;
+    }
+    c->used = true;
+    c->live = type != NULL;
+    strcpy(c->tenant, tenant);
+    strcpy(c->qn, qn);
+    strcpy(c->type, type ? type : "");
 }
 
 /* ---- the row operations of store_apply.h over the writer's statements ---- */
@@ -152,6 +194,13 @@ static bool be_row_load(void *be, const char *tenant, const char *qn, bool with_
                        with_tags, r, err) == MS_OK;
 }
 
+/* Keeps the writer's knowledge of the rows in step with row r saved as (tenant, qn). */
+static void saved(sq_store *s, const char *tenant, const char *qn, const ms_srow *r)
+{
+    if (r->orphan && s->cur) s->cur->orphan_rows = true;
+    pcache_put(s, tenant, qn, r->deleted ? NULL : r->type);
+}
+
 /* Writes row r (existing: UPDATE by id; else INSERT) and sets r->id for a new one. */
 static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r, bool existed,
                         ms_error *err)
@@ -171,6 +220,8 @@ static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r
         if (!run(st)) return failed(s, err, "insert asset");
         r->id = sqlite3_last_insert_rowid(s->w);
         if (r->id > s->fts_pending) s->fts_pending = r->id;
+        s->fresh_id = r->id;
+        saved(s, tenant, qn, r);
         return true;
     }
     st = s->ws[W_UPD];
@@ -184,6 +235,7 @@ static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r
     sq_bind_text(st, 8, r->updated_at);
     sqlite3_bind_int(st, 9, r->deleted);
     sqlite3_bind_int(st, 10, r->orphan);
+    saved(s, tenant, qn, r);
     return run_changed(s, st, NULL, err, "update asset");
 }
 
@@ -194,7 +246,8 @@ static bool be_tags_write(void *be, const char *tenant, const char *qn, const ms
     sqlite3_stmt *clr = s->ws[W_TAGS_CLEAR], *ins = s->ws[W_TAG_INS];
     sq_bind_text(clr, 1, tenant);
     sq_bind_text(clr, 2, qn);
-    if (!run(clr)) return failed(s, err, "tags");
+    /* The row this event just inserted has no tags rows: nothing to clear. */
+    if (!(r->id && r->id == s->fresh_id) && !run(clr)) return failed(s, err, "tags");
     for (size_t i = 0; i < r->ntags; i++) {
         if (strcmp(r->tags[i].source, "direct") != 0) continue;
         sq_bind_text(ins, 1, tenant);
@@ -208,6 +261,7 @@ static bool be_tags_write(void *be, const char *tenant, const char *qn, const ms
 static bool be_adopt(void *be, const char *tenant, const char *parent, int64_t *live, ms_error *err)
 {
     sq_store *s = be;
+    if (s->cur && !s->cur->orphan_rows) return true; /* no row has orphan=1 */
     sqlite3_stmt *st = s->ws[W_ADOPT];
     sq_bind_text(st, 1, tenant);
     sq_bind_text(st, 2, parent);
@@ -273,13 +327,22 @@ static bool be_descendants(void *be, const char *tenant, const char *qn, char **
 static bool be_parent_type(void *be, const char *tenant, const char *qn, char **type, ms_error *err)
 {
     sq_store *s = be;
+    sq_pcache *c = pcache_slot(s, tenant, qn);
+    if (c && pcache_holds(c, tenant, qn)) {
+        *type = c->live ? ms_xstrdup(c->type) : NULL;
+        return true;
+    }
     sqlite3_stmt *st = s->ws[W_PARENT];
     sq_bind_text(st, 1, tenant);
     sq_bind_text(st, 2, qn);
     int rc = sqlite3_step(st);
     *type = rc == SQLITE_ROW ? sq_col_dup(st, 0) : NULL;
     sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE || failed(s, err, "parent");
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        pcache_put(s, tenant, qn, *type);
+        return true;
+    }
+    return failed(s, err, "parent");
 }
 
 static bool be_offset_put(void *be, const char *group, const char *topic, int32_t partition,
@@ -340,14 +403,19 @@ ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts
                    const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
 {
     sq_store *s = ctx;
+    sq_ckpt_before_begin(s);
     if (sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sq_fail(err, s->w, "begin");
     for (size_t i = 0; i < s->nseqs; i++) {
         s->seqs[i].next = s->seqs[i].committed;
         s->seqs[i].orphans_next = s->seqs[i].orphans;
     }
+    for (size_t i = 0; i < SQ_PCACHE; i++)
+        s->pcache[i].used = false;
     for (size_t i = 0; i < n; i++) {
         sq_tenant_seq *ts = tseq(s, evs[i]->tenant);
+        s->cur = ts;
+        s->fresh_id = 0;
         if (ts->next == ts->committed && ts->committed == 0) {
             sqlite3_stmt *st = s->ws[W_TENANT_INS];
             sq_bind_text(st, 1, evs[i]->tenant);
@@ -362,6 +430,7 @@ ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts
     if (!fts_index_new(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return rollback(s, "commit", err);
     s->fts_mark = s->fts_pending;
+    sq_ckpt_after_commit(s);
     pthread_mutex_lock(&s->stats_mu);
     for (size_t i = 0; i < s->nseqs; i++) {
         s->seqs[i].committed = s->seqs[i].next;

@@ -46,6 +46,7 @@ enum {
     W_FTS_ADD,
     W_FTS_MARK,
     W_ORPHANS,
+    W_ORPHAN_ROWS,
     W_OFFSET_PUT,
     W__COUNT
 };
@@ -56,7 +57,23 @@ typedef struct sq_tenant_seq {
     uint64_t next;        /* tentative, inside the open transaction */
     int64_t orphans;      /* live orphans, committed (read by stats under stats_mu) */
     int64_t orphans_next; /* tentative, inside the open transaction */
+    /* False only while no asset row of the tenant has orphan=1 (deleted ones included), so
+     * that adoption has nothing to do; set by the writer when it saves a row with orphan=1 and
+     * never cleared (a rolled-back orphan only costs adoption statements that find nothing). */
+    bool orphan_rows;
 } sq_tenant_seq;
+
+/* The writer's cache of parent lookups (W_PARENT): the type of the live asset (tenant, qn), or
+ * none. Kept coherent by the writer, which saves every asset row (be_row_save updates the
+ * entry); emptied at the start of each transaction, so a rollback leaves nothing stale. Names
+ * longer than the slots are not cached. */
+#define SQ_PCACHE 64
+typedef struct sq_pcache {
+    bool used, live;
+    char tenant[48];
+    char qn[208];
+    char type[48];
+} sq_pcache;
 
 typedef struct sq_store {
     const ms_log *log;
@@ -71,8 +88,26 @@ typedef struct sq_store {
     int64_t fts_pending; /* highest id inserted in the open transaction (writer only) */
     sq_tenant_seq *seqs; /* written by the writer thread only, under stats_mu */
     size_t nseqs;
-    pthread_mutex_t stats_mu; /* lets stats() read seqs[].orphans from other threads */
-    ms_pool pool;             /* SQ_POOL sqlite3 * connections for readers and small writes */
+    sq_tenant_seq *cur;          /* the tenant of the event being applied (writer only) */
+    int64_t fresh_id;            /* the asset row the writer inserted last (no tags rows yet) */
+    sq_pcache pcache[SQ_PCACHE]; /* writer only */
+    pthread_mutex_t stats_mu;    /* lets stats() read seqs[].orphans from other threads */
+    ms_pool pool;                /* SQ_POOL sqlite3 * connections for readers and small writes */
+    /* The checkpointer (store_sqlite_ckpt.c). wal_frames and wal_wait_at: writer thread only;
+     * the counters: under ckpt_mu. */
+    sqlite3 *ckpt_db; /* its own connection */
+    pthread_t ckpt_thread;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    bool ckpt_init, ckpt_running, ckpt_stop, ckpt_failed;
+    uint64_t ckpt_asked; /* checkpoints asked for so far */
+    uint64_t ckpt_done;  /* the ckpt_asked value the last finished checkpoint started at */
+    uint64_t ckpts;      /* checkpoints run */
+    uint64_t ckpt_waits; /* times the writer waited for one (the WAL reached its bound) */
+    unsigned long long ckpt_wait_ns, ckpt_wait_max_ns; /* how long, in all and at most */
+    int wal_frames;  /* frames in the WAL after the writer's last commit */
+    int wal_max;     /* store.wal_max_bytes in frames */
+    int wal_wait_at; /* the writer waits before BEGIN once wal_frames reaches this */
 } sq_store;
 
 /* Asset rows are the shared ms_srow (store/common/store_apply.h). */
@@ -102,5 +137,15 @@ ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts
                    const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
 /* Prepares the writer statements; called by open. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err);
+
+/* The checkpointer (store_sqlite_ckpt.c). init: hooks the writer connection's commits (the
+ * thread, on s->ckpt_db opened by the caller, starts at the first commit that needs it); stop:
+ * joins it (safe when init never ran or the thread never started). before_begin/after_commit: the
+ * writer calls them around each transaction; before_begin may wait for a checkpoint when the WAL
+ * has reached wal_max_bytes. */
+void sq_ckpt_init(sq_store *s, int64_t wal_max_bytes);
+void sq_ckpt_stop(sq_store *s);
+void sq_ckpt_before_begin(sq_store *s);
+void sq_ckpt_after_commit(sq_store *s);
 
 #endif

@@ -1,0 +1,151 @@
+/*
+ * store_sqlite_ckpt.c — the SQLite store's checkpointer: copies committed WAL frames back into
+ * the database file on its own thread and connection, so that the writer's commits do not pay
+ * for it (SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold, on
+ * the writer thread, which is the engine's one busy core).
+ *
+ * How the WAL stays bounded: the writer connection has no automatic checkpoint; its WAL hook
+ * (after every commit) wakes the checkpointer once the WAL holds SQ_CKPT_START frames, and the
+ * checkpointer runs a PASSIVE checkpoint (it never blocks the writer or readers). SQLite starts
+ * the WAL over only when a write transaction begins while every frame is already copied, which
+ * a checkpointer running beside a busy writer never achieves on its own (the writer has always
+ * committed more since). So once the WAL holds s->wal_max frames (store.wal_max_bytes), the
+ * writer waits before its
+ * next BEGIN for one checkpoint that started after its last commit; by then the checkpointer has
+ * copied all but that commit's frames while the writer worked, so the wait is short, and the
+ * BEGIN restarts the WAL. A checkpoint that cannot finish (a reader holds an old snapshot) does
+ * not make the writer wait again until the WAL has grown by another s->wal_max frames.
+ *
+ * Durability is unchanged: a commit is durable once its WAL frames are synced (synchronous=full);
+ * checkpoints only move committed pages.
+ *
+ * @locality sq_ckpt_init/stop: the thread that opens/closes the store (stop: once the writer
+ * is done); sq_ckpt_before_begin/after_commit: the writer thread; the WAL hook runs on the
+ * writer thread inside its COMMIT and starts the checkpointer thread when first needed.
+ */
+#include "store_sqlite_int.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* WAL frames (pages) after which the checkpointer is woken: SQLite's own default threshold. */
+#define SQ_CKPT_START 1000
+
+static void *ckpt_main(void *arg);
+
+/* The writer connection's WAL hook: records the WAL size and wakes the checkpointer, starting
+ * it the first time (a store that is never written to has no extra thread, which also keeps
+ * fork() in tests safe). Should the thread not start, it checkpoints here, as SQLite's own
+ * automatic checkpoint does. @locality writer thread, inside sqlite3_step(COMMIT). */
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    sq_store *s = ctx;
+    s->wal_frames = frames;
+    if (frames < SQ_CKPT_START) return SQLITE_OK;
+    if (!s->ckpt_running && !s->ckpt_failed) {
+        if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) == 0) {
+            s->ckpt_running = true;
+        } else {
+            s->ckpt_failed = true;
+            ms_log_warn(s->log, "store: no checkpointer thread; the writer checkpoints itself");
+        }
+    }
+    if (!s->ckpt_running) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_asked++;
+    pthread_cond_broadcast(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    sq_store *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    for (;;) {
+        while (!s->ckpt_stop && s->ckpt_done == s->ckpt_asked)
+            pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+        if (s->ckpt_stop) break;
+        uint64_t asked = s->ckpt_asked;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        int log = 0, copied = 0;
+        int rc =
+            sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            ms_log_warn(s->log, "store: checkpoint: %s", sqlite3_errmsg(s->ckpt_db));
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_done = asked;
+        s->ckpts++;
+        pthread_cond_broadcast(&s->ckpt_cv);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+void sq_ckpt_init(sq_store *s, int64_t wal_max_bytes)
+{
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
+    s->ckpt_init = true;
+    sqlite3_stmt *st = NULL;
+    int64_t page = 4096;
+    if (sqlite3_prepare_v2(s->w, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        page = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    int64_t frames = wal_max_bytes / (page + 24); /* a frame: a page and its 24-byte header */
+    s->wal_max = frames < SQ_CKPT_START ? SQ_CKPT_START
+                 : frames > INT_MAX / 2 ? INT_MAX / 2
+                                        : (int)frames;
+    s->wal_wait_at = s->wal_max;
+    sqlite3_wal_hook(s->w, wal_hook, s); /* replaces the automatic checkpoint (off anyway) */
+}
+
+void sq_ckpt_stop(sq_store *s)
+{
+    if (!s->ckpt_init) return;
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_stop = true;
+        pthread_cond_broadcast(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_running = false;
+        ms_log_info(s->log,
+                    "store: %llu checkpoints; the writer waited for %llu of them (%.1f ms in all, "
+                    "%.1f ms at most)",
+                    (unsigned long long)s->ckpts, (unsigned long long)s->ckpt_waits,
+                    (double)s->ckpt_wait_ns / 1e6, (double)s->ckpt_wait_max_ns / 1e6);
+    }
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
+    s->ckpt_init = false;
+}
+
+void sq_ckpt_before_begin(sq_store *s)
+{
+    if (!s->ckpt_running || s->wal_frames < s->wal_wait_at) return;
+    unsigned long long t0 = ms_now_ns();
+    pthread_mutex_lock(&s->ckpt_mu);
+    uint64_t want = ++s->ckpt_asked; /* a checkpoint that starts after the last commit */
+    pthread_cond_broadcast(&s->ckpt_cv);
+    while (s->ckpt_done < want && !s->ckpt_stop)
+        pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+    s->ckpt_waits++;
+    pthread_mutex_unlock(&s->ckpt_mu);
+    unsigned long long waited = ms_now_ns() - t0;
+    s->ckpt_wait_ns += waited;
+    if (waited > s->ckpt_wait_max_ns) s->ckpt_wait_max_ns = waited;
+    /* When the checkpoint could not copy everything (an old reader), the BEGIN below cannot
+     * restart the WAL: wait again only after another wal_max frames. */
+    s->wal_wait_at = s->wal_frames + s->wal_max;
+}
+
+void sq_ckpt_after_commit(sq_store *s)
+{
+    if (s->wal_frames < s->wal_max) s->wal_wait_at = s->wal_max; /* the WAL started over */
+}
