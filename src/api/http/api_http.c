@@ -19,6 +19,9 @@
 #include "ms_runtime.h"
 #include "ms_source.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -69,8 +72,8 @@ static bool int_arg(struct MHD_Connection *c, const char *k, long long def, long
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (*end || errno == ERANGE || n < lo || n > hi) {
-        ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'",
-                     k, lo, hi, v);
+        ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'", k,
+                     lo, hi, v);
         return false;
     }
     *out = n;
@@ -106,7 +109,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
     ms_body_format fmt;
     if (!ct || !*ct) {
         const char *p = ms_buf_cstr(&r->body);
-        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+            p++;
         fmt = *p == '[' ? MS_BODY_JSON : MS_BODY_NDJSON;
     } else if (strncmp(ct, "application/x-ndjson", 20) == 0 ||
                strncmp(ct, "application/ndjson", 18) == 0 ||
@@ -116,8 +120,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
         fmt = MS_BODY_JSON;
     } else {
         char d[200];
-        snprintf(d, sizeof d, "Content-Type '%.100s' is not application/x-ndjson or application/json",
-                 ct);
+        snprintf(d, sizeof d,
+                 "Content-Type '%.100s' is not application/x-ndjson or application/json", ct);
         return ms_problem_send_code(c, path, MS_ERR_UNSUPPORTED_MEDIA, d, &rt->metrics);
     }
     const char *tenant = tenant_of(r);
@@ -138,7 +142,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
     size_t n = batch.nevents;
     ms_apply_result *res = ms_xcalloc(n + 1, sizeof *res);
     size_t *idx = ms_xmalloc((n + 1) * sizeof *idx);
-    for (size_t i = 0; i < n; i++) idx[i] = batch.events[i]->index;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = batch.events[i]->index;
     ms_err rc = n ? ms_engine_submit(rt->engine, batch.events, n, res, &err) : MS_OK;
     enum MHD_Result out;
     if (rc != MS_OK) {
@@ -149,13 +154,22 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
         size_t *order = ms_xmalloc((batch.nrejected + n + 1) * sizeof *order);
         for (size_t i = 0; i < n; i++) {
             switch (res[i].status) {
-            case MS_APPLY_APPLIED: applied++; break;
-            case MS_APPLY_UNCHANGED: unchanged++; break;
-            case MS_APPLY_DUPLICATE: dups++; break;
-            case MS_APPLY_REJECTED: order[nrej++] = idx[i]; break;
+            case MS_APPLY_APPLIED:
+                applied++;
+                break;
+            case MS_APPLY_UNCHANGED:
+                unchanged++;
+                break;
+            case MS_APPLY_DUPLICATE:
+                dups++;
+                break;
+            case MS_APPLY_REJECTED:
+                order[nrej++] = idx[i];
+                break;
             }
         }
-        for (size_t i = 0; i < batch.nrejected; i++) order[nrej++] = batch.rejected[i].index;
+        for (size_t i = 0; i < batch.nrejected; i++)
+            order[nrej++] = batch.rejected[i].index;
         qsort(order, nrej, sizeof *order, cmp_rej);
         ms_buf o = MS_BUF_INIT;
         ms_buf_printf(&o,
@@ -484,8 +498,7 @@ static enum MHD_Result metrics_route(api *a, struct MHD_Connection *c)
 {
     ms_buf b = MS_BUF_INIT;
     ms_runtime_metrics_render(a->rt, &b);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
     ms_buf_free(&b);
     MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
@@ -507,10 +520,42 @@ static bool control_tenant(struct MHD_Connection *c, const char **tenant)
 }
 
 /*
- * With auth.required, every /api/v1 request carries `Authorization: Bearer <API key>`. The key is
- * verified (ms_control_apikey_verify), the request takes the key's tenant, and the key must hold
- * the route's scope: the control plane needs `admin`; other routes need `read` for GET/HEAD and
- * `write` otherwise (`admin` holds both). Returns true to go on; otherwise *out is the 401/403.
+ * The API key of an Authorization header into key[len]: `Bearer <key>`, or `Basic
+ * base64(user:password)` whose password (else user name) is the key, as Confluent's clients send
+ * with basic.auth.user.info. False when the header holds neither.
+ */
+static bool auth_key(const char *h, char *key, size_t len)
+{
+    if (!h) return false;
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        snprintf(key, len, "%s", h + 7);
+        return true;
+    }
+    if (strncasecmp(h, "Basic ", 6) != 0) return false;
+    const char *b64 = h + 6;
+    size_t n = strlen(b64);
+    if (n == 0 || n % 4 != 0 || n / 4 * 3 >= 512) return false;
+    unsigned char plain[512];
+    int m = EVP_DecodeBlock(plain, (const unsigned char *)b64, (int)n);
+    if (m < 0) return false;
+    while (m > 0 && b64[n - 1] == '=') /* EVP_DecodeBlock counts the padding as bytes */
+        m--, n--;
+    plain[m] = '\0';
+    char *colon = strchr((char *)plain, ':');
+    if (!colon || strlen((char *)plain) != (size_t)m) return false;
+    *colon = '\0';
+    snprintf(key, len, "%s", strncmp(colon + 1, "msk_", 4) == 0 ? colon + 1 : (char *)plain);
+    OPENSSL_cleanse(plain, sizeof plain);
+    return true;
+}
+
+/*
+ * With auth.required, every /api/v1 and /registry request carries its API key, as
+ * `Authorization: Bearer <API key>` or HTTP Basic auth with the key as password (auth_key). The
+ * key is verified (ms_control_apikey_verify), the request takes the key's tenant, and the key
+ * must hold the route's scope: the control plane needs `admin`; other routes need `read` for
+ * GET/HEAD and `write` otherwise (`admin` holds both). Returns true to go on; otherwise *out is
+ * the 401/403.
  */
 static bool authorize(api *a, struct MHD_Connection *c, const char *url, const char *method, req *r,
                       enum MHD_Result *out)
@@ -524,22 +569,35 @@ static bool authorize(api *a, struct MHD_Connection *c, const char *url, const c
                                     "auth.required needs a store with control-plane records", m);
         return false;
     }
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+    char key[160];
+    if (!auth_key(h, key, sizeof key)) {
         *out = ms_problem_send_code(c, url, MS_ERR_UNAUTHORIZED,
-                                    "auth.required is on: send Authorization: Bearer <API key>", m);
+                                    "auth.required is on: send Authorization: Bearer <API key> "
+                                    "(or HTTP Basic auth with the API key as password)",
+                                    m);
         return false;
     }
-    if (ms_control_apikey_verify(a->rt->control, h + 7, r->tenant, sizeof r->tenant, &r->scopes,
-                                 &err) != MS_OK) {
+    ms_err vrc = ms_control_apikey_verify(a->rt->control, key, r->tenant, sizeof r->tenant,
+                                          &r->scopes, &err);
+    OPENSSL_cleanse(key, sizeof key);
+    if (vrc != MS_OK) {
         *out = ms_problem_send(c, url, &err, m);
         return false;
     }
     r->authed = true;
-    bool control = ms_control_route(url + 7),
+    bool control = strncmp(url, "/api/v1/", 8) == 0 && ms_control_route(url + 7),
          get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     unsigned need = control ? MS_CONTROL_SCOPE_ADMIN
                     : get   ? MS_CONTROL_SCOPE_READ
                             : MS_CONTROL_SCOPE_WRITE;
+    bool registry = strncmp(url, "/registry", 9) == 0;
+    if (registry && strcmp(r->tenant, MS_DEFAULT_TENANT) != 0) {
+        /* the registry keeps the default tenant's schemas only (docs/registry.md) */
+        *out =
+            ms_problem_send_code(c, url, MS_ERR_FORBIDDEN,
+                                 "the schema registry needs an API key of the default tenant", m);
+        return false;
+    }
     if (r->scopes & (need | MS_CONTROL_SCOPE_ADMIN)) return true;
     char d[160];
     snprintf(d, sizeof d, "this API key lacks the %s scope",
@@ -553,18 +611,24 @@ static bool authorize(api *a, struct MHD_Connection *c, const char *url, const c
 /*
  * The control plane's acting tenant under auth.required: the key's own, or, for an admin key of
  * the `default` tenant (the operator), the one X-MetaSync-Tenant names; tenants themselves are
- * managed by the operator only. Returns NULL (and *why) when the key may not act there.
+ * managed by the operator only. Returns NULL (and *why, *code: MS_ERR_FORBIDDEN, or
+ * MS_ERR_BAD_PARAM for a header that is not a tenant name) when the key may not act there.
  */
 static const char *control_tenant_authed(struct MHD_Connection *c, const char *url, req *r,
-                                         const char **why)
+                                         const char **why, ms_err *code)
 {
     const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-MetaSync-Tenant");
     bool op = strcmp(r->tenant, MS_DEFAULT_TENANT) == 0;
     *why = NULL;
-    if (!op && strncmp(url + 7, "/tenants", 8) == 0)
+    *code = MS_ERR_FORBIDDEN;
+    if (!op && strncmp(url + 7, "/tenants", 8) == 0) {
         *why = "managing tenants needs an admin key of the default tenant";
-    else if (!op && t && *t && strcmp(t, r->tenant) != 0)
+    } else if (!op && t && *t && strcmp(t, r->tenant) != 0) {
         *why = "this API key belongs to another tenant than X-MetaSync-Tenant names";
+    } else if (t && *t && !ms_tenant_name_valid(t, strlen(t))) {
+        *why = "the X-MetaSync-Tenant header is not a valid tenant name";
+        *code = MS_ERR_BAD_PARAM;
+    }
     return *why ? NULL : t && *t ? t : r->tenant;
 }
 
@@ -579,8 +643,9 @@ static enum MHD_Result control_route(api *a, struct MHD_Connection *c, const cha
         return ms_problem_send_code(c, url, MS_ERR_BODY_TOO_LARGE, "the body is too large", m);
     ms_control_request rq = {method, url + 7, NULL, ms_buf_cstr(&r->body), r->body.len};
     const char *why = NULL;
-    if (r->authed && !(rq.tenant = control_tenant_authed(c, url, r, &why)))
-        return ms_problem_send_code(c, url, MS_ERR_FORBIDDEN, why, m);
+    ms_err code = MS_OK;
+    if (r->authed && !(rq.tenant = control_tenant_authed(c, url, r, &why, &code)))
+        return ms_problem_send_code(c, url, code, why, m);
     if (!r->authed && !control_tenant(c, &rq.tenant))
         return ms_problem_send_code(c, url, MS_ERR_BAD_PARAM,
                                     "the X-MetaSync-Tenant header is not a valid tenant name", m);
@@ -663,14 +728,17 @@ static enum MHD_Result registry_route(api *a, struct MHD_Connection *c, const ch
 /* The Allow list of read-only routes: HEAD is GET without the body (MHD drops it). */
 #define ALLOW_GET "GET, HEAD"
 
-static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
-                             const char *method, req *r)
+static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url, const char *method,
+                             req *r)
 {
     ms_metrics *m = &a->rt->metrics;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;
-    if (strncmp(url, "/registry", 9) == 0 && (url[9] == '/' || url[9] == '\0'))
+    enum MHD_Result refused;
+    if (strncmp(url, "/registry", 9) == 0 && (url[9] == '/' || url[9] == '\0')) {
+        if (a->rt->cfg->auth_required && !authorize(a, c, url, method, r, &refused)) return refused;
         return registry_route(a, c, url, method, r); /* every method: the registry routes them */
+    }
     if ((strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
          strcmp(url, "/metrics") == 0) &&
         !get)
@@ -683,7 +751,6 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
         return ms_problem_send_code(c, url, MS_ERR_UNAVAILABLE, "not ready", m);
     }
     if (strcmp(url, "/metrics") == 0 && get) return metrics_route(a, c);
-    enum MHD_Result refused;
     if (a->rt->cfg->auth_required && strncmp(url, "/api/v1/", 8) == 0 &&
         !authorize(a, c, url, method, r, &refused))
         return refused;
@@ -724,8 +791,8 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)version;
     api *a = cls;
@@ -785,7 +852,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     ms_log_debug(&a->rt->log, "http: %s", msg);
 }
 
@@ -800,7 +868,8 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
         memmove(host, host + 1, strlen(host));
         host[strcspn(host, "]")] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
                     *ai = NULL;
     if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 || !ai)
@@ -810,13 +879,12 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     uint16_t port = (uint16_t)atoi(colon + 1);
-    a->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, a,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    a->d =
+        MHD_start_daemon(flags, port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+                         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!a->d) {
         free(a);
@@ -824,8 +892,7 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = info ? info->port : port;
-    snprintf(rt->listen_addr, sizeof rt->listen_addr, "%s:%u",
-             host[0] ? host : "0.0.0.0", bound);
+    snprintf(rt->listen_addr, sizeof rt->listen_addr, "%s:%u", host[0] ? host : "0.0.0.0", bound);
     ms_log_info(&rt->log, "http: listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "",
                 host[0] ? host : "0.0.0.0", strchr(host, ':') ? "]" : "", bound);
     *ctx = a;
