@@ -72,8 +72,8 @@ static bool int_arg(struct MHD_Connection *c, const char *k, long long def, long
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (*end || errno == ERANGE || n < lo || n > hi) {
-        ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'", k,
-                     lo, hi, v);
+        ms_error_set(err, MS_ERR_BAD_PARAM, "%s must be an integer from %lld to %lld, not '%s'",
+                     k, lo, hi, v);
         return false;
     }
     *out = n;
@@ -109,8 +109,7 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
     ms_body_format fmt;
     if (!ct || !*ct) {
         const char *p = ms_buf_cstr(&r->body);
-        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-            p++;
+        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
         fmt = *p == '[' ? MS_BODY_JSON : MS_BODY_NDJSON;
     } else if (strncmp(ct, "application/x-ndjson", 20) == 0 ||
                strncmp(ct, "application/ndjson", 18) == 0 ||
@@ -120,8 +119,8 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
         fmt = MS_BODY_JSON;
     } else {
         char d[200];
-        snprintf(d, sizeof d,
-                 "Content-Type '%.100s' is not application/x-ndjson or application/json", ct);
+        snprintf(d, sizeof d, "Content-Type '%.100s' is not application/x-ndjson or application/json",
+                 ct);
         return ms_problem_send_code(c, path, MS_ERR_UNSUPPORTED_MEDIA, d, &rt->metrics);
     }
     const char *tenant = tenant_of(r);
@@ -142,8 +141,7 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
     size_t n = batch.nevents;
     ms_apply_result *res = ms_xcalloc(n + 1, sizeof *res);
     size_t *idx = ms_xmalloc((n + 1) * sizeof *idx);
-    for (size_t i = 0; i < n; i++)
-        idx[i] = batch.events[i]->index;
+    for (size_t i = 0; i < n; i++) idx[i] = batch.events[i]->index;
     ms_err rc = n ? ms_engine_submit(rt->engine, batch.events, n, res, &err) : MS_OK;
     enum MHD_Result out;
     if (rc != MS_OK) {
@@ -154,22 +152,13 @@ static enum MHD_Result post_events(api *a, struct MHD_Connection *c, const char 
         size_t *order = ms_xmalloc((batch.nrejected + n + 1) * sizeof *order);
         for (size_t i = 0; i < n; i++) {
             switch (res[i].status) {
-            case MS_APPLY_APPLIED:
-                applied++;
-                break;
-            case MS_APPLY_UNCHANGED:
-                unchanged++;
-                break;
-            case MS_APPLY_DUPLICATE:
-                dups++;
-                break;
-            case MS_APPLY_REJECTED:
-                order[nrej++] = idx[i];
-                break;
+            case MS_APPLY_APPLIED: applied++; break;
+            case MS_APPLY_UNCHANGED: unchanged++; break;
+            case MS_APPLY_DUPLICATE: dups++; break;
+            case MS_APPLY_REJECTED: order[nrej++] = idx[i]; break;
             }
         }
-        for (size_t i = 0; i < batch.nrejected; i++)
-            order[nrej++] = batch.rejected[i].index;
+        for (size_t i = 0; i < batch.nrejected; i++) order[nrej++] = batch.rejected[i].index;
         qsort(order, nrej, sizeof *order, cmp_rej);
         ms_buf o = MS_BUF_INIT;
         ms_buf_printf(&o,
@@ -498,7 +487,8 @@ static enum MHD_Result metrics_route(api *a, struct MHD_Connection *c)
 {
     ms_buf b = MS_BUF_INIT;
     ms_runtime_metrics_render(a->rt, &b);
-    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
     ms_buf_free(&b);
     MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
@@ -791,8 +781,8 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url, 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
 {
     (void)version;
     api *a = cls;
@@ -852,8 +842,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
     ms_log_debug(&a->rt->log, "http: %s", msg);
 }
 
@@ -868,8 +857,7 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
         memmove(host, host + 1, strlen(host));
         host[strcspn(host, "]")] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
                     *ai = NULL;
     if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 || !ai)
@@ -879,12 +867,13 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     uint16_t port = (uint16_t)atoi(colon + 1);
-    a->d =
-        MHD_start_daemon(flags, port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-                         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    a->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, a,
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)rt->cfg->http_max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!a->d) {
         free(a);
@@ -892,7 +881,8 @@ static ms_err http_start(ms_runtime *rt, void **ctx, ms_error *err)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = info ? info->port : port;
-    snprintf(rt->listen_addr, sizeof rt->listen_addr, "%s:%u", host[0] ? host : "0.0.0.0", bound);
+    snprintf(rt->listen_addr, sizeof rt->listen_addr, "%s:%u",
+             host[0] ? host : "0.0.0.0", bound);
     ms_log_info(&rt->log, "http: listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "",
                 host[0] ? host : "0.0.0.0", strchr(host, ':') ? "]" : "", bound);
     *ctx = a;
