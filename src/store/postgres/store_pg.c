@@ -182,6 +182,8 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->types = a->types;
     s->url = ms_xstrdup(a->url);
     s->max_depth = (int)a->cfg->limits_max_depth;
+    s->listen_check_ms =
+        (int)(a->cfg->store_listen_check_ms > 3600000 ? 3600000 : a->cfg->store_listen_check_ms);
     ms_pool_init(&s->pool, PG_POOL);
     pthread_mutex_init(&s->lease_mu, NULL);
     pthread_mutex_init(&s->watch_mu, NULL);

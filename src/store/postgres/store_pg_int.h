@@ -38,6 +38,7 @@ typedef struct pg_store {
     ms_types *types;
     char *url;
     int max_depth;            /* limits.max_depth: how deep stored attributes are parsed */
+    int listen_check_ms;      /* store.listen_check_ms: the listener's ping interval, 0 = none */
     PGconn *w;                /* writer thread only */
     ms_pool pool;             /* PG_POOL PGconn * connections (pg_acquire/pg_release) */
     pthread_mutex_t lease_mu; /* guards the lease connection and what it holds */

@@ -13,8 +13,8 @@
  *
  * A half-open link (the server's host gone without a FIN or RST) would leave poll() waiting
  * forever, so the connection has TCP keepalives (unless store.url sets its own) and, after
- * PING_MS without traffic, the listener sends "SELECT 1": no answer within the next PING_MS
- * (or a send that fails) counts as a broken connection.
+ * store.listen_check_ms without traffic, the listener sends "SELECT 1": no answer within as long
+ * again (or a send that fails) counts as a broken connection.
  */
 #include "store_pg_int.h"
 
@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #define RECONNECT_MS 1000
-#define PING_MS      30000 /* a quiet listener checks its connection this often */
 
 /* Opens the listener's connection and LISTENs; NULL (logged) on failure. */
 static PGconn *listen_connect(pg_store *s)
@@ -74,7 +73,7 @@ static bool ping_answered(PGconn *c)
 }
 
 /* The listener thread: (re)connects, waits for notifications or the stop byte, and pings a
- * quiet connection (PING_MS) to notice a dead link. */
+ * quiet connection (store.listen_check_ms) to notice a dead link. */
 static void *listen_main(void *arg)
 {
     pg_store *s = arg;
@@ -87,12 +86,13 @@ static void *listen_main(void *arg)
         }
         struct pollfd fds[2] = {{.fd = s->watch_pipe[0], .events = POLLIN},
                                 {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
-        int rc = poll(fds, 2, c ? PING_MS : RECONNECT_MS);
+        int rc =
+            poll(fds, 2, c ? (s->listen_check_ms > 0 ? s->listen_check_ms : -1) : RECONNECT_MS);
         if (rc < 0 && errno != EINTR) break;
         if (fds[0].revents) break; /* stop */
         if (!c) continue;
         bool lost = false;
-        if (rc == 0) { /* quiet for PING_MS: a ping still unanswered means a dead link */
+        if (rc == 0) { /* quiet for a while: a ping still unanswered means a dead link */
             lost = pinged || !PQsendQuery(c, "SELECT 1") || PQflush(c) < 0;
             pinged = true;
         } else if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
