@@ -10,6 +10,7 @@
 #include "cli_http.h"
 #include "ms_cli.h"
 #include "ms_control.h"
+#include "ms_event.h"
 #include "ms_plugins.h"
 
 #include <json-c/json.h>
@@ -289,13 +290,23 @@ static int perform_direct(const entity_def *e, const ms_config *cfg, const char 
                 e->cmd, cfg->store_url);
         return MS_EXIT_USAGE;
     }
+    const char *t = tenant ? tenant : "default";
+    if (!ms_tenant_name_valid(t, strlen(t))) {
+        fprintf(stderr,
+                "metasync %s: %s: --tenant must be a tenant name: 1 to 63 characters a-z, 0-9, "
+                "'-' and '_', starting with a letter or digit\n",
+                e->cmd, ms_err_code(MS_ERR_BAD_PARAM));
+        return MS_EXIT_USAGE;
+    }
     ms_log log = {MS_LOG_ERROR, stderr};
+    ms_log warn = {MS_LOG_WARN,
+                   stderr}; /* the control plane's warnings (credentials unencrypted) */
     ms_store_open_args oa = {cfg, &log, cfg->store_url, NULL};
     ms_error err;
     ms_error_clear(&err);
     void *ctx = NULL;
     ms_control *c = NULL;
-    ms_control_args ca = {cfg, NULL, ops, NULL};
+    ms_control_args ca = {cfg, &warn, ops, NULL};
     int rc = MS_EXIT_OK;
     if (ops->open(&oa, &ctx, &err) != MS_OK ||
         (ca.store_ctx = ctx, ms_control_open(&ca, &c, &err)) != MS_OK) {
@@ -303,8 +314,7 @@ static int perform_direct(const entity_def *e, const ms_config *cfg, const char 
         rc = err.code == MS_ERR_CONFIG ? MS_EXIT_USAGE : MS_EXIT_INTERNAL;
     }
     if (rc == MS_EXIT_OK) {
-        ms_control_request rq = {method, path, tenant ? tenant : "default", body ? body : "",
-                                 body ? strlen(body) : 0};
+        ms_control_request rq = {method, path, t, body ? body : "", body ? strlen(body) : 0};
         unsigned status;
         const char *allow;
         ms_buf out = MS_BUF_INIT;

@@ -21,12 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KIND_TENANT     "tenant"
-#define KIND_APIKEY     "apikey"
-#define KIND_CONNECTION "connection"
-#define KIND_USER       "user"
-#define DEFAULT_TENANT  "default"
-#define MAX_CREDENTIALS 8192 /* bytes of the credentials object as JSON */
+#define KIND_TENANT      "tenant"
+#define KIND_APIKEY      "apikey"
+#define KIND_APIKEY_USED "apikey_used" /* {"last_used_at":…}: never rewrites the key record */
+#define KIND_CONNECTION  "connection"
+#define KIND_USER        "user"
+#define DEFAULT_TENANT   "default"
+#define MAX_CREDENTIALS  8192 /* bytes of the credentials object as JSON */
 
 struct ms_control {
     const ms_log *log;
@@ -34,7 +35,8 @@ struct ms_control {
     void *store_ctx;
     bool has_key;
     unsigned char key[MS_CONTROL_KEY_BYTES];
-    pthread_mutex_t mu; /* orders read-then-create so two creates of one name cannot both win */
+    pthread_mutex_t mu; /* orders read-modify-writes of this process (creates, revokes); across
+                         * processes a create is guarded by the store (rec_add) */
 };
 
 /* ---- open / free ---------------------------------------------------------------------------- */
@@ -122,6 +124,26 @@ static ms_err rec_put(ms_control *c, const char *tenant, const char *kind, const
     return rc;
 }
 
+/*
+ * Adds (tenant, kind, key) only if no record has that key: with ms_store_ops version >= 4 the
+ * store decides (ctl_add), so two workers creating one name cannot both succeed; an older store
+ * has one process and c->mu (held by the caller) orders the creates. MS_ERR_ALREADY_EXISTS with
+ * "<what> exists" when the key is taken.
+ */
+static ms_err rec_add(ms_control *c, const char *tenant, const char *kind, const char *key,
+                      struct json_object *o, const char *what, ms_error *err)
+{
+    if (c->store->version < 4 || !c->store->ctl_add) return rec_put(c, tenant, kind, key, o, err);
+    ms_buf b = MS_BUF_INIT;
+    ms_json_canonical(o, &b);
+    bool added = false;
+    ms_err rc = c->store->ctl_add(c->store_ctx, tenant, kind, key, ms_buf_cstr(&b), &added, err);
+    OPENSSL_cleanse(b.data, b.len);
+    ms_buf_free(&b);
+    if (rc == MS_OK && !added) rc = ms_error_set(err, MS_ERR_ALREADY_EXISTS, "%s exists", what);
+    return rc;
+}
+
 typedef struct rec_all {
     struct json_object *arr; /* of {"tenant":…, "key":…, "rec":…} or records */
     bool wrap;
@@ -143,10 +165,12 @@ static int all_cb(void *ud, const char *tenant, const char *key, const char *jso
     return 0;
 }
 
-static ms_err rec_list(ms_control *c, const char *tenant, const char *kind,
+/* Every record of kind of tenant (NULL: of every tenant) into a new array *arr: the records, or
+ * with wrap {"tenant":…,"key":…,"rec":…} for each. */
+static ms_err rec_list(ms_control *c, const char *tenant, const char *kind, bool wrap,
                        struct json_object **arr, ms_error *err)
 {
-    rec_all a = {json_object_new_array(), false};
+    rec_all a = {json_object_new_array(), wrap};
     ms_err rc = c->store->ctl_list(c->store_ctx, tenant, kind, all_cb, &a, err);
     if (rc != MS_OK) {
         json_object_put(a.arr);
@@ -483,7 +507,7 @@ static ms_err list_route(ms_control *c, const char *tenant, const char *kind,
                          ms_buf *out, ms_error *err)
 {
     struct json_object *arr;
-    ms_err rc = rec_list(c, tenant, kind, &arr, err);
+    ms_err rc = rec_list(c, tenant, kind, false, &arr, err);
     if (rc != MS_OK) return rc;
     struct json_object *items = json_object_new_array();
     for (size_t i = 0; i < json_object_array_length(arr); i++) {
@@ -581,8 +605,12 @@ static ms_err tenant_ensure(ms_control *c, const char *t, ms_error *err)
     json_object_object_add(rec, "created_at", json_object_new_string(ts));
     json_object_object_add(rec, "updated_at", json_object_new_string(ts));
     json_object_object_add(rec, "disabled", json_object_new_boolean(false));
-    rc = rec_put(c, t, KIND_TENANT, "", rec, err);
+    ms_error e;
+    ms_error_clear(&e);
+    rc = rec_add(c, t, KIND_TENANT, "", rec, "tenant", &e);
     json_object_put(rec);
+    if (rc == MS_ERR_ALREADY_EXISTS) return MS_OK; /* another worker registered it meanwhile */
+    if (rc != MS_OK && err) *err = e;
     return rc;
 }
 
@@ -615,8 +643,10 @@ static ms_err tenants_list(ms_control *c, ms_buf *out, ms_error *err)
     return rc;
 }
 
-static ms_err tenant_write(ms_control *c, const char *method, const char *name,
-                           struct json_object *body, unsigned *status, ms_buf *out, ms_error *err)
+/* Creates (POST), updates (PUT) or disables (DELETE) tenant name. Caller holds c->mu. */
+static ms_err tenant_write_locked(ms_control *c, const char *method, const char *name,
+                                  struct json_object *body, unsigned *status, ms_buf *out,
+                                  ms_error *err)
 {
     struct json_object *rec = NULL;
     ms_err rc = rec_get(c, name, KIND_TENANT, "", &rec, NULL, 0, err);
@@ -627,7 +657,8 @@ static ms_err tenant_write(ms_control *c, const char *method, const char *name,
         return ms_error_set(err, MS_ERR_ALREADY_EXISTS, "tenant %s exists", name);
     }
     if (!post && !rec && !tenant_implicit(c, name)) return not_found(err, "tenant");
-    if (strcmp(method, "DELETE") == 0 && strcmp(name, DEFAULT_TENANT) == 0) {
+    if (strcmp(name, DEFAULT_TENANT) == 0 &&
+        (strcmp(method, "DELETE") == 0 || jbool(body, "disabled"))) {
         json_object_put(rec);
         return ms_error_set(err, MS_ERR_INVALID_FIELD, "the default tenant cannot be disabled");
     }
@@ -645,11 +676,23 @@ static ms_err tenant_write(ms_control *c, const char *method, const char *name,
     if (strcmp(method, "DELETE") == 0)
         json_object_object_add(rec, "disabled", json_object_new_boolean(true));
     json_object_object_add(rec, "updated_at", json_object_new_string(ts));
-    rc = rec_put(c, name, KIND_TENANT, "", rec, err);
+    char what[100];
+    snprintf(what, sizeof what, "tenant %s", name);
+    rc = post ? rec_add(c, name, KIND_TENANT, "", rec, what, err)
+              : rec_put(c, name, KIND_TENANT, "", rec, err);
     if (rc == MS_OK) {
         send_owned(tenant_public(rec), out);
     }
     json_object_put(rec);
+    return rc;
+}
+
+static ms_err tenant_write(ms_control *c, const char *method, const char *name,
+                           struct json_object *body, unsigned *status, ms_buf *out, ms_error *err)
+{
+    pthread_mutex_lock(&c->mu);
+    ms_err rc = tenant_write_locked(c, method, name, body, status, out, err);
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
@@ -761,7 +804,7 @@ static ms_err apikey_create(ms_control *c, const char *tenant, struct json_objec
     json_object_object_add(rec, "hash", json_object_new_string(hash));
     pthread_mutex_lock(&c->mu);
     rc = tenant_ensure(c, tenant, err);
-    if (rc == MS_OK) rc = rec_put(c, tenant, KIND_APIKEY, id, rec, err);
+    if (rc == MS_OK) rc = rec_add(c, tenant, KIND_APIKEY, id, rec, "API key id", err);
     pthread_mutex_unlock(&c->mu);
     if (rc == MS_OK) {
         struct json_object *v = view_of(rec, apikey_view);
@@ -777,6 +820,49 @@ static ms_err apikey_create(ms_control *c, const char *tenant, struct json_objec
     return rc;
 }
 
+/*
+ * Sets rec's last_used_at from the apikey_used records of its tenant (used: their wrapped list,
+ * {"key":id,"rec":{"last_used_at":…}}), which ms_control_apikey_verify writes instead of
+ * rewriting the key record (a rewrite could undo a revoke made meanwhile).
+ */
+static void apikey_last_used(struct json_object *rec, struct json_object *used)
+{
+    const char *id = jstr(rec, "id");
+    for (size_t i = 0; id && i < json_object_array_length(used); i++) {
+        struct json_object *w = json_object_array_get_idx(used, i), *u = NULL;
+        const char *at = json_object_object_get_ex(w, "rec", &u) ? jstr(u, "last_used_at") : NULL;
+        if (at && strcmp(jstr(w, "key"), id) == 0)
+            json_object_object_add(rec, "last_used_at", json_object_new_string(at));
+    }
+}
+
+/* The apikey_used records of tenant, wrapped ({"tenant","key","rec"}). */
+static ms_err apikey_used_list(ms_control *c, const char *tenant, struct json_object **used,
+                               ms_error *err)
+{
+    return rec_list(c, tenant, KIND_APIKEY_USED, true, used, err);
+}
+
+/* Lists tenant's API keys with their last_used_at as {"items":[…]}. */
+static ms_err apikeys_list(ms_control *c, const char *tenant, ms_buf *out, ms_error *err)
+{
+    struct json_object *arr = NULL, *used = NULL;
+    ms_err rc = rec_list(c, tenant, KIND_APIKEY, false, &arr, err);
+    if (rc == MS_OK) rc = apikey_used_list(c, tenant, &used, err);
+    if (rc == MS_OK) {
+        struct json_object *items = json_object_new_array();
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+            struct json_object *r = json_object_array_get_idx(arr, i);
+            apikey_last_used(r, used);
+            json_object_array_add(items, view_of(r, apikey_view));
+        }
+        send_items(items, out);
+    }
+    json_object_put(arr);
+    json_object_put(used);
+    return rc;
+}
+
 static ms_err apikeys_route(ms_control *c, const ms_control_request *rq, const char *id,
                             struct json_object *body, unsigned *status, ms_buf *out,
                             const char **allow, ms_error *err)
@@ -784,7 +870,7 @@ static ms_err apikeys_route(ms_control *c, const ms_control_request *rq, const c
     const char *m = rq->method;
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
     if (!id) {
-        if (get) return list_route(c, rq->tenant, KIND_APIKEY, NULL, apikey_view, out, err);
+        if (get) return apikeys_list(c, rq->tenant, out, err);
         if (strcmp(m, "POST") == 0) return apikey_create(c, rq->tenant, body, status, out, err);
         *allow = "GET, HEAD, POST";
         return ms_error_set(err, MS_ERR_METHOD, "use GET or POST");
@@ -793,18 +879,22 @@ static ms_err apikeys_route(ms_control *c, const ms_control_request *rq, const c
         *allow = "GET, HEAD, DELETE";
         return ms_error_set(err, MS_ERR_METHOD, "use GET or DELETE (revokes)");
     }
-    struct json_object *rec = NULL;
+    struct json_object *rec = NULL, *used = NULL;
+    pthread_mutex_lock(&c->mu); /* a revoke is a read-modify-write of the key record */
     ms_err rc = rec_get(c, rq->tenant, KIND_APIKEY, id, &rec, NULL, 0, err);
-    if (rc != MS_OK) return rc;
-    if (!rec) return not_found(err, "API key");
-    if (!get) {
+    if (rc == MS_OK && !rec) rc = not_found(err, "API key");
+    if (rc == MS_OK && !get) {
         json_object_object_add(rec, "revoked", json_object_new_boolean(true));
         rc = rec_put(c, rq->tenant, KIND_APIKEY, id, rec, err);
     }
+    pthread_mutex_unlock(&c->mu);
+    if (rc == MS_OK) rc = apikey_used_list(c, rq->tenant, &used, err);
     if (rc == MS_OK) {
+        apikey_last_used(rec, used);
         send_owned(view_of(rec, apikey_view), out);
     }
     json_object_put(rec);
+    json_object_put(used);
     return rc;
 }
 
@@ -826,23 +916,31 @@ ms_err ms_control_apikey_verify(ms_control *c, const char *key, char *tenant, si
     const char *salt = jstr(rec, "salt"), *want = jstr(rec, "hash");
     if (salt) ms_control_hash_secret(salt, secret, hash);
     bool ok = rec && want && ms_control_equal_ct(hash, want) && !jbool(rec, "revoked");
-    struct json_object *trec = NULL;
-    if (ok && rec_get(c, t, KIND_TENANT, "", &trec, NULL, 0, NULL) == MS_OK &&
-        jbool(trec, "disabled"))
-        ok = false;
+    struct json_object *trec = NULL, *urec = NULL;
+    if (ok) { /* a store failure here refuses the key too (its tenant may be disabled) */
+        rc = rec_get(c, t, KIND_TENANT, "", &trec, NULL, 0, err);
+        if (rc != MS_OK || jbool(trec, "disabled")) ok = false;
+    }
     json_object_put(trec);
     if (ok) {
         snprintf(tenant, tenant_len, "%s", t);
         *scopes = scope_bits(json_object_object_get(rec, "scopes"));
         char ts[40];
         now_ts(ts);
-        const char *last = jstr(rec, "last_used_at");
+        /* last_used_at lives in its own record: the key record is never rewritten here, so a
+         * revoke made meanwhile (by any worker) cannot be undone by a stale copy */
+        rec_get(c, t, KIND_APIKEY_USED, id, &urec, NULL, 0, NULL);
+        const char *last = jstr(urec, "last_used_at");
         if (!last || strncmp(last, ts, 16) != 0) { /* once a minute at most */
-            json_object_object_add(rec, "last_used_at", json_object_new_string(ts));
-            rec_put(c, t, KIND_APIKEY, id, rec, NULL);
+            struct json_object *u = json_object_new_object();
+            json_object_object_add(u, "last_used_at", json_object_new_string(ts));
+            rec_put(c, t, KIND_APIKEY_USED, id, u, NULL);
+            json_object_put(u);
         }
+        json_object_put(urec);
     }
     json_object_put(rec);
+    if (rc != MS_OK) return rc;
     return ok ? MS_OK : ms_error_set(err, MS_ERR_UNAUTHORIZED, refused);
 }
 
@@ -917,7 +1015,11 @@ static ms_err connection_write(ms_control *c, const ms_control_request *rq, cons
         json_object_object_add(rec, "updated_at", json_object_new_string(ts));
         rc = connection_secret(c, rec, body, err);
     }
-    if (rc == MS_OK) rc = rec_put(c, rq->tenant, KIND_CONNECTION, name, rec, err);
+    char what[200];
+    snprintf(what, sizeof what, "connection %s", name);
+    if (rc == MS_OK)
+        rc = post ? rec_add(c, rq->tenant, KIND_CONNECTION, name, rec, what, err)
+                  : rec_put(c, rq->tenant, KIND_CONNECTION, name, rec, err);
     pthread_mutex_unlock(&c->mu);
     if (rc == MS_OK) {
         send_owned(connection_public(rec), out);
@@ -1025,7 +1127,8 @@ static ms_err user_write(ms_control *c, const ms_control_request *rq, const char
     if (rc == MS_OK) {
         merge_fields(rec, body, "email");
         json_object_object_add(rec, "updated_at", json_object_new_string(ts));
-        rc = rec_put(c, rq->tenant, KIND_USER, key, rec, err);
+        rc = post ? rec_add(c, rq->tenant, KIND_USER, key, rec, "a user with that email", err)
+                  : rec_put(c, rq->tenant, KIND_USER, key, rec, err);
     }
     pthread_mutex_unlock(&c->mu);
     if (rc == MS_OK) {

@@ -9,6 +9,7 @@
  * security keyed on the tenant), one record per (tenant, kind, key):
  *   kind "tenant"     key ""               one per registered tenant
  *   kind "apikey"     key <key id>         salt + SHA-256(salt || secret), never the secret
+ *   kind "apikey_used" key <key id>        {"last_used_at":…}, written by verification only
  *   kind "connection" key <name>           credentials sealed (or, without a key, plain)
  *   kind "user"       key <email, lower>   unique per tenant by construction
  *
@@ -21,10 +22,13 @@
  * ms_control_connection_credentials (for the source adapters that will connect with them).
  *
  * Thread rules: every function may be called from any thread once ms_control_open returned; the
- * context is read-only after open (the store serializes its own writes). Writes of one record are
- * read-modify-write without a lock across processes: the last writer wins on a race (the records
- * are edited by administrators, not by traffic), except that a create never replaces an existing
- * record from the same process (a mutex in the context orders creates).
+ * context is read-only after open (the store serializes its own writes). A create (tenant, API
+ * key, connection, user) is an add that the store refuses when the key exists (ctl_add, store
+ * version >= 4), so two workers creating one name cannot both succeed: the second gets
+ * MS_ERR_ALREADY_EXISTS. Updates are read-modify-write, ordered within a process by a mutex in
+ * the context; across processes the last writer wins (records are edited by administrators,
+ * not by traffic). Verifying an API key never rewrites the key record: it writes last_used_at
+ * into the key's "apikey_used" record, so it cannot undo a revoke.
  * Ownership: strings passed in are borrowed for the call; output goes into caller-owned ms_buf.
  */
 #ifndef MS_CONTROL_H
@@ -95,7 +99,9 @@ ms_err ms_control_handle(ms_control *c, const ms_control_request *rq, unsigned *
  * records last_used_at (at most once a minute). On success copies the key's tenant into
  * tenant[tenant_len] and sets *scopes (MS_CONTROL_SCOPE_*). Every refusal is MS_ERR_UNAUTHORIZED
  * with the same detail, so a caller learns nothing about which part was wrong; a store failure
- * returns the store's error. Cost: one listing of the apikey records (docs/performance.md).
+ * (also on the tenant lookup) returns the store's error and the key is refused. Cost: one
+ * listing of the apikey records, one read of the tenant and one of the apikey_used record, and
+ * at most once a minute one write of it (docs/performance.md).
  */
 ms_err ms_control_apikey_verify(ms_control *c, const char *key, char *tenant, size_t tenant_len,
                                 unsigned *scopes, ms_error *err);

@@ -91,6 +91,9 @@ static const cfg_row cfg_rows[] = {
     ROW(CT_SIZE, "store.wal_max_bytes", "128MiB", store_wal_max_bytes,
         "SQLite: WAL size at which the writer waits for the background checkpoint to catch up, "
         "so that the WAL starts over (a larger WAL makes these short waits rarer)"),
+    ROW(CT_INT, "store.listen_check_ms", "30000", store_listen_check_ms,
+        "PostgreSQL: after this many quiet milliseconds the commit listener sends SELECT 1; no "
+        "answer within as long again counts as a dead connection (0: TCP keepalives only)"),
     ROW(CT_BOOL, "snapshots.enabled", "true", snapshots_enabled,
         "Write snapshot objects of committed changes"),
     ROW(CT_STRING, "snapshots.url", "", snapshots_url,

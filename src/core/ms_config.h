@@ -38,6 +38,7 @@ typedef struct ms_config {
     char *store_synchronous;      /* store.synchronous: full|normal */
     int64_t store_cache_mb;       /* store.cache_mb */
     int64_t store_wal_max_bytes;  /* store.wal_max_bytes: the writer waits for a checkpoint */
+    int64_t store_listen_check_ms; /* store.listen_check_ms: PostgreSQL listener's link check */
     bool snapshots_enabled;       /* snapshots.enabled */
     char *snapshots_url;          /* snapshots.url: "" = file://<data_dir>/snapshots */
     int64_t snapshots_max_object_bytes; /* snapshots.max_object_bytes */

@@ -18,13 +18,16 @@
 
 #include <curl/curl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KIND_SCHEMA  "registry.schema"
 #define KIND_VERSION "registry.version"
 #define KIND_CONFIG  "registry.config"
+#define KIND_GEN     "registry.gen" /* tenant "", key "gen": {"gen":token}, rg_locked_sync */
 
 /* The .avsc files of the repository, embedded at build time (CMake generates the file that
  * defines them from schemas/). */
@@ -208,8 +211,7 @@ static rg_tenant *locked_tenant(ms_registry *r, const char *tenant, bool create)
     if (!create) return NULL;
     r->tenants = ms_xrealloc(r->tenants, (r->ntenants + 1) * sizeof *r->tenants);
     rg_tenant *t = &r->tenants[r->ntenants++];
-    t->tenant = ms_xstrdup(tenant);
-    t->compat = NULL;
+    *t = (rg_tenant){.tenant = ms_xstrdup(tenant)};
     return t;
 }
 
@@ -229,6 +231,27 @@ const char *rg_locked_level(ms_registry *r, const char *tenant, const rg_subject
 /* ---- persistence ------------------------------------------------------------------------------
  */
 
+/* True when other workers may write the registry's records (the store has commit
+ * notifications): then what this one holds in memory is refreshed from the store. */
+static bool shared_store(const ms_registry *r)
+{
+    return !r->url && r->store && r->store->version >= 4 && r->store->watch && r->store->ctl_list;
+}
+
+/* Stores a new generation token (rg_locked_sync): after a write, so that a worker that reads
+ * the token reads the write too. A failure only delays the others' refresh (RG_REFRESH_MAX_MS). */
+static void bump_gen(ms_registry *r)
+{
+    static atomic_ullong counter;
+    char json[96];
+    snprintf(json, sizeof json, "{\"gen\":\"%ld-%llu-%llu\"}", (long)getpid(), ms_now_ms(),
+             atomic_fetch_add(&counter, 1) + 1);
+    ms_error err;
+    ms_error_clear(&err);
+    if (r->store->ctl_put(r->store_ctx, "", KIND_GEN, "gen", json, &err) != MS_OK)
+        ms_log_warn(r->log, "registry: cannot store the generation: %s", err.detail);
+}
+
 /* Stores json under (tenant, kind, key), replacing a record there; with added != NULL only if
  * no record has that key (ctl_add: the store-side guard of ids and versions allocated by several
  * workers at once), *added telling whether it was stored. */
@@ -245,6 +268,7 @@ static int put_record(ms_registry *r, const char *tenant, const char *kind, cons
     if (rc != MS_OK)
         return rg_failf(f, RG_STORE_ERROR, "Error while storing the registry record: %s",
                         err.detail);
+    if ((!added || *added) && shared_store(r)) bump_gen(r);
     return RG_OK;
 }
 
@@ -587,10 +611,48 @@ static void recs_free(rg_recs *rs)
     free(rs->v);
 }
 
+static int gen_cb(void *ud, const char *tenant, const char *key, const char *json)
+{
+    (void)tenant;
+    (void)key;
+    struct json_object *o = ms_json_parse(json, strlen(json), 0, NULL, NULL), *g = NULL;
+    if (o && json_object_object_get_ex(o, "gen", &g))
+        snprintf(ud, RG_GEN_LEN, "%s", json_object_get_string(g));
+    json_object_put(o);
+    return 1;
+}
+
+int rg_gen_read(ms_registry *r, char gen[RG_GEN_LEN], rg_fail *f)
+{
+    gen[0] = '\0';
+    if (!shared_store(r)) return RG_OK;
+    ms_error e;
+    ms_error_clear(&e);
+    if (r->store->ctl_list(r->store_ctx, "", KIND_GEN, gen_cb, gen, &e) != MS_OK)
+        return rg_failf(f, RG_STORE_ERROR, "Error while reading the registry records: %s",
+                        e.detail);
+    return RG_OK;
+}
+
+int rg_locked_sync(ms_registry *r, const char *tenant, const char *gen, rg_fail *f)
+{
+    if (!shared_store(r)) return RG_OK;
+    unsigned long long now = ms_now_ms();
+    rg_tenant *t = locked_tenant(r, tenant, true);
+    if (t->synced_ms && now - t->synced_ms < RG_REFRESH_MAX_MS && strcmp(t->gen, gen) == 0)
+        return RG_OK; /* nothing written since the last refresh */
+    int rc = rg_locked_refresh(r, tenant, f);
+    if (rc == RG_OK) { /* the token read before the records: a later write refreshes again */
+        t = locked_tenant(r, tenant, true);
+        snprintf(t->gen, sizeof t->gen, "%s", gen);
+        t->synced_ms = now;
+    }
+    return rc;
+}
+
 int rg_locked_refresh(ms_registry *r, const char *tenant, rg_fail *f)
 {
-    if (r->url || !r->store || r->store->version < 4 || !r->store->watch || !r->store->ctl_list)
-        return RG_OK; /* memory is the truth: no other worker writes these records */
+    if (!shared_store(r)) return RG_OK; /* memory is the truth: no other worker writes these */
     int rc = locked_reload_schemas(r, f);
     rg_recs vers = {0}, confs = {0};
     ms_error e;

@@ -730,10 +730,13 @@ void ms_registry_http(ms_registry *r, const ms_registry_request *req, int *statu
         send_error(&q, RG_UNSUPPORTED_MEDIA,
                    "HTTP 415 Unsupported Media Type: use application/vnd.schemaregistry.v1+json");
     } else {
-        /* Several workers on one store: answer from what the store holds now (read-through). */
+        /* Several workers on one store: answer from what the store holds now (read-through,
+         * when its generation says something was written). */
         rg_fail f;
+        char gen[RG_GEN_LEN];
+        int rc = rg_gen_read(r, gen, &f);
         pthread_mutex_lock(&r->mu);
-        int rc = rg_locked_refresh(r, req->tenant, &f);
+        if (rc == RG_OK) rc = rg_locked_sync(r, req->tenant, gen, &f);
         pthread_mutex_unlock(&r->mu);
         if (rc == RG_OK)
             route(&q, method);

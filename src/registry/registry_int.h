@@ -74,14 +74,19 @@ typedef struct rg_subject {
     char *compat; /* subject-level compatibility, NULL when not configured */
 } rg_subject;
 
+#define RG_GEN_LEN 48 /* a registry generation token (rg_locked_sync) */
+
 typedef struct rg_tenant {
     char *tenant;
-    char *compat; /* global (tenant-wide) level; NULL = BACKWARD */
+    char *compat;                 /* global (tenant-wide) level; NULL = BACKWARD */
+    char gen[RG_GEN_LEN];         /* the store's registry generation at the last refresh */
+    unsigned long long synced_ms; /* when the last refresh read the store; 0 = never */
 } rg_tenant;
 
 #define RG_BUILTIN_MAX    4
 #define RG_UNKNOWN_CACHE  16
 #define RG_UNKNOWN_TTL_MS 5000
+#define RG_REFRESH_MAX_MS 5000 /* rg_locked_sync reads the store at least this often */
 
 struct ms_registry {
     const ms_config *cfg;
@@ -149,6 +154,18 @@ int rg_schema_prepare(const char *text, size_t len, const char *schema_type, ms_
  * workers registered, deleted or configured shows here. Otherwise nothing to do. Errors: 50001.
  */
 int rg_locked_refresh(ms_registry *r, const char *tenant, rg_fail *f);
+/*
+ * rg_locked_refresh only when something may have changed: every registry write of every worker
+ * stores a new generation token after its records (one small record), so a request first reads
+ * that token and reloads only when it differs from the one of the tenant's last refresh, or
+ * that refresh is older than RG_REFRESH_MAX_MS (writers that do not store the token). A flood
+ * of reads then costs one small store read each (rg_gen_read, made before taking r->mu), not a
+ * reload of every schema under r->mu. gen is what rg_gen_read returned. Errors: 50001.
+ */
+int rg_locked_sync(ms_registry *r, const char *tenant, const char *gen, rg_fail *f);
+/* Reads the store's registry generation token into gen ("" when none is stored or the store is
+ * not shared). Does not need r->mu. Errors: 50001. */
+int rg_gen_read(ms_registry *r, char gen[RG_GEN_LEN], rg_fail *f);
 /*
  * Registers (tenant, subject, text) as POST /subjects/{s}/versions does: the existing id when a
  * live version of the subject has the same schema, else a new version (after the compatibility

@@ -481,3 +481,73 @@ def test_auth_required(make_server):
     log = "".join(server.logs)
     for k in (root, w["key"], ro["key"], adm["key"]):
         assert k[21:] not in log
+
+
+def direct_key(server, *args):
+    """Runs `apikey create` on the server's store itself (--direct); returns the CLI's result."""
+    store = [a for i, a in enumerate(server.extra_args)
+             if a == "--store.url" or (i and server.extra_args[i - 1] == "--store.url")]
+    return run_cli("apikey", "create", *args, "--direct", "--data-dir", server.data_dir, *store)
+
+
+def test_auth_required_registry(make_server):
+    """With auth.required, /registry needs a key of the default tenant too: read scope for
+    GET/HEAD, write for the rest; Bearer or HTTP Basic with the key as password (Confluent's
+    basic.auth.user.info). Without auth.required it stays open (test_registry.py)."""
+    server = make_server("--auth.required=true")
+    r = direct_key(server, "root", "--scopes", "admin")
+    assert r.returncode == 0, r.stderr
+    root = json.loads(r.stdout)["key"]
+
+    def key(name, scopes, tenant=None):
+        return ok(requests.post(server.url + "/api/v1/apikeys",
+                                json={"name": name, "scopes": scopes},
+                                headers={"Authorization": "Bearer " + root,
+                                         **({"X-MetaSync-Tenant": tenant} if tenant else {})},
+                                timeout=30), 201)["key"]
+
+    ro, rw, acme = key("ro", ["read"]), key("rw", ["read", "write"]), key("a", ["admin"], "acme")
+    ct = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
+    body = json.dumps({"schema": json.dumps({"type": "record", "name": "R", "fields": [
+        {"name": "a", "type": "string"}]})})
+    reg = server.url + "/registry/subjects/s-value/versions"
+
+    problem(requests.get(server.url + "/registry/subjects", timeout=30), 401, "unauthorized")
+    problem(requests.post(reg, data=body, headers=ct, timeout=30), 401, "unauthorized")
+    problem(requests.get(server.url + "/registry/subjects", auth=("x", "msk_nope"), timeout=30),
+            401, "unauthorized")
+    problem(requests.post(reg, data=body, headers={**ct, "Authorization": "Bearer " + ro},
+                          timeout=30), 403, "forbidden", "write")
+    problem(requests.get(server.url + "/registry/subjects", auth=("x", acme), timeout=30), 403,
+            "forbidden", "default tenant")
+    r = requests.post(reg, data=body, headers={**ct, "Authorization": "Bearer " + rw}, timeout=30)
+    assert r.status_code == 200, r.text
+    sid = r.json()["id"]
+    for auth in (("user", ro), (ro, "")):  # the key as password, or as user name
+        r = requests.get(server.url + "/registry/subjects", auth=auth, timeout=30)
+        assert r.status_code == 200 and "s-value" in r.json(), r.text
+    try:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+    except ImportError:
+        return
+    client = SchemaRegistryClient({"url": server.url + "/registry",
+                                   "basic.auth.user.info": "metasync:" + ro})
+    assert "s-value" in client.get_subjects()
+    assert client.get_schema(sid).schema_str
+    server.stop()
+    assert ro[21:] not in "".join(server.logs)
+
+
+def test_tenant_names_checked(make_server, tmp_path):
+    """An operator's X-MetaSync-Tenant and `--direct --tenant` must be tenant names (400 /
+    exit 2 with a clear message); --direct prints the "stored unencrypted" warning."""
+    server = make_server("--auth.required=true")
+    r = direct_key(server, "root", "--scopes", "admin", "--tenant", "Bad Name!")
+    assert r.returncode == 2 and "invalid_parameter" in r.stderr and "--tenant" in r.stderr, r.stderr
+    r = direct_key(server, "root", "--scopes", "admin")
+    assert r.returncode == 0, r.stderr
+    assert "credentials are stored unencrypted" in r.stderr
+    root = json.loads(r.stdout)["key"]
+    r = requests.get(server.url + "/api/v1/connections", timeout=30,
+                     headers={"Authorization": "Bearer " + root, "X-MetaSync-Tenant": "Bad Name!"})
+    problem(r, 400, "invalid_parameter", "X-MetaSync-Tenant")

@@ -3,7 +3,10 @@
  * salted hash and constant-time comparison of API-key secrets, the AES-256-GCM round trip (and
  * that a wrong key or a changed byte fails), API-key verification end to end (valid, wrong
  * secret, malformed, revoked, disabled tenant), and that sealed credentials never reach the store
- * in plain text and come back with ms_control_connection_credentials.
+ * in plain text and come back with ms_control_connection_credentials. Over a spying store
+ * (spy_*): verification never rewrites the key record (a revoke made meanwhile stays), a store
+ * failure on the tenant lookup refuses the key, and a create that another worker made first
+ * between the check and the write answers 409 instead of replacing it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +35,7 @@ typedef struct fixture {
     ms_types *types;
     void *store;
     ms_control *c;
+    struct spy *spy; /* the spying store's context (spy_setup), else NULL */
 } fixture;
 
 static int setup(void **state)
@@ -211,6 +215,14 @@ static int find_secret(void *ud, const char *tenant, const char *key, const char
     return 0;
 }
 
+static int find_other(void *ud, const char *tenant, const char *key, const char *json)
+{
+    (void)tenant;
+    (void)key;
+    if (strstr(json, "\"by\":\"other\"")) *(int *)ud = 1;
+    return 0;
+}
+
 static void test_connection_credentials_sealed(void **state)
 {
     fixture *f = *state;
@@ -243,6 +255,148 @@ static void test_connection_credentials_sealed(void **state)
     ms_buf_free(&out);
 }
 
+/* ---- a store that spies on, and interferes with, the control plane's record calls ---------- */
+
+typedef struct spy {
+    void *inner;      /* the SQLite store */
+    int apikey_puts;  /* ctl_put calls on kind "apikey" */
+    bool fail_tenant; /* ctl_list of kind "tenant" fails */
+    bool sneak;       /* ctl_add: another worker stores the same key just before */
+    ms_store_ops ops; /* ms_store_sqlite with the spy_* callbacks */
+} spy;
+
+static ms_err spy_ctl_put(void *ctx, const char *tenant, const char *kind, const char *key,
+                          const char *json, ms_error *err)
+{
+    spy *s = ctx;
+    if (strcmp(kind, "apikey") == 0) s->apikey_puts++;
+    return ms_store_sqlite.ctl_put(s->inner, tenant, kind, key, json, err);
+}
+
+static ms_err spy_ctl_list(void *ctx, const char *tenant, const char *kind,
+                           int (*cb)(void *, const char *, const char *, const char *), void *ud,
+                           ms_error *err)
+{
+    spy *s = ctx;
+    if (s->fail_tenant && strcmp(kind, "tenant") == 0)
+        return ms_error_set(err, MS_ERR_STORE, "spy: the store is down");
+    return ms_store_sqlite.ctl_list(s->inner, tenant, kind, cb, ud, err);
+}
+
+static ms_err spy_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                          const char *json, bool *added, ms_error *err)
+{
+    spy *s = ctx;
+    if (s->sneak && strcmp(kind, "tenant") != 0 &&
+        ms_store_sqlite.ctl_put(s->inner, tenant, kind, key, "{\"by\":\"other\"}", err) != MS_OK)
+        return MS_ERR_STORE;
+    return ms_store_sqlite.ctl_add(s->inner, tenant, kind, key, json, added, err);
+}
+
+static int spy_setup(void **state)
+{
+    if (setup(state) != 0) return -1;
+    fixture *f = *state;
+    spy *s = calloc(1, sizeof *s);
+    s->inner = f->store;
+    s->ops = ms_store_sqlite;
+    s->ops.ctl_put = spy_ctl_put;
+    s->ops.ctl_list = spy_ctl_list;
+    s->ops.ctl_add = spy_ctl_add;
+    ms_control_free(f->c);
+    ms_control_args ca = {&f->cfg, &f->log, &s->ops, s};
+    ms_error err;
+    if (ms_control_open(&ca, &f->c, &err) != MS_OK) return -1;
+    f->spy = s;
+    return 0;
+}
+
+static int spy_teardown(void **state)
+{
+    fixture *f = *state;
+    spy *s = f->spy;
+    int rc = teardown(state);
+    free(s);
+    return rc;
+}
+
+/* Verification never rewrites the key record (last_used_at is a record of its own), so a
+ * revoke made between its read and a write cannot be undone; last_used_at still shows. */
+static void test_verify_keeps_revoke(void **state)
+{
+    fixture *f = *state;
+    ms_buf out = MS_BUF_INIT;
+    assert_int_equal(call(f, "POST", "/apikeys", "acme", "{\"name\":\"ci\"}", &out), 201);
+    char *key = member(out.data, "key"), *id = member(out.data, "id");
+    f->spy->apikey_puts = 0;
+    char tenant[64], path[64];
+    unsigned scopes = 0;
+    ms_error err;
+    assert_int_equal(ms_control_apikey_verify(f->c, key, tenant, sizeof tenant, &scopes, &err),
+                     MS_OK);
+    assert_int_equal(f->spy->apikey_puts, 0);
+    snprintf(path, sizeof path, "/apikeys/%s", id);
+    assert_int_equal(call(f, "GET", path, "acme", NULL, &out), 200);
+    assert_null(strstr(out.data, "\"last_used_at\":null"));
+    assert_int_equal(call(f, "GET", "/apikeys", "acme", NULL, &out), 200);
+    assert_null(strstr(out.data, "\"last_used_at\":null"));
+    assert_int_equal(call(f, "DELETE", path, "acme", NULL, &out), 200);
+    assert_non_null(strstr(out.data, "\"revoked\":true"));
+    assert_int_equal(ms_control_apikey_verify(f->c, key, tenant, sizeof tenant, &scopes, &err),
+                     MS_ERR_UNAUTHORIZED);
+    free(key);
+    free(id);
+    ms_buf_free(&out);
+}
+
+/* A store failure while looking up the key's tenant (it may be disabled) refuses the key. */
+static void test_verify_refuses_on_store_error(void **state)
+{
+    fixture *f = *state;
+    ms_buf out = MS_BUF_INIT;
+    assert_int_equal(call(f, "POST", "/apikeys", "acme", "{\"name\":\"ci\"}", &out), 201);
+    char *key = member(out.data, "key");
+    char tenant[64];
+    unsigned scopes = 0;
+    ms_error err;
+    f->spy->fail_tenant = true;
+    assert_int_equal(ms_control_apikey_verify(f->c, key, tenant, sizeof tenant, &scopes, &err),
+                     MS_ERR_STORE);
+    f->spy->fail_tenant = false;
+    assert_int_equal(ms_control_apikey_verify(f->c, key, tenant, sizeof tenant, &scopes, &err),
+                     MS_OK);
+    free(key);
+    ms_buf_free(&out);
+}
+
+/* Another worker creates the same connection / user between this one's check and its write:
+ * 409, and the other's record stays. The default tenant cannot be disabled by PUT either. */
+static void test_create_race_and_default_tenant(void **state)
+{
+    fixture *f = *state;
+    ms_buf out = MS_BUF_INIT;
+    ms_error err;
+    f->spy->sneak = true;
+    assert_int_equal(
+        call(f, "POST", "/connections", "acme", "{\"name\":\"pg\",\"adapter\":\"postgres\"}", &out),
+        409);
+    assert_non_null(strstr(out.data, "connection pg exists"));
+    assert_int_equal(call(f, "POST", "/users", "acme", "{\"email\":\"a@example.com\"}", &out), 409);
+    assert_int_equal(call(f, "POST", "/tenants", "default", "{\"name\":\"globex\"}", &out), 201);
+    f->spy->sneak = false;
+    int other = 0;
+    assert_int_equal(
+        ms_store_sqlite.ctl_list(f->spy->inner, "acme", "connection", find_other, &other, &err),
+        MS_OK);
+    assert_int_equal(other, 1);
+    assert_int_equal(call(f, "POST", "/tenants", "default", "{\"name\":\"globex\"}", &out), 409);
+    assert_int_equal(call(f, "PUT", "/tenants/default", "default", "{\"disabled\":true}", &out),
+                     400);
+    assert_int_equal(call(f, "PUT", "/tenants/default", "default", "{\"disabled\":false}", &out),
+                     200);
+    ms_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +404,11 @@ int main(void)
         cmocka_unit_test(test_seal_round_trip),
         cmocka_unit_test_setup_teardown(test_apikey_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_credentials_sealed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_keeps_revoke, spy_setup, spy_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_refuses_on_store_error, spy_setup,
+                                        spy_teardown),
+        cmocka_unit_test_setup_teardown(test_create_race_and_default_tenant, spy_setup,
+                                        spy_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -536,6 +536,80 @@ static void test_two_workers(void **state)
     ms_registry_free(r2);
 }
 
+/* A store that looks shared (it has watch) and counts the reloads of the registry's versions. */
+typedef struct shared_spy {
+    void *inner;
+    int version_lists; /* ctl_list calls of kind registry.version */
+    ms_store_ops ops;
+} shared_spy;
+
+static ms_err spy_ctl_put(void *ctx, const char *tenant, const char *kind, const char *key,
+                          const char *json, ms_error *err)
+{
+    return ms_store_sqlite.ctl_put(((shared_spy *)ctx)->inner, tenant, kind, key, json, err);
+}
+
+static ms_err spy_ctl_add(void *ctx, const char *tenant, const char *kind, const char *key,
+                          const char *json, bool *added, ms_error *err)
+{
+    return ms_store_sqlite.ctl_add(((shared_spy *)ctx)->inner, tenant, kind, key, json, added, err);
+}
+
+static ms_err spy_ctl_list(void *ctx, const char *tenant, const char *kind,
+                           int (*cb)(void *, const char *, const char *, const char *), void *ud,
+                           ms_error *err)
+{
+    shared_spy *s = ctx;
+    if (strcmp(kind, "registry.version") == 0) s->version_lists++;
+    return ms_store_sqlite.ctl_list(s->inner, tenant, kind, cb, ud, err);
+}
+
+static ms_err spy_watch(void *ctx, void (*cb)(void *, const char *, uint64_t), void *ud,
+                        ms_error *err)
+{
+    (void)ctx;
+    (void)cb;
+    (void)ud;
+    (void)err;
+    return MS_OK;
+}
+
+/* Two workers on a shared store: a /registry request reloads the records only when a registry
+ * write happened since (the generation token) — not on every request — and a registration
+ * through one worker is still seen at once by the other. */
+static void test_refresh_only_on_change(void **state)
+{
+    fixture *f = *state;
+    shared_spy spy = {.inner = f->store, .ops = ms_store_sqlite};
+    spy.ops.ctl_put = spy_ctl_put;
+    spy.ops.ctl_add = spy_ctl_add;
+    spy.ops.ctl_list = spy_ctl_list;
+    spy.ops.watch = spy_watch;
+    ms_registry_args a = {&f->cfg, &f->log, &spy.ops, &spy, NULL};
+    ms_error err;
+    ms_error_clear(&err);
+    ms_registry *r1 = NULL, *r2 = NULL, *mine = f->r;
+    assert_int_equal(ms_registry_open(&a, &r1, &err), MS_OK);
+    assert_int_equal(ms_registry_open(&a, &r2, &err), MS_OK);
+    f->r = r2;
+    assert_int_equal(call(f, "GET", "/subjects", NULL, NULL, NULL), 200); /* first: reloads */
+    spy.version_lists = 0;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(call(f, "GET", "/subjects", NULL, NULL, NULL), 200);
+    assert_int_equal(spy.version_lists, 0);
+    uint32_t id = 0;
+    assert_int_equal(ms_registry_register(r1, "default", "g", REC_A, strlen(REC_A), &id, &err),
+                     MS_OK);
+    json_object *o = NULL;
+    assert_int_equal(call(f, "GET", "/subjects/g/versions", NULL, NULL, &o), 200);
+    assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "[1]");
+    json_object_put(o);
+    assert_true(spy.version_lists > 0);
+    f->r = mine;
+    ms_registry_free(r1);
+    ms_registry_free(r2);
+}
+
 /* The built-in schemas are registered under their subjects, once. */
 static void test_builtins(void **state)
 {
@@ -726,6 +800,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_external_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_workers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_only_on_change, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

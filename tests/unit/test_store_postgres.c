@@ -10,7 +10,9 @@
  * own, with the same commit times, and every read must answer byte for byte the same: change
  * records, history, asset_get (deleted too), asset_list pages (filters, full text, cursors),
  * lineage, last_seq, stats, asset_type, cursors, ctl records. Then what only PostgreSQL has:
- * tenants() across tenants, isolation between two tenants of one database.
+ * tenants() across tenants, isolation between two tenants of one database, commit
+ * notifications across workers and the listener's reconnects (its session ended; its link left
+ * half-open by a TCP proxy in the test).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,8 +31,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -434,6 +440,36 @@ static uint64_t heard_seq(heard *h, const char *tenant)
     return seq;
 }
 
+/* Waits (bounded) until the listener reported n resyncs; returns how many it reported. */
+static int wait_resyncs(heard *h, int n)
+{
+    int got = 0;
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&h->mu);
+        got = h->resyncs;
+        pthread_mutex_unlock(&h->mu);
+        if (got >= n) break;
+        usleep(10000);
+    }
+    return got;
+}
+
+/* Commits one event of tenant f->other through f's store (another worker) at times[t], and
+ * waits (bounded) until the watcher h heard seq want of it. */
+static void commit_heard(fixture *f, heard *h, const char *name, int t, uint64_t want)
+{
+    char ev[200];
+    snprintf(ev, sizeof ev, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"%s\"}",
+             name);
+    const char *evs[] = {ev};
+    ms_buf r = MS_BUF_INIT;
+    apply_batch(f, &f->pg, f->other, evs, 1, times[t], &r);
+    ms_buf_free(&r);
+    for (int i = 0; i < 1000 && heard_seq(h, f->other) != want; i++)
+        usleep(10000);
+    assert_int_equal(heard_seq(h, f->other), want);
+}
+
 /* Another worker on the database of f: a second open of the PostgreSQL store. */
 static void *open_worker(fixture *f)
 {
@@ -458,14 +494,7 @@ static void test_watch_hears_other_workers_commits(void **state)
     heard h = {.mu = PTHREAD_MUTEX_INITIALIZER};
     assert_int_equal(ms_store_postgres.watch(b, on_commit, &h, &err), MS_OK);
     /* Listening once the first resync is reported: then every commit is heard. */
-    int resyncs = 0;
-    for (int i = 0; i < 1000 && !resyncs; i++) {
-        pthread_mutex_lock(&h.mu);
-        resyncs = h.resyncs;
-        pthread_mutex_unlock(&h.mu);
-        if (!resyncs) usleep(10000);
-    }
-    assert_int_equal(resyncs, 1);
+    assert_int_equal(wait_resyncs(&h, 1), 1);
     ms_buf r = MS_BUF_INIT;
     const char *ev[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w1\"}",
                         "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w2\"}"};
@@ -484,22 +513,165 @@ static void test_watch_hears_other_workers_commits(void **state)
     assert_string_equal(PQgetvalue(res, 0, 0), "1");
     PQclear(res);
     PQfinish(admin);
-    for (int i = 0; i < 1000 && resyncs < 2; i++) {
-        pthread_mutex_lock(&h.mu);
-        resyncs = h.resyncs;
-        pthread_mutex_unlock(&h.mu);
-        if (resyncs < 2) usleep(10000);
-    }
-    assert_int_equal(resyncs, 2);
-    const char *ev3[] = {"{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w3\"}"};
-    apply_batch(f, &f->pg, f->other, ev3, 1, times[1], &r);
-    for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 3; i++)
-        usleep(10000);
-    assert_int_equal(heard_seq(&h, f->other), 3);
+    assert_int_equal(wait_resyncs(&h, 2), 2);
+    commit_heard(f, &h, "w3", 1, 3);
     assert_int_equal(ms_store_postgres.watch(b, NULL, NULL, &err), MS_OK);
     ms_store_postgres.close(b);
     pthread_mutex_destroy(&h.mu);
     ms_buf_free(&r);
+}
+
+/* ---- a TCP proxy that can leave its links half-open ------------------------------------------ */
+
+#define PROXY_MAX 64
+
+/* Forwards every connection made to its port to the server's; freeze() stops forwarding on the
+ * links open at that moment while keeping their sockets open (a peer gone without FIN or RST);
+ * links made later are forwarded. One thread. */
+typedef struct proxy {
+    int lfd, port, to_port;
+    int a[PROXY_MAX], b[PROXY_MAX]; /* client side, server side; -1 = free */
+    bool frozen[PROXY_MAX];
+    int pipe[2]; /* "f": freeze, "q": quit */
+    pthread_t th;
+} proxy;
+
+static int tcp_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy *p = arg;
+    for (;;) {
+        struct pollfd fds[2 + 2 * PROXY_MAX];
+        int map[2 + 2 * PROXY_MAX], n = 0;
+        fds[n] = (struct pollfd){.fd = p->pipe[0], .events = POLLIN};
+        map[n++] = -1;
+        fds[n] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
+        map[n++] = -1;
+        for (int i = 0; i < PROXY_MAX; i++) {
+            if (p->a[i] < 0 || p->frozen[i]) continue;
+            fds[n] = (struct pollfd){.fd = p->a[i], .events = POLLIN};
+            map[n++] = i;
+            fds[n] = (struct pollfd){.fd = p->b[i], .events = POLLIN};
+            map[n++] = i;
+        }
+        if (poll(fds, (nfds_t)n, -1) < 0) continue;
+        if (fds[0].revents) {
+            char c = 'q';
+            if (read(p->pipe[0], &c, 1) == 1 && c == 'f') {
+                for (int i = 0; i < PROXY_MAX; i++)
+                    p->frozen[i] = p->a[i] >= 0;
+                continue;
+            }
+            break;
+        }
+        if (fds[1].revents) {
+            int c = accept(p->lfd, NULL, NULL), i = 0;
+            while (i < PROXY_MAX && p->a[i] >= 0)
+                i++;
+            int up = c >= 0 && i < PROXY_MAX ? tcp_to(p->to_port) : -1;
+            if (up < 0) {
+                if (c >= 0) close(c);
+            } else {
+                p->a[i] = c;
+                p->b[i] = up;
+                p->frozen[i] = false;
+            }
+        }
+        for (int k = 2; k < n; k++) {
+            int i = map[k];
+            if (!fds[k].revents || p->a[i] < 0 || p->frozen[i]) continue;
+            int from = fds[k].fd, to = from == p->a[i] ? p->b[i] : p->a[i];
+            char buf[8192];
+            ssize_t r = read(from, buf, sizeof buf);
+            if (r <= 0 || write(to, buf, (size_t)r) != r) {
+                close(p->a[i]);
+                close(p->b[i]);
+                p->a[i] = p->b[i] = -1;
+            }
+        }
+    }
+    for (int i = 0; i < PROXY_MAX; i++)
+        if (p->a[i] >= 0) {
+            close(p->a[i]);
+            close(p->b[i]);
+        }
+    return NULL;
+}
+
+static void proxy_start(proxy *p, int to_port)
+{
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < PROXY_MAX; i++)
+        p->a[i] = p->b[i] = -1;
+    p->to_port = to_port;
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(p->lfd, 16), 0);
+    assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&sa, &len), 0);
+    p->port = ntohs(sa.sin_port);
+    assert_int_equal(pipe(p->pipe), 0);
+    assert_int_equal(pthread_create(&p->th, NULL, proxy_main, p), 0);
+}
+
+static void proxy_say(proxy *p, char c)
+{
+    assert_int_equal(write(p->pipe[1], &c, 1), 1);
+}
+
+static void proxy_stop(proxy *p)
+{
+    proxy_say(p, 'q');
+    pthread_join(p->th, NULL);
+    close(p->lfd);
+    close(p->pipe[0]);
+    close(p->pipe[1]);
+}
+
+/* The listener's link goes half-open (the proxy stops forwarding but keeps the sockets open:
+ * no FIN, no RST): the listener's check (store.listen_check_ms) notices it, reconnects, reports
+ * a resync and hears the next commits again. */
+static void test_watch_notices_half_open_link(void **state)
+{
+    fixture *f = *state;
+    NEED_PG(f);
+    const char *url = getenv("MS_TEST_PG_URL");
+    const char *hp = strstr(url, "@127.0.0.1:");
+    if (!hp) skip(); /* the proxy needs postgresql://USER@127.0.0.1:PORT/DB */
+    proxy p;
+    proxy_start(&p, atoi(hp + 11));
+    char purl[512];
+    snprintf(purl, sizeof purl, "%.*s@127.0.0.1:%d%s", (int)(hp - url), url, p.port,
+             strchr(hp + 11, '/'));
+    ms_error err;
+    ms_error_clear(&err);
+    assert_int_equal(ms_config_set(&f->cfg, "store.listen_check_ms", "200", "test", &err), MS_OK);
+    void *b = NULL;
+    ms_store_open_args a = {.cfg = &f->cfg, .url = purl, .types = f->types};
+    assert_int_equal(ms_store_postgres.open(&a, &b, &err), MS_OK);
+    heard h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(ms_store_postgres.watch(b, on_commit, &h, &err), MS_OK);
+    assert_int_equal(wait_resyncs(&h, 1), 1);
+    proxy_say(&p, 'f');
+    assert_int_equal(wait_resyncs(&h, 2), 2);
+    commit_heard(f, &h, "h1", 0, 1);
+    assert_int_equal(ms_store_postgres.watch(b, NULL, NULL, &err), MS_OK);
+    proxy_stop(&p); /* closes the frozen links: the store's other connections see them end */
+    ms_store_postgres.close(b);
+    pthread_mutex_destroy(&h.mu);
 }
 
 /* Asks store ctx for the lease of (tenant, sink); returns whether it is held. */
@@ -564,6 +736,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_one_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_hears_other_workers_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_notices_half_open_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_balanced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };

@@ -19,6 +19,9 @@
 #include "ms_runtime.h"
 #include "ms_source.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -507,10 +510,42 @@ static bool control_tenant(struct MHD_Connection *c, const char **tenant)
 }
 
 /*
- * With auth.required, every /api/v1 request carries `Authorization: Bearer <API key>`. The key is
- * verified (ms_control_apikey_verify), the request takes the key's tenant, and the key must hold
- * the route's scope: the control plane needs `admin`; other routes need `read` for GET/HEAD and
- * `write` otherwise (`admin` holds both). Returns true to go on; otherwise *out is the 401/403.
+ * The API key of an Authorization header into key[len]: `Bearer <key>`, or `Basic
+ * base64(user:password)` whose password (else user name) is the key, as Confluent's clients send
+ * with basic.auth.user.info. False when the header holds neither.
+ */
+static bool auth_key(const char *h, char *key, size_t len)
+{
+    if (!h) return false;
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        snprintf(key, len, "%s", h + 7);
+        return true;
+    }
+    if (strncasecmp(h, "Basic ", 6) != 0) return false;
+    const char *b64 = h + 6;
+    size_t n = strlen(b64);
+    if (n == 0 || n % 4 != 0 || n / 4 * 3 >= 512) return false;
+    unsigned char plain[512];
+    int m = EVP_DecodeBlock(plain, (const unsigned char *)b64, (int)n);
+    if (m < 0) return false;
+    while (m > 0 && b64[n - 1] == '=') /* EVP_DecodeBlock counts the padding as bytes */
+        m--, n--;
+    plain[m] = '\0';
+    char *colon = strchr((char *)plain, ':');
+    if (!colon || strlen((char *)plain) != (size_t)m) return false;
+    *colon = '\0';
+    snprintf(key, len, "%s", strncmp(colon + 1, "msk_", 4) == 0 ? colon + 1 : (char *)plain);
+    OPENSSL_cleanse(plain, sizeof plain);
+    return true;
+}
+
+/*
+ * With auth.required, every /api/v1 and /registry request carries its API key, as
+ * `Authorization: Bearer <API key>` or HTTP Basic auth with the key as password (auth_key). The
+ * key is verified (ms_control_apikey_verify), the request takes the key's tenant, and the key
+ * must hold the route's scope: the control plane needs `admin`; other routes need `read` for
+ * GET/HEAD and `write` otherwise (`admin` holds both). Returns true to go on; otherwise *out is
+ * the 401/403.
  */
 static bool authorize(api *a, struct MHD_Connection *c, const char *url, const char *method, req *r,
                       enum MHD_Result *out)
@@ -524,22 +559,35 @@ static bool authorize(api *a, struct MHD_Connection *c, const char *url, const c
                                     "auth.required needs a store with control-plane records", m);
         return false;
     }
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+    char key[160];
+    if (!auth_key(h, key, sizeof key)) {
         *out = ms_problem_send_code(c, url, MS_ERR_UNAUTHORIZED,
-                                    "auth.required is on: send Authorization: Bearer <API key>", m);
+                                    "auth.required is on: send Authorization: Bearer <API key> "
+                                    "(or HTTP Basic auth with the API key as password)",
+                                    m);
         return false;
     }
-    if (ms_control_apikey_verify(a->rt->control, h + 7, r->tenant, sizeof r->tenant, &r->scopes,
-                                 &err) != MS_OK) {
+    ms_err vrc = ms_control_apikey_verify(a->rt->control, key, r->tenant, sizeof r->tenant,
+                                          &r->scopes, &err);
+    OPENSSL_cleanse(key, sizeof key);
+    if (vrc != MS_OK) {
         *out = ms_problem_send(c, url, &err, m);
         return false;
     }
     r->authed = true;
-    bool control = ms_control_route(url + 7),
+    bool control = strncmp(url, "/api/v1/", 8) == 0 && ms_control_route(url + 7),
          get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     unsigned need = control ? MS_CONTROL_SCOPE_ADMIN
                     : get   ? MS_CONTROL_SCOPE_READ
                             : MS_CONTROL_SCOPE_WRITE;
+    bool registry = strncmp(url, "/registry", 9) == 0;
+    if (registry && strcmp(r->tenant, MS_DEFAULT_TENANT) != 0) {
+        /* the registry keeps the default tenant's schemas only (docs/registry.md) */
+        *out =
+            ms_problem_send_code(c, url, MS_ERR_FORBIDDEN,
+                                 "the schema registry needs an API key of the default tenant", m);
+        return false;
+    }
     if (r->scopes & (need | MS_CONTROL_SCOPE_ADMIN)) return true;
     char d[160];
     snprintf(d, sizeof d, "this API key lacks the %s scope",
@@ -553,18 +601,24 @@ static bool authorize(api *a, struct MHD_Connection *c, const char *url, const c
 /*
  * The control plane's acting tenant under auth.required: the key's own, or, for an admin key of
  * the `default` tenant (the operator), the one X-MetaSync-Tenant names; tenants themselves are
- * managed by the operator only. Returns NULL (and *why) when the key may not act there.
+ * managed by the operator only. Returns NULL (and *why, *code: MS_ERR_FORBIDDEN, or
+ * MS_ERR_BAD_PARAM for a header that is not a tenant name) when the key may not act there.
  */
 static const char *control_tenant_authed(struct MHD_Connection *c, const char *url, req *r,
-                                         const char **why)
+                                         const char **why, ms_err *code)
 {
     const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-MetaSync-Tenant");
     bool op = strcmp(r->tenant, MS_DEFAULT_TENANT) == 0;
     *why = NULL;
-    if (!op && strncmp(url + 7, "/tenants", 8) == 0)
+    *code = MS_ERR_FORBIDDEN;
+    if (!op && strncmp(url + 7, "/tenants", 8) == 0) {
         *why = "managing tenants needs an admin key of the default tenant";
-    else if (!op && t && *t && strcmp(t, r->tenant) != 0)
+    } else if (!op && t && *t && strcmp(t, r->tenant) != 0) {
         *why = "this API key belongs to another tenant than X-MetaSync-Tenant names";
+    } else if (t && *t && !ms_tenant_name_valid(t, strlen(t))) {
+        *why = "the X-MetaSync-Tenant header is not a valid tenant name";
+        *code = MS_ERR_BAD_PARAM;
+    }
     return *why ? NULL : t && *t ? t : r->tenant;
 }
 
@@ -579,8 +633,9 @@ static enum MHD_Result control_route(api *a, struct MHD_Connection *c, const cha
         return ms_problem_send_code(c, url, MS_ERR_BODY_TOO_LARGE, "the body is too large", m);
     ms_control_request rq = {method, url + 7, NULL, ms_buf_cstr(&r->body), r->body.len};
     const char *why = NULL;
-    if (r->authed && !(rq.tenant = control_tenant_authed(c, url, r, &why)))
-        return ms_problem_send_code(c, url, MS_ERR_FORBIDDEN, why, m);
+    ms_err code = MS_OK;
+    if (r->authed && !(rq.tenant = control_tenant_authed(c, url, r, &why, &code)))
+        return ms_problem_send_code(c, url, code, why, m);
     if (!r->authed && !control_tenant(c, &rq.tenant))
         return ms_problem_send_code(c, url, MS_ERR_BAD_PARAM,
                                     "the X-MetaSync-Tenant header is not a valid tenant name", m);
@@ -663,14 +718,17 @@ static enum MHD_Result registry_route(api *a, struct MHD_Connection *c, const ch
 /* The Allow list of read-only routes: HEAD is GET without the body (MHD drops it). */
 #define ALLOW_GET "GET, HEAD"
 
-static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
-                             const char *method, req *r)
+static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url, const char *method,
+                             req *r)
 {
     ms_metrics *m = &a->rt->metrics;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;
-    if (strncmp(url, "/registry", 9) == 0 && (url[9] == '/' || url[9] == '\0'))
+    enum MHD_Result refused;
+    if (strncmp(url, "/registry", 9) == 0 && (url[9] == '/' || url[9] == '\0')) {
+        if (a->rt->cfg->auth_required && !authorize(a, c, url, method, r, &refused)) return refused;
         return registry_route(a, c, url, method, r); /* every method: the registry routes them */
+    }
     if ((strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
          strcmp(url, "/metrics") == 0) &&
         !get)
@@ -683,7 +741,6 @@ static enum MHD_Result route(api *a, struct MHD_Connection *c, const char *url,
         return ms_problem_send_code(c, url, MS_ERR_UNAVAILABLE, "not ready", m);
     }
     if (strcmp(url, "/metrics") == 0 && get) return metrics_route(a, c);
-    enum MHD_Result refused;
     if (a->rt->cfg->auth_required && strncmp(url, "/api/v1/", 8) == 0 &&
         !authorize(a, c, url, method, r, &refused))
         return refused;

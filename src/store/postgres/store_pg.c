@@ -29,7 +29,23 @@ ms_err pg_fail(ms_error *err, PGconn *c, const PGresult *res, const char *what)
 
 PGconn *pg_connect(const char *url, ms_error *err)
 {
-    PGconn *c = PQconnectdb(url);
+    return pg_connect_with(url, NULL, NULL, err);
+}
+
+PGconn *pg_connect_with(const char *url, const char *const *kw, const char *const *val,
+                        ms_error *err)
+{
+    /* the defaults first, then url expanded in place of dbname: what url says wins */
+    const char *k[16], *v[16];
+    int n = 0;
+    for (; kw && kw[n] && n < 14; n++) {
+        k[n] = kw[n];
+        v[n] = val[n];
+    }
+    k[n] = "dbname";
+    v[n++] = url;
+    k[n] = v[n] = NULL;
+    PGconn *c = PQconnectdbParams(k, v, 1);
     if (PQstatus(c) != CONNECTION_OK) {
         pg_fail(err, c, NULL, "connect");
         PQfinish(c);
@@ -166,6 +182,8 @@ static ms_err pg_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->types = a->types;
     s->url = ms_xstrdup(a->url);
     s->max_depth = (int)a->cfg->limits_max_depth;
+    s->listen_check_ms =
+        (int)(a->cfg->store_listen_check_ms > 3600000 ? 3600000 : a->cfg->store_listen_check_ms);
     ms_pool_init(&s->pool, PG_POOL);
     pthread_mutex_init(&s->lease_mu, NULL);
     pthread_mutex_init(&s->watch_mu, NULL);

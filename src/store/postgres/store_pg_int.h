@@ -38,6 +38,7 @@ typedef struct pg_store {
     ms_types *types;
     char *url;
     int max_depth;            /* limits.max_depth: how deep stored attributes are parsed */
+    int listen_check_ms;      /* store.listen_check_ms: the listener's ping interval, 0 = none */
     PGconn *w;                /* writer thread only */
     ms_pool pool;             /* PG_POOL PGconn * connections (pg_acquire/pg_release) */
     pthread_mutex_t lease_mu; /* guards the lease connection and what it holds */
@@ -70,6 +71,10 @@ typedef struct pg_q {
 ms_err pg_fail(ms_error *err, PGconn *c, const PGresult *res, const char *what);
 /* Opens one connection to url; NULL with err filled on failure. */
 PGconn *pg_connect(const char *url, ms_error *err);
+/* pg_connect with default connection parameters kw[i] = val[i] (kw NULL-terminated, at most
+ * 14; kw may be NULL): a parameter url sets itself overrides the default. */
+PGconn *pg_connect_with(const char *url, const char *const *kw, const char *const *val,
+                        ms_error *err);
 
 /*
  * Runs the statements qs[0..n) in one transaction (one round trip: pipeline mode), the first of

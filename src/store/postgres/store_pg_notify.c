@@ -10,6 +10,11 @@
  * notification to the watcher's callback (the engine: long-polls, SSE streams and sink runners
  * wake up). When the connection breaks it reconnects (after 1 s) and reports (NULL, 0):
  * notifications sent in between are lost, so the waiters read the store again.
+ *
+ * A half-open link (the server's host gone without a FIN or RST) would leave poll() waiting
+ * forever, so the connection has TCP keepalives (unless store.url sets its own) and, after
+ * store.listen_check_ms without traffic, the listener sends "SELECT 1": no answer within as long
+ * again (or a send that fails) counts as a broken connection.
  */
 #include "store_pg_int.h"
 
@@ -27,7 +32,10 @@ static PGconn *listen_connect(pg_store *s)
 {
     ms_error err;
     ms_error_clear(&err);
-    PGconn *c = pg_connect(s->url, &err);
+    static const char *const kw[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", NULL};
+    static const char *const val[] = {"1", "30", "10", "3", NULL};
+    PGconn *c = pg_connect_with(s->url, kw, val, &err);
     if (c) {
         PGresult *r = PQexec(c, "LISTEN " PG_NOTIFY_CHANNEL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -53,21 +61,47 @@ static void deliver(pg_store *s, PGconn *c)
     }
 }
 
-/* The listener thread: (re)connects, waits for notifications or the stop byte. */
+/* Reads the answers of the pings that have arrived; false when one is still awaited. */
+static bool ping_answered(PGconn *c)
+{
+    while (!PQisBusy(c)) {
+        PGresult *r = PQgetResult(c);
+        if (!r) return true;
+        PQclear(r);
+    }
+    return false;
+}
+
+/* The listener thread: (re)connects, waits for notifications or the stop byte, and pings a
+ * quiet connection (store.listen_check_ms) to notice a dead link. */
 static void *listen_main(void *arg)
 {
     pg_store *s = arg;
     PGconn *c = NULL;
+    bool pinged = false; /* a "SELECT 1" is awaiting its answer */
     for (;;) {
-        if (!c && (c = listen_connect(s)) != NULL)
+        if (!c && (c = listen_connect(s)) != NULL) {
+            pinged = false;
             s->watch_cb(s->watch_ud, NULL, 0); /* anything sent while not listening is lost */
+        }
         struct pollfd fds[2] = {{.fd = s->watch_pipe[0], .events = POLLIN},
                                 {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
-        int rc = poll(fds, 2, c ? -1 : RECONNECT_MS);
+        int rc =
+            poll(fds, 2, c ? (s->listen_check_ms > 0 ? s->listen_check_ms : -1) : RECONNECT_MS);
         if (rc < 0 && errno != EINTR) break;
         if (fds[0].revents) break; /* stop */
-        if (!c || !(fds[1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+        if (!c) continue;
+        bool lost = false;
+        if (rc == 0) { /* quiet for a while: a ping still unanswered means a dead link */
+            lost = pinged || !PQsendQuery(c, "SELECT 1") || PQflush(c) < 0;
+            pinged = true;
+        } else if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            lost = !PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK;
+            if (!lost && pinged) pinged = !ping_answered(c);
+        } else {
+            continue;
+        }
+        if (lost) {
             ms_log_warn(s->log, "store: commit notifications: connection lost; reconnecting");
             PQfinish(c);
             c = NULL;
