@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ms_test_dir.h"
+#include "ms_test_poll.h"
 
 extern const ms_store_ops ms_store_sqlite;
 
@@ -305,8 +306,7 @@ static void wait_metric(fixture *f, const char *sample, double want)
     for (int i = 0; i < 20000; i++) {
         v = engine_metric(f, sample);
         if (v == want) return;
-        struct timespec ts = {0, 1000000}; /* poll every ms, bounded to ~20 s */
-        nanosleep(&ts, NULL);
+        ms_test_poll_pause(1); /* every ms, bounded to ~20 s */
     }
     print_error("%s is %g, want %g\n", sample, v, want);
     fail();
@@ -646,10 +646,8 @@ static void test_stop(void **state)
 
     pthread_t st;
     assert_int_equal(pthread_create(&st, NULL, stop_main, f->e), 0);
-    for (int i = 0; i < 20000 && ms_engine_running(f->e); i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    for (int i = 0; i < 20000 && ms_engine_running(f->e); i++)
+        ms_test_poll_pause(1);
     assert_false(ms_engine_running(f->e));
     sub *c = one(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c\"}");
     assert_int_equal(submit_sync(c), MS_ERR_UNAVAILABLE);

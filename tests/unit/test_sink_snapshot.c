@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ms_test_dir.h"
+#include "ms_test_poll.h"
 
 extern const ms_store_ops ms_store_sqlite;
 extern const ms_blob_ops ms_blob_dir;
@@ -117,18 +118,12 @@ static int obs_int(const int *field)
     return v;
 }
 
-static void pause_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Polls cond(ud) every 2 ms for at most 30 s. */
 #define WAIT_FOR(cond)                                                                             \
     do {                                                                                           \
         int w_ = 0;                                                                                \
         while (!(cond) && w_++ < 15000)                                                            \
-            pause_ms(2);                                                                           \
+            ms_test_poll_pause(2);                                                                 \
         if (!(cond)) print_error("timed out waiting for %s\n", #cond);                             \
         assert_true(cond);                                                                         \
     } while (0)

@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "ms_test_poll.h"
 
 extern const ms_store_ops ms_store_sqlite;
 extern const ms_store_ops ms_store_postgres;
@@ -401,7 +402,7 @@ static void test_leases_one_holder(void **state)
     for (int i = 0; i < 1000 && !held; i++) {
         assert_int_equal(ms_store_postgres.lease_hold(b, f->tenant, "kafka", &held, &epoch, &err),
                          MS_OK);
-        if (!held) usleep(10000); /* poll interval of a bounded wait */
+        if (!held) ms_test_poll_pause(10);
     }
     assert_true(held);
     assert_int_equal(ms_store_postgres.open(&a, &f->pg.ctx, &err), MS_OK);
@@ -449,7 +450,7 @@ static int wait_resyncs(heard *h, int n)
         got = h->resyncs;
         pthread_mutex_unlock(&h->mu);
         if (got >= n) break;
-        usleep(10000); /* poll interval of a bounded wait */
+        ms_test_poll_pause(10);
     }
     return got;
 }
@@ -466,7 +467,7 @@ static void commit_heard(fixture *f, heard *h, const char *name, int t, uint64_t
     apply_batch(f, &f->pg, f->other, evs, 1, times[t], &r);
     ms_buf_free(&r);
     for (int i = 0; i < 1000 && heard_seq(h, f->other) != want; i++)
-        usleep(10000); /* poll interval of a bounded wait */
+        ms_test_poll_pause(10);
     assert_int_equal(heard_seq(h, f->other), want);
 }
 
@@ -500,7 +501,7 @@ static void test_watch_hears_other_workers_commits(void **state)
                         "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"w2\"}"};
     apply_batch(f, &f->pg, f->other, ev, 2, times[0], &r);
     for (int i = 0; i < 1000 && heard_seq(&h, f->other) != 2; i++)
-        usleep(10000); /* poll interval of a bounded wait */
+        ms_test_poll_pause(10);
     assert_int_equal(heard_seq(&h, f->other), 2);
     /* The listener's session ends (a server restart, an admin): it reconnects, reports a resync
      * (notifications in between are lost) and hears the next commits again. */
@@ -690,7 +691,7 @@ static bool ask_until(void *ctx, const char *tenant, const char *sink)
 {
     for (int i = 0; i < 1000; i++) {
         if (ask(ctx, tenant, sink)) return true;
-        usleep(10000); /* poll interval of a bounded wait */
+        ms_test_poll_pause(10);
     }
     return false;
 }

@@ -35,6 +35,7 @@
 #include "ms_test_dir.h"
 #include "ms_test_offsets.h"
 #include <sqlite3.h>
+#include "ms_test_poll.h"
 
 extern const ms_store_ops ms_store_sqlite;
 
@@ -1513,10 +1514,7 @@ static void test_delete_self_parent_terminates(void **state)
     pid_t got = 0;
     for (int i = 0; i < 1500 && got == 0; i++) { /* up to 15 s */
         got = waitpid(pid, &status, WNOHANG);
-        if (got == 0) {
-            struct timespec ts = {0, 10000000};
-            nanosleep(&ts, NULL);
-        }
+        if (got == 0) ms_test_poll_pause(10);
     }
     bool hung = got == 0;
     if (hung) {
