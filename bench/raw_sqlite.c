@@ -50,7 +50,7 @@
 extern const ms_store_ops ms_store_sqlite;
 
 #define TENANT "default"
-#define NOW "2026-03-02T10:00:00.000Z"
+#define NOW    "2026-03-02T10:00:00.000Z"
 
 /* One pre-built asset: the values the engine binds. */
 typedef struct rowv {
@@ -70,7 +70,8 @@ typedef struct qset {
 static uint64_t fnv(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return h;
 }
 
@@ -120,7 +121,8 @@ static rowv *load(const char *path, ms_types *types, size_t *nrows)
     ssize_t len;
     qset seen = {0};
     while ((len = getline(&line, &lcap, f)) > 0) {
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
         if (!len) continue;
         ms_event *ev = NULL;
         ms_error err;
@@ -196,8 +198,8 @@ static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
 
 /* Time spent per statement kind (ns), for the breakdown line. */
 enum { S_SEEN, S_LOOKUP, S_ASSET, S_TAGS, S_CHANGE, S_ADOPT, S_BEGIN, S_COMMIT, S__N };
-static const char *const stage_names[S__N] = {"seen",   "lookups", "assets", "tags",
-                                              "changes", "adopt",  "begin",  "commit"};
+static const char *const stage_names[S__N] = {"seen",    "lookups", "assets", "tags",
+                                              "changes", "adopt",   "begin",  "commit"};
 static unsigned long long stage_ns[S__N];
 
 static void step_done(sqlite3 *db, sqlite3_stmt *st)
@@ -348,16 +350,18 @@ int main(int argc, char **argv)
     sqlite3_stmt *seen = prep(db, "INSERT OR IGNORE INTO seen(tenant, id) VALUES(?, ?)");
     sqlite3_stmt *ins = prep(
         db, "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version, created_at,"
-            " updated_at, deleted, orphan) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8)");
-    sqlite3_stmt *chg = prep(db, "INSERT INTO changes(tenant, seq, op, qn, type, version, before,"
-                                 " after, changed, cause, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    sqlite3_stmt *get = prep(db, "SELECT id, type, name, parent, attributes, version, deleted,"
-                                 " created_at, orphan, updated_at FROM assets WHERE tenant=? AND qn=?");
+            " updated_at, deleted, orphan, first_seq)"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8, ?9)");
+    sqlite3_stmt *chg =
+        prep(db, "INSERT INTO changes(tenant, seq, op, qn, type, version, before,"
+                 " after, changed, cause, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlite3_stmt *get =
+        prep(db, "SELECT id, type, name, parent, attributes, version, deleted,"
+                 " created_at, orphan, updated_at FROM assets WHERE tenant=? AND qn=?");
     sqlite3_stmt *par = prep(db, "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0");
     sqlite3_stmt *adopt =
         prep(db, "UPDATE assets SET orphan=0 WHERE tenant=? AND parent=? AND orphan=1");
-    sqlite3_stmt *tclr =
-        prep(db, "DELETE FROM tags WHERE tenant=? AND qn=? AND source='direct'");
+    sqlite3_stmt *tclr = prep(db, "DELETE FROM tags WHERE tenant=? AND qn=? AND source='direct'");
     sqlite3_stmt *tins = prep(db, "INSERT OR IGNORE INTO tags(tenant, qn, tag, source, origin)"
                                   " VALUES(?, ?, ?, 'direct', '')");
     exec(db, "INSERT OR IGNORE INTO tenants(tenant) VALUES('default')");
@@ -411,6 +415,7 @@ int main(int argc, char **argv)
             txt(ins, 6, ev->attributes);
             txt(ins, 7, NOW);
             sqlite3_bind_int(ins, 8, r->orphan);
+            sqlite3_bind_int64(ins, 9, (sqlite3_int64)seq + 1); /* its create record's seq */
             step_done(db, ins);
             a1 = ms_now_ns();
             stage_ns[S_ASSET] += a1 - a0;
@@ -482,7 +487,8 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     sqlite3_stmt *all[] = {seen, ins, chg, get, par, adopt, tclr, tins, fts};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        sqlite3_finalize(all[i]);
     sqlite3_close(db);
     for (size_t i = 0; i < n; i++) {
         ms_event_free(rows[i].ev);

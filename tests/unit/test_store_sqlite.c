@@ -1058,6 +1058,21 @@ static void test_create_changed_paths(void **state)
     chg_list_free(&l);
 }
 
+/* Runs FTS5's integrity check of the full-text index on the store's file (the store stays
+ * open: the check is a read-only write statement on its own connection). */
+static void fts_integrity(fixture *f)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO assets_fts(assets_fts) VALUES('integrity-check')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+}
+
 /* Number of assets a full-text search q finds. */
 static size_t search_count(fixture *f, const char *q)
 {
@@ -1089,15 +1104,7 @@ static void test_search_indexed_per_commit(void **state)
     assert_int_equal(search_count(f, "delta"), 0);
     assert_int_equal(search_count(f, "gamma"), 1);
     assert_int_equal(search_count(f, "quarterly"), 0);
-    char path[800];
-    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO assets_fts(assets_fts) VALUES('integrity-check')",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    fts_integrity(f);
 }
 
 /* Captures the callback's tenant/json pairs of types_load. */
@@ -1654,10 +1661,123 @@ static void test_ctl_migrates_v1(void **state)
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "3");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "4");
     sqlite3_finalize(st);
     sqlite3_close(db);
     store_open(f);
+}
+
+/* Reads one text value of the store's file at path (SQL returning one row), into out. */
+static void db_text(const char *path, const char *sql, char *out, size_t n)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* A database as schema 3 left it (full history and type indexes, a full-text index with
+ * positions, no assets.first_seq) is upgraded to schema 4 on open: history still starts with each
+ * asset's create, ?type= and search still find what they found, and new writes go on. */
+static void test_schema3_upgraded(void **state)
+{
+    fixture *f = *state;
+    const char *evs[] = {
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}",
+        "{\"op\":\"upsert\",\"type\":\"database\",\"qualified_name\":\"pg/db\","
+        "\"parent\":\"pg\"}",
+        "{\"op\":\"upsert\",\"type\":\"schema\",\"qualified_name\":\"pg/db/s\","
+        "\"parent\":\"pg/db\"}",
+        "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":\"pg/db/s/orders\","
+        "\"parent\":\"pg/db/s\",\"attributes\":{\"description\":\"customer orders\"}}",
+        "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":\"pg/db/s/orders/amount\","
+        "\"parent\":\"pg/db/s/orders\",\"attributes\":{\"data_type\":\"int\"}}",
+        "{\"op\":\"patch\",\"qualified_name\":\"pg/db/s/orders\","
+        "\"attributes\":{\"owner\":\"finance\"}}"};
+    ms_apply_result res[6];
+    assert_int_equal(apply_n(f, NULL, evs, 6, NOW1, res), MS_OK);
+    store_close(f);
+    char path[800], v[64];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "ALTER TABLE assets DROP COLUMN first_seq;"
+                     "DROP INDEX changes_hist; DROP INDEX assets_type_fast;"
+                     "CREATE INDEX changes_qn ON changes(tenant, qn, seq);"
+                     "CREATE INDEX assets_type ON assets(tenant, type, qn);"
+                     "DROP TABLE assets_fts;"
+                     "CREATE VIRTUAL TABLE assets_fts USING fts5(name, qn, description,"
+                     " content='assets', content_rowid='id');"
+                     "INSERT INTO assets_fts(assets_fts) VALUES('rebuild');"
+                     "UPDATE meta SET value='3' WHERE key='schema_version'",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    store_open(f);
+    db_text(path, "SELECT value FROM meta WHERE key='schema_version'", v, sizeof v);
+    assert_string_equal(v, "4");
+    db_text(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('changes_qn', 'assets_type')",
+            v, sizeof v);
+    assert_string_equal(v, "0");
+    db_text(path, "SELECT instr(sql, 'detail=none') > 0 FROM sqlite_master WHERE name='assets_fts'",
+            v, sizeof v);
+    assert_string_equal(v, "1");
+    chg_list h = {0};
+    history_of(f, "default", "pg/db/s/orders", &h);
+    assert_int_equal(h.n, 2);
+    assert_string_equal(h.c[0].op, "create");
+    assert_string_equal(h.c[1].op, "update");
+    chg_list_free(&h);
+    assert_int_equal(search_count(f, "orders"), 2);
+    assert_int_equal(search_count(f, "custom"), 1);
+    ms_asset_query tq = {.tenant = "default", .type = "table", .orphan = -1, .limit = 10};
+    struct json_object *items = list(f, &tq, NULL);
+    assert_int_equal(json_object_array_length(items), 1);
+    json_object_put(items);
+    tq.type = "column";
+    items = list(f, &tq, NULL);
+    assert_true(list_has(items, "pg/db/s/orders/amount"));
+    json_object_put(items);
+    /* writes go on, and the new asset has its own first create */
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"view\","
+                             "\"qualified_name\":\"pg/db/s/orders_v\",\"parent\":\"pg/db/s\"}"));
+    history_of(f, "default", "pg/db/s/orders_v", &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.c[0].op, "create");
+    chg_list_free(&h);
+    assert_int_equal(search_count(f, "orders"), 3);
+    fts_integrity(f);
+}
+
+/* History after re-creates: a deleted asset created again keeps one history, its first create
+ * (through first_seq) then every later version. */
+static void test_history_recreated(void **state)
+{
+    fixture *f = *state;
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\","
+                             "\"qualified_name\":\"c\"}"));
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"c\"}"));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\","
+                             "\"qualified_name\":\"c\",\"name\":\"again\"}"));
+    assert_applied(apply1(f, "{\"op\":\"tag\",\"qualified_name\":\"c\",\"tag\":\"PII\"}"));
+    chg_list h = {0};
+    history_of(f, "default", "c", &h);
+    assert_int_equal(h.n, 4);
+    const char *ops[] = {"create", "delete", "create", "tag"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(h.c[i].op, ops[i]);
+        if (i) assert_true(h.c[i].seq > h.c[i - 1].seq);
+    }
+    assert_int_equal(h.c[0].version, 1);
+    assert_true(h.c[2].version > 1);
+    chg_list_free(&h);
 }
 
 /* The writer remembers parent lookups and whether any row is an orphan inside a batch: what it
@@ -1827,6 +1947,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_self_parent_terminates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctl_put_list_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctl_migrates_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema3_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_recreated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_memory_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_adopted_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),

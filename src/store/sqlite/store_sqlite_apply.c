@@ -19,7 +19,9 @@ static const char *const wsql[W__COUNT] = {
     [W_GET] = "SELECT id, type, name, parent, attributes, version, deleted, created_at, orphan,"
               " updated_at FROM assets WHERE tenant=? AND qn=?",
     [W_INS] = "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version, created_at,"
-              " updated_at, deleted, orphan) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8)",
+              " updated_at, deleted, orphan, first_seq)"
+              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8, ?9)",
+    [W_FIRST_SEQ] = "UPDATE assets SET first_seq=? WHERE tenant=? AND qn=?",
     [W_UPD] = "UPDATE assets SET type=?2, name=?3, parent=?4, attributes=?5, version=?6,"
               " created_at=?7, updated_at=?8, deleted=?9, orphan=?10 WHERE id=?1",
     [W_ADOPT] = "UPDATE assets SET orphan=0 WHERE tenant=? AND parent=? AND orphan=1"
@@ -217,6 +219,10 @@ static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r
         sq_bind_text(st, 6, r->attributes);
         sq_bind_text(st, 7, r->updated_at);
         sqlite3_bind_int(st, 8, r->orphan);
+        /* The seq its create record will get: the event's next change (checked in
+         * be_change_add). */
+        s->fresh_first_seq = (int64_t)s->cur->next + 1;
+        sqlite3_bind_int64(st, 9, s->fresh_first_seq);
         if (!run(st)) return failed(s, err, "insert asset");
         r->id = sqlite3_last_insert_rowid(s->w);
         if (r->id > s->fts_pending) s->fts_pending = r->id;
@@ -299,7 +305,19 @@ static bool be_change_add(void *be, const ms_change *c, ms_error *err)
     sq_bind_text(st, 9, c->changed);
     sq_bind_text(st, 10, c->cause);
     sq_bind_text(st, 11, c->ts);
-    return run_changed(s, st, NULL, err, "change record");
+    if (!run_changed(s, st, NULL, err, "change record")) return false;
+    /* History finds an asset's first create through assets.first_seq (schema 4), which
+     * be_row_save set to this seq when it inserted the row; should any other path write a
+     * first create, its row is pointed at it here. */
+    if (c->version == 1 && strcmp(c->op, "create") == 0 &&
+        !(s->fresh_id && (int64_t)c->seq == s->fresh_first_seq)) {
+        sqlite3_stmt *fs = s->ws[W_FIRST_SEQ];
+        sqlite3_bind_int64(fs, 1, (sqlite3_int64)c->seq);
+        sq_bind_text(fs, 2, c->tenant);
+        sq_bind_text(fs, 3, c->qn);
+        return run_changed(s, fs, NULL, err, "first seq");
+    }
+    return true;
 }
 
 static bool be_descendants(void *be, const char *tenant, const char *qn, char ***kids, size_t *n,
