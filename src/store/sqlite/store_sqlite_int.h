@@ -49,6 +49,7 @@ enum {
     W_ORPHAN_ROWS,
     W_OFFSET_PUT,
     W_FIRST_SEQ,
+    W_ADOPT_PROBE,
     W__COUNT
 };
 
