@@ -25,6 +25,12 @@
  * (SQLite uses a partial index only for a query whose WHERE clause contains its terms). */
 #define SQ_NOT_BULK  "type NOT IN ('column', 'bi_field')"
 #define SQ_NOT_FIRST "(op <> 'create' OR version <> 1)"
+
+/* Whether assets of type are in assets_type_fast: every type but those SQ_NOT_BULK names. */
+static bool in_type_index(const char *type)
+{
+    return strcmp(type, "column") != 0 && strcmp(type, "bi_field") != 0;
+}
 /* Full text (schema 4): the queries are prefix terms ANDed (fts_query), which need neither
  * positions nor column sizes; without them FTS5 writes about a third of the bytes. */
 #define SQ_FTS_OPTIONS "content='assets', content_rowid='id', detail=none, columnsize=0"
@@ -239,8 +245,14 @@ static bool upgrade4(sq_store *s, ms_error *err)
                                       -1, &st, NULL) == SQLITE_OK &&
                    sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
+    /* The column is there when schema_sql created the assets table itself (an older file
+     * without an assets table, e.g. a schema 1 one missing tables). */
+    if (!has_col && sqlite3_exec(s->w, "ALTER TABLE assets ADD COLUMN first_seq INTEGER", NULL,
+                                 NULL, NULL) != SQLITE_OK) {
+        sq_fail(err, s->w, "add assets.first_seq");
+        return false;
+    }
     static const char *const steps[] = {
-        "ALTER TABLE assets ADD COLUMN first_seq INTEGER",
         "UPDATE assets SET first_seq = (SELECT min(c.seq) FROM changes c WHERE c.tenant ="
         " assets.tenant AND c.qn = assets.qn AND c.op = 'create' AND c.version = 1)",
         "DROP INDEX IF EXISTS changes_qn",
@@ -251,9 +263,7 @@ static bool upgrade4(sq_store *s, ms_error *err)
         "UPDATE meta SET value = (SELECT coalesce(max(id), 0) FROM assets)"
         " WHERE key = 'fts_indexed_id'",
     };
-    /* The column is there when schema_sql created the assets table itself (an older file
-     * without assets rows, e.g. schema 1's missing tables). */
-    for (size_t i = has_col ? 1 : 0; i < sizeof steps / sizeof *steps; i++) {
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
         if (sqlite3_exec(s->w, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
             sq_fail(err, s->w, steps[i]);
             return false;
@@ -454,8 +464,7 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items, m
     if (q->type) {
         ms_buf_puts(&sql, " AND a.type = ?2");
         /* Lets the planner use assets_type_fast; a bulk type walks the qn order instead. */
-        if (strcmp(q->type, "column") != 0 && strcmp(q->type, "bi_field") != 0)
-            ms_buf_puts(&sql, " AND a." SQ_NOT_BULK);
+        if (in_type_index(q->type)) ms_buf_puts(&sql, " AND a." SQ_NOT_BULK);
     }
     if (q->parent) ms_buf_puts(&sql, " AND a.parent = ?3");
     if (q->tag)
