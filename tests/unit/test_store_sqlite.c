@@ -1780,6 +1780,73 @@ static void test_history_recreated(void **state)
     chg_list_free(&h);
 }
 
+/* Insert-first (ms_sa_args.creating): once an upsert has created its asset, the next one tries
+ * an INSERT before any lookup. Every upsert that meets an existing row must come out as on the
+ * lookup path: unchanged, updated, re-created, or refused with the code the lookup path gives. */
+static void test_insert_first_falls_back(void **state)
+{
+    fixture *f = *state;
+    make_tree(f); /* ends with creates: the writer is in its insert-first streak */
+    uint64_t base = last_seq(f, "default");
+    const char *col_b = "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                        "\"pg/db/s/t/b\",\"attributes\":{\"data_type\":\"text\"}}";
+    const char *fresh = "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                        "\"pg/db/s/t/n%d\",\"attributes\":{\"data_type\":\"int\"}}";
+    char ev[256];
+    /* an identical upsert right after a create: unchanged, no record */
+    snprintf(ev, sizeof ev, fresh, 1);
+    assert_applied(apply1(f, ev));
+    base = last_seq(f, "default");
+    assert_int_equal(apply1(f, col_b).status, MS_APPLY_UNCHANGED);
+    assert_int_equal(last_seq(f, "default"), base);
+    /* an update right after a create: version 2, an "update" record */
+    snprintf(ev, sizeof ev, fresh, 2);
+    assert_applied(apply1(f, ev));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"pg/db/s/t/n1\",\"attributes\":{\"data_type\":\"bigint\"}}"));
+    ms_err rc;
+    struct json_object *o = asset(f, "default", "pg/db/s/t/n1", false, &rc);
+    assert_int_equal(json_object_get_int(get(o, "version")), 2);
+    json_object_put(o);
+    /* a type conflict whose parent would also be refused: the lookup path's code */
+    snprintf(ev, sizeof ev, fresh, 3);
+    assert_applied(apply1(f, ev));
+    assert_rejected(apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":"
+                              "\"pg/db/s/t/n2\"}"),
+                    MS_ERR_TYPE_CONFLICT);
+    /* a re-create of a deleted asset in the streak: its row exists, so the lookup path
+     * re-creates it with a version above the old one and a "create" record */
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"pg/db/s/t/n3\"}"));
+    snprintf(ev, sizeof ev, fresh, 4);
+    assert_applied(apply1(f, ev));
+    snprintf(ev, sizeof ev, fresh, 3);
+    ms_apply_result r = apply1(f, ev);
+    assert_applied(r);
+    o = asset(f, "default", "pg/db/s/t/n3", false, &rc);
+    assert_int_equal(json_object_get_int(get(o, "version")), 3);
+    json_object_put(o);
+    chg_list h = {0};
+    history_of(f, "default", "pg/db/s/t/n3", &h);
+    assert_int_equal(h.n, 3);
+    assert_string_equal(h.c[2].op, "create");
+    assert_int_equal(h.c[0].version, 1);
+    chg_list_free(&h);
+    /* if_version on a new asset skips insert-first and is still checked */
+    assert_rejected(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                              "\"pg/db/s/t/n5\",\"if_version\":1,"
+                              "\"attributes\":{\"data_type\":\"int\"}}"),
+                    MS_ERR_VERSION_CONFLICT);
+    /* a refused parent in the streak, then creates go on (orphans counted once each) */
+    assert_rejected(apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":"
+                              "\"pg/t9\"}"),
+                    MS_ERR_INVALID_PARENT);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"x/y/c\",\"attributes\":{\"data_type\":\"int\"}}"));
+    ms_store_stats st = {0};
+    assert_int_equal(ms_store_sqlite.stats(f->ctx, "default", &st, &(ms_error){0}), MS_OK);
+    assert_int_equal(st.orphans, 1);
+}
+
 /* The writer remembers parent lookups and whether any row is an orphan inside a batch: what it
  * remembers must follow the batch's own writes (a parent deleted, re-created as another type; an
  * orphan created and adopted in the same batch; tags of a row created and updated in it). */
@@ -1949,6 +2016,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ctl_migrates_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema3_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_recreated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_insert_first_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_memory_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_adopted_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),

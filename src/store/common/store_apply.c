@@ -93,6 +93,7 @@ typedef struct apply_ctx {
     ms_apply_result *res;
     uint64_t *seq;
     int64_t *orphans;
+    bool *creating;
     ms_error *err;
 } apply_ctx;
 
@@ -356,14 +357,21 @@ static bool version_ok(apply_ctx *a, const ms_srow *r)
     return false;
 }
 
-/* Writes the change for an asset going from before (b) to after (r) and saves the row. */
+/* Writes the change for an asset going from before (b) to after (r) and saves the row. With
+ * created (a create, b absent) the row goes through ops->row_create: when the asset turns out
+ * to exist, *created is false and nothing is written. */
 static bool commit_asset(apply_ctx *a, const char *qn, ms_srow *b, ms_srow *r, bool tags_changed,
-                         const char *op)
+                         const char *op, bool *created)
 {
     bool existed = b->exists;
     r->updated_at = ms_xstrdup(a->now);
     if (!r->created_at) r->created_at = ms_xstrdup(a->now);
-    if (!save(a, qn, r, existed)) return false;
+    if (created) {
+        if (!a->ops->row_create(a->be, a->ev->tenant, qn, r, created, a->err)) return false;
+        if (!*created) return true;
+    } else if (!save(a, qn, r, existed)) {
+        return false;
+    }
     orphan_count(a, b, r);
     if (tags_changed && !a->ops->tags_write(a->be, a->ev->tenant, qn, r, a->err)) return false;
     ms_buf before = MS_BUF_INIT, after = MS_BUF_INIT, changed = MS_BUF_INIT;
@@ -384,13 +392,74 @@ static bool commit_asset(apply_ctx *a, const char *qn, ms_srow *b, ms_srow *r, b
     return ok;
 }
 
+/* Children of the asset qn just created that arrived first are no longer orphans. */
+static bool adopt_children(apply_ctx *a, const char *qn)
+{
+    int64_t adopted = 0;
+    bool ok = a->ops->adopt(a->be, a->ev->tenant, qn, a->orphans ? &adopted : NULL, a->err);
+    if (a->orphans) *a->orphans -= adopted;
+    return ok;
+}
+
+/* The new row of an upsert: row b (!exists when there is none) with the event's fields. */
+static void upsert_row(const ms_event *ev, const ms_srow *b, bool orphan, ms_srow *r)
+{
+    bool live = b->exists && !b->deleted;
+    r->exists = b->exists;
+    r->id = b->id;
+    r->type = ms_xstrdup(ev->type);
+    r->name = ms_xstrdup(ev->name);
+    r->parent = ms_xstrdup(ev->parent);
+    r->attributes = ms_xstrdup(ev->attributes ? ev->attributes : "{}");
+    r->orphan = orphan;
+    r->deleted = false;
+    r->version = b->exists ? b->version + 1 : 1;
+    r->created_at = live ? ms_xstrdup(b->created_at) : NULL;
+    if (live) /* carry tags over; the caller applies the event's direct tags */
+        for (size_t i = 0; i < b->ntags; i++)
+            ms_srow_tag_add(r, b->tags[i].name, b->tags[i].source, b->tags[i].origin);
+}
+
+/*
+ * The insert-first path of an upsert (ms_sa_args.creating): the event as the create of a new
+ * asset, written only when no row (tenant, qn) exists. *done is false when one exists, or when
+ * the create would be refused (the lookup path then decides, with its checks in their
+ * documented order); res is then as ms_sa_event set it up. Returns false on a database failure.
+ */
+static bool try_create(apply_ctx *a, const ms_type *t, bool *done)
+{
+    const ms_event *ev = a->ev;
+    *done = false;
+    bool orphan, fine;
+    if (!check_parent(a, t, ev->parent, &orphan, &fine)) return false;
+    if (!fine) {
+        memset(a->res, 0, sizeof *a->res);
+        a->res->status = MS_APPLY_UNCHANGED;
+        return true;
+    }
+    ms_srow none = {0}, r = {0};
+    upsert_row(ev, &none, orphan, &r);
+    if (ev->has_tags) direct_tags_set(&r, ev->tags, ev->ntags);
+    bool ok = commit_asset(a, ev->qn, &none, &r, r.ntags > 0, "create", done);
+    if (ok && *done) ok = adopt_children(a, ev->qn);
+    ms_srow_free(&r);
+    return ok;
+}
+
 static bool do_upsert(apply_ctx *a)
 {
     const ms_event *ev = a->ev;
     const ms_type *t = ms_types_get(a->types, ev->tenant, ev->type);
+    bool use_create = a->creating && *a->creating && a->ops->row_create && !ev->has_if_version;
+    if (use_create) {
+        bool done;
+        if (!try_create(a, t, &done)) return false;
+        if (done) return true;
+    }
     ms_srow b, r;
     memset(&r, 0, sizeof r);
     if (!load(a, ev->qn, &b)) return false;
+    if (a->creating) *a->creating = !b.exists;
     bool ok = true, fine;
     bool live = b.exists && !b.deleted;
     if (!version_ok(a, &b)) goto done;
@@ -402,20 +471,7 @@ static bool do_upsert(apply_ctx *a)
     }
     bool orphan;
     if (!(ok = check_parent(a, t, ev->parent, &orphan, &fine)) || !fine) goto done;
-    /* The new row: the old one with the event's fields. */
-    r.exists = b.exists;
-    r.id = b.id;
-    r.type = ms_xstrdup(ev->type);
-    r.name = ms_xstrdup(ev->name);
-    r.parent = ms_xstrdup(ev->parent);
-    r.attributes = ms_xstrdup(ev->attributes ? ev->attributes : "{}");
-    r.orphan = orphan;
-    r.deleted = false;
-    r.version = b.exists ? b.version + 1 : 1;
-    r.created_at = live ? ms_xstrdup(b.created_at) : NULL;
-    if (live) /* carry tags over, then apply the event's direct tags */
-        for (size_t i = 0; i < b.ntags; i++)
-            ms_srow_tag_add(&r, b.tags[i].name, b.tags[i].source, b.tags[i].origin);
+    upsert_row(ev, &b, orphan, &r);
     bool tags_changed = ev->has_tags && !direct_tags_equal(&b, ev->tags, ev->ntags);
     if (tags_changed || (!live && ev->has_tags)) direct_tags_set(&r, ev->tags, ev->ntags);
     if (!live && b.exists && !direct_tags_equal(&b, NULL, 0)) {
@@ -439,12 +495,8 @@ static bool do_upsert(apply_ctx *a)
         goto done;
     }
     ok = commit_asset(a, ev->qn, &b, &r, tags_changed || (!live && r.ntags),
-                      live ? "update" : "create");
-    if (ok && !live) { /* children that arrived first are no longer orphans */
-        int64_t adopted = 0;
-        ok = a->ops->adopt(a->be, ev->tenant, ev->qn, a->orphans ? &adopted : NULL, a->err);
-        if (a->orphans) *a->orphans -= adopted;
-    }
+                      live ? "update" : "create", NULL);
+    if (ok && !live) ok = adopt_children(a, ev->qn);
 done:
     ms_srow_free(&b);
     ms_srow_free(&r);
@@ -484,7 +536,7 @@ static bool do_patch(apply_ctx *a)
         row_next(&r, &b);
         free(r.attributes);
         r.attributes = ms_buf_steal(&canon);
-        ok = commit_asset(a, ev->qn, &b, &r, false, "update");
+        ok = commit_asset(a, ev->qn, &b, &r, false, "update", NULL);
     }
     ms_buf_free(&canon);
 done:
@@ -499,7 +551,7 @@ static bool delete_one(apply_ctx *a, const char *qn, ms_srow *b)
     ms_srow r;
     row_next(&r, b);
     r.deleted = true;
-    bool ok = commit_asset(a, qn, b, &r, false, "delete");
+    bool ok = commit_asset(a, qn, b, &r, false, "delete", NULL);
     ms_srow_free(&r);
     return ok;
 }
@@ -567,7 +619,7 @@ static bool do_tag(apply_ctx *a, bool add)
     row_next(&r, &b);
     direct_tags_set(&r, want, n);
     free(want);
-    ok = commit_asset(a, ev->qn, &b, &r, true, add ? "tag" : "untag");
+    ok = commit_asset(a, ev->qn, &b, &r, true, add ? "tag" : "untag", NULL);
 done:
     ms_srow_free(&b);
     ms_srow_free(&r);
@@ -607,8 +659,8 @@ bool ms_sa_event(const ms_sa_args *args, const ms_event *ev, ms_apply_result *re
 {
     const ms_sa_backend *ops = args->ops;
     void *be = args->be;
-    apply_ctx a = {ops,       be,  args->types, args->max_depth, ev,
-                   args->now, res, args->seq,   args->orphans,   err};
+    apply_ctx a = {ops, be,        args->types,   args->max_depth, ev, args->now,
+                   res, args->seq, args->orphans, args->creating,  err};
     memset(res, 0, sizeof *res);
     res->status = MS_APPLY_UNCHANGED;
     if (ev->id) {

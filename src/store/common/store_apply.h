@@ -66,6 +66,11 @@ typedef struct ms_sa_backend {
     /* Writes r: UPDATE by r->id when existed, else INSERT (version 1, created=updated). */
     bool (*row_save)(void *be, const char *tenant, const char *qn, ms_srow *r, bool existed,
                      ms_error *err);
+    /* Optional (NULL: not offered). Inserts r as row_save(existed = false) does, unless a row
+     * (tenant, qn) exists, live or deleted: then writes nothing and sets *created false. Lets
+     * a create skip the lookup that would only have found nothing (insert-first). */
+    bool (*row_create)(void *be, const char *tenant, const char *qn, ms_srow *r, bool *created,
+                       ms_error *err);
     /* Replaces the direct tags of (tenant, qn) by those of r. */
     bool (*tags_write)(void *be, const char *tenant, const char *qn, const ms_srow *r,
                        ms_error *err);
@@ -98,6 +103,12 @@ typedef struct ms_sa_args {
     const char *now;  /* commit time (RFC 3339) */
     uint64_t *seq;    /* the tenant's last seq in the open transaction; advanced per record */
     int64_t *orphans; /* the tenant's live-orphan count, kept up to date (may be NULL) */
+    /* Insert-first state, owned by the store across its batches (may be NULL: never; only read
+     * when ops->row_create is set): true while the last upsert created its asset. An upsert
+     * then tries row_create before any lookup, and falls back to the lookup path when the
+     * asset exists. A bulk load thus pays no lookups; a stream of updates pays none of the
+     * failed inserts, and a mixed one at most one extra statement per switch. */
+    bool *creating;
 } ms_sa_args;
 
 /*

@@ -20,7 +20,8 @@ static const char *const wsql[W__COUNT] = {
               " updated_at FROM assets WHERE tenant=? AND qn=?",
     [W_INS] = "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version, created_at,"
               " updated_at, deleted, orphan, first_seq)"
-              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8, ?9)",
+              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, 0, ?8, ?9)"
+              " ON CONFLICT(tenant, qn) DO NOTHING", /* be_row_create: the row exists */
     [W_FIRST_SEQ] = "UPDATE assets SET first_seq=? WHERE tenant=? AND qn=?",
     [W_UPD] = "UPDATE assets SET type=?2, name=?3, parent=?4, attributes=?5, version=?6,"
               " created_at=?7, updated_at=?8, deleted=?9, orphan=?10 WHERE id=?1",
@@ -208,34 +209,45 @@ static void saved(sq_store *s, const char *tenant, const char *qn, const ms_srow
     pcache_put(s, tenant, qn, r->deleted ? NULL : r->type);
 }
 
+/* Inserts row r as a new asset unless (tenant, qn) has a row; sets r->id when it did. */
+static bool be_row_create(void *be, const char *tenant, const char *qn, ms_srow *r, bool *created,
+                          ms_error *err)
+{
+    sq_store *s = be;
+    sqlite3_stmt *st = s->ws[W_INS];
+    sq_bind_text(st, 1, tenant);
+    sq_bind_text(st, 2, qn);
+    sq_bind_text(st, 3, r->type);
+    sq_bind_text(st, 4, r->name);
+    sq_bind_text(st, 5, r->parent);
+    sq_bind_text(st, 6, r->attributes);
+    sq_bind_text(st, 7, r->updated_at);
+    sqlite3_bind_int(st, 8, r->orphan);
+    /* The seq its create record will get: the event's next change (checked in be_change_add). */
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)s->cur->next + 1);
+    if (!run_changed(s, st, created, err, "insert asset")) return false;
+    if (!*created) return true;
+    s->fresh_first_seq = (int64_t)s->cur->next + 1;
+    r->id = sqlite3_last_insert_rowid(s->w);
+    if (r->id > s->fts_pending) s->fts_pending = r->id;
+    s->fresh_id = r->id;
+    saved(s, tenant, qn, r);
+    return true;
+}
+
 /* Writes row r (existing: UPDATE by id; else INSERT) and sets r->id for a new one. */
 static bool be_row_save(void *be, const char *tenant, const char *qn, ms_srow *r, bool existed,
                         ms_error *err)
 {
     sq_store *s = be;
-    sqlite3_stmt *st;
     if (!existed) {
-        st = s->ws[W_INS];
-        sq_bind_text(st, 1, tenant);
-        sq_bind_text(st, 2, qn);
-        sq_bind_text(st, 3, r->type);
-        sq_bind_text(st, 4, r->name);
-        sq_bind_text(st, 5, r->parent);
-        sq_bind_text(st, 6, r->attributes);
-        sq_bind_text(st, 7, r->updated_at);
-        sqlite3_bind_int(st, 8, r->orphan);
-        /* The seq its create record will get: the event's next change (checked in
-         * be_change_add). */
-        s->fresh_first_seq = (int64_t)s->cur->next + 1;
-        sqlite3_bind_int64(st, 9, s->fresh_first_seq);
-        if (!run(st)) return failed(s, err, "insert asset");
-        r->id = sqlite3_last_insert_rowid(s->w);
-        if (r->id > s->fts_pending) s->fts_pending = r->id;
-        s->fresh_id = r->id;
-        saved(s, tenant, qn, r);
-        return true;
+        bool created;
+        if (!be_row_create(be, tenant, qn, r, &created, err)) return false;
+        if (!created)
+            ms_error_set(err, MS_ERR_STORE, "sqlite: insert asset: '%s' exists already", qn);
+        return created;
     }
-    st = s->ws[W_UPD];
+    sqlite3_stmt *st = s->ws[W_UPD];
     sqlite3_bind_int64(st, 1, r->id);
     sq_bind_text(st, 2, r->type);
     sq_bind_text(st, 3, r->name);
@@ -392,6 +404,7 @@ static const ms_sa_backend backend = {
     .seen_del = be_seen_del,
     .row_load = be_row_load,
     .row_save = be_row_save,
+    .row_create = be_row_create,
     .tags_write = be_tags_write,
     .adopt = be_adopt,
     .edge_set = be_edge_set,
@@ -449,8 +462,8 @@ ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts
             sq_bind_text(st, 1, evs[i]->tenant);
             run(st);
         }
-        ms_sa_args args = {&backend, s,         s->types,         s->max_depth,
-                           now_ts,   &ts->next, &ts->orphans_next};
+        ms_sa_args args = {&backend, s,         s->types,          s->max_depth,
+                           now_ts,   &ts->next, &ts->orphans_next, &s->creating};
         if (!ms_sa_event(&args, evs[i], &res[i], err)) return rollback(s, "apply", err);
     }
     if (!ms_sa_positions(&backend, s, evs, n, res, pos, npos, now_ts, err))

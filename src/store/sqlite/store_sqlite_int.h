@@ -93,6 +93,7 @@ typedef struct sq_store {
     sq_tenant_seq *cur;          /* the tenant of the event being applied (writer only) */
     int64_t fresh_id;            /* the asset row the writer inserted last (no tags rows yet) */
     int64_t fresh_first_seq;     /* the first_seq it was given */
+    bool creating;               /* insert-first state (ms_sa_args.creating; writer only) */
     sq_pcache pcache[SQ_PCACHE]; /* writer only */
     pthread_mutex_t stats_mu;    /* lets stats() read seqs[].orphans from other threads */
     ms_pool pool;                /* SQ_POOL sqlite3 * connections for readers and small writes */
