@@ -7,7 +7,7 @@
 #   BUILD=build            build directory holding metasync and bench_* (make bench builds it)
 #   BENCH_ASSETS=1000000   assets in the estate (e.g. 100000 for a quick run)
 #   BENCH_DIR=/tmp/metasync-bench   where the NDJSON files and data directories go (not the repo)
-#   BENCH_BATCH=5000 BENCH_PARALLEL=3   metasync ingest --batch / --parallel
+#   BENCH_BATCH=5000 BENCH_PARALLEL=4   metasync ingest --batch / --parallel
 #   BENCH_SYNC=full        store.synchronous for the server and the raw loop (full|normal)
 #   BENCH_ORDERS="hierarchical shuffled"   which orders to run
 #   BENCH_ENGINE_SQL="hierarchical"   orders for which the raw loop also runs with the engine's
@@ -31,7 +31,7 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 N=${BENCH_ASSETS:-1000000}
 DIR=${BENCH_DIR:-/tmp/metasync-bench}
 BATCH=${BENCH_BATCH:-5000}
-PAR=${BENCH_PARALLEL:-3}
+PAR=${BENCH_PARALLEL:-4}
 SYNC=${BENCH_SYNC:-full}
 ORDERS=${BENCH_ORDERS-hierarchical shuffled}
 ENGINE_SQL=${BENCH_ENGINE_SQL-hierarchical}

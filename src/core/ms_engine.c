@@ -2,8 +2,14 @@
  * ms_engine.c — lanes, backpressure, the writer thread and its group commits (see ms_engine.h).
  *
  * Locking: one mutex (mu) guards the lanes, the submissions' pending counts, the per-tenant seq
- * table and the flags. The writer holds it only to take jobs and to publish results, never while
- * the store works.
+ * table, the commit slots and the flags. The writer holds it only to take jobs and to publish
+ * results, never while the store works.
+ *
+ * Deferred durability (a store with ms_store_ops.apply_deferred, SQLite): the writer applies a
+ * batch, hands the commit to the syncer thread through one of two commit slots, and goes on with
+ * the next batch while the syncer waits for the store to make the first durable, then publishes
+ * it (results, seqs, wake-ups). Nothing is acknowledged before it is durable; the writer runs at
+ * most one commit ahead. Without it the writer publishes each commit itself.
  */
 #include "ms_engine.h"
 
@@ -16,10 +22,11 @@
 /* One submitted batch waiting for its events to be committed: the ticket of an asynchronous
  * submission (heap; freed by ms_engine_wait). */
 typedef struct submission {
-    size_t pending;   /* events not yet committed or refused */
-    ms_event **done;  /* events published so far, for the submitter to free (ndone of them) */
+    size_t pending;  /* events not yet published (committed or refused) */
+    size_t queued;   /* events not yet taken by a commit (writer, under mu) */
+    ms_event **done; /* events published so far, for the submitter to free (ndone of them) */
     size_t ndone;
-    ms_err failure;   /* MS_OK, or the store error that failed one of its commits */
+    ms_err failure; /* MS_OK, or the store error that failed one of its commits */
     char detail[200];
     ms_srcpos *pos; /* its source positions (a copy, lowered by earlier rejections), or NULL */
     size_t npos;
@@ -136,6 +143,19 @@ typedef struct tenant_seq {
     uint64_t seq;
 } tenant_seq;
 
+/* One group commit on its way from the writer to its publication (see the top of the file). */
+typedef struct commit_slot {
+    job *jobs;
+    ms_event **evs;
+    ms_apply_result *res;
+    size_t n;
+    ms_err rc;
+    ms_error err;
+    uint64_t token;        /* the store's name for the commit (deferred durability) */
+    unsigned long long t0; /* when its apply started */
+    bool busy;             /* handed to the syncer and not yet published (under mu) */
+} commit_slot;
+
 struct ms_engine {
     ms_engine_args a;
     pthread_mutex_t mu;
@@ -150,6 +170,13 @@ struct ms_engine {
     uint64_t generation;
     bool started, stopping, stopped;
     pthread_t writer;
+    /* Deferred durability: the syncer thread, the two slots it takes in turn, the condition the
+     * writer and the syncer wait on for them, and whether a sync ever failed (then no later
+     * commit is acknowledged: the store needs a restart to know what is on disk). */
+    bool deferred, syncer_started, writer_done, sync_failed;
+    pthread_t syncer;
+    pthread_cond_t handoff;
+    commit_slot slots[2];
     double ns_per_event;    /* moving average of apply cost, sizes the bulk slice */
     unsigned quiet_commits; /* commits in a row that took no fast event (writer only) */
     bool last_served_bulk;  /* the previous commit took bulk events (writer only) */
@@ -160,7 +187,8 @@ static void lane_push(lane *l, job j)
     if (l->count == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 1024;
         job *n = ms_xmalloc(ncap * sizeof *n);
-        for (size_t i = 0; i < l->count; i++) n[i] = l->ring[(l->head + i) % l->cap];
+        for (size_t i = 0; i < l->count; i++)
+            n[i] = l->ring[(l->head + i) % l->cap];
         free(l->ring);
         l->ring = n;
         l->cap = ncap;
@@ -194,7 +222,10 @@ ms_engine *ms_engine_new(const ms_engine_args *args)
     pthread_cond_init(&e->room, &ca);
     pthread_cond_init(&e->done, &ca);
     pthread_cond_init(&e->seq, &ca);
+    pthread_cond_init(&e->handoff, &ca);
     pthread_condattr_destroy(&ca);
+    const ms_store_ops *st = args->store;
+    e->deferred = st && st->version >= 6 && st->apply_deferred && st->sync;
     e->lanes[MS_LANE_FAST].max_bytes = (size_t)args->cfg->lanes_fast_max_bytes;
     e->lanes[MS_LANE_BULK].max_bytes = (size_t)args->cfg->lanes_bulk_max_bytes;
     e->ns_per_event = 20000; /* a cautious first guess: 20 µs per event */
@@ -278,9 +309,15 @@ static void publish(ms_engine *e, job *jobs, size_t n, ms_event **evs, ms_err rc
                 wrote = true;
                 break;
             }
-            case MS_APPLY_UNCHANGED: atomic_fetch_add(&m->events_unchanged, 1); break;
-            case MS_APPLY_DUPLICATE: atomic_fetch_add(&m->events_duplicate, 1); break;
-            case MS_APPLY_REJECTED: atomic_fetch_add(&m->events_rejected[j->res->code], 1); break;
+            case MS_APPLY_UNCHANGED:
+                atomic_fetch_add(&m->events_unchanged, 1);
+                break;
+            case MS_APPLY_DUPLICATE:
+                atomic_fetch_add(&m->events_duplicate, 1);
+                break;
+            case MS_APPLY_REJECTED:
+                atomic_fetch_add(&m->events_rejected[j->res->code], 1);
+                break;
             }
         }
         ms_hist_observe(&m->ingest_lag[evs[i]->lane], (double)(t_done - j->enq_ns) / 1e9);
@@ -316,7 +353,7 @@ static size_t commit_positions(job *jobs, size_t n, ms_srcpos **pos, size_t *cap
     size_t npos = 0;
     for (size_t i = 0; i < n; i++) {
         submission *sub = jobs[i].sub;
-        bool completes = sub->taking == sub->pending && sub->npos && sub->failure == MS_OK;
+        bool completes = sub->taking == sub->queued && sub->npos && sub->failure == MS_OK;
         if (completes && sub->taking != SIZE_MAX) {
             sub->taking = SIZE_MAX; /* its positions are taken once */
             if (npos + sub->npos > *cap) {
@@ -330,23 +367,92 @@ static size_t commit_positions(job *jobs, size_t n, ms_srcpos **pos, size_t *cap
         bool stored = sub->taking == SIZE_MAX;
         jobs[i].ev->src_pos = stored && jobs[i].src_pos ? sub->pos_base + jobs[i].src_pos : 0;
     }
+    for (size_t i = 0; i < n; i++)
+        jobs[i].sub->queued--;
     return npos;
+}
+
+/* Marks the submissions of a failed commit as failed at once, so that the commits prepared
+ * after it do not store their source positions. @locks_required mu */
+static void fail_subs(commit_slot *cs, ms_err rc)
+{
+    for (size_t i = 0; i < cs->n; i++) {
+        cs->jobs[i].sub->failure = rc;
+        snprintf(cs->jobs[i].sub->detail, sizeof cs->jobs[i].sub->detail, "%.190s", cs->err.detail);
+    }
+}
+
+/* Publishes commit cs, whose outcome (applied and, if deferred, synced) is rc: results to their
+ * submitters, the commit latency. @locks_required mu */
+static void finish(ms_engine *e, commit_slot *cs, ms_err rc)
+{
+    if (rc != MS_OK) fail_subs(cs, rc);
+    for (size_t i = 0; i < cs->n; i++)
+        *cs->jobs[i].res = cs->res[i];
+    unsigned long long t = ms_now_ns();
+    ms_hist_observe(&e->a.metrics->commit_seconds, (double)(t - cs->t0) / 1e9);
+    publish(e, cs->jobs, cs->n, cs->evs, rc, &cs->err, t);
+}
+
+/* The syncer (deferred durability): takes the slots in turn, waits for the store to make each
+ * commit durable, publishes it and gives the slot back to the writer. */
+static void *syncer_main(void *arg)
+{
+    ms_engine *e = arg;
+    unsigned k = 0;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        commit_slot *cs = &e->slots[k];
+        while (!cs->busy && !e->writer_done)
+            pthread_cond_wait(&e->handoff, &e->mu);
+        if (!cs->busy) break; /* the writer has stopped and everything is published */
+        bool failed_before = e->sync_failed;
+        pthread_mutex_unlock(&e->mu);
+        ms_err rc = cs->rc;
+        if (rc == MS_OK && failed_before) {
+            rc = ms_error_set(&cs->err, MS_ERR_STORE,
+                              "an earlier sync of the store failed: restart MetaSync");
+        } else if (rc == MS_OK) {
+            rc = e->a.store->sync(e->a.store_ctx, cs->token, &cs->err);
+            if (rc != MS_OK)
+                ms_log_error(e->a.log,
+                             "engine: the store could not make a commit durable: %s; no later "
+                             "commit will be acknowledged until MetaSync restarts",
+                             cs->err.detail);
+        }
+        pthread_mutex_lock(&e->mu);
+        if (rc != MS_OK && cs->rc == MS_OK) e->sync_failed = true;
+        finish(e, cs, rc);
+        cs->busy = false;
+        pthread_cond_broadcast(&e->handoff);
+        k ^= 1;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
 }
 
 static void *writer_main(void *arg)
 {
     ms_engine *e = arg;
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
-    job *jobs = ms_xmalloc(max * sizeof *jobs);
-    ms_event **evs = ms_xmalloc(max * sizeof *evs);
-    ms_apply_result *res = ms_xmalloc(max * sizeof *res);
+    for (int k = 0; k < 2; k++) {
+        e->slots[k].jobs = ms_xmalloc(max * sizeof *e->slots[k].jobs);
+        e->slots[k].evs = ms_xmalloc(max * sizeof *e->slots[k].evs);
+        e->slots[k].res = ms_xmalloc(max * sizeof *e->slots[k].res);
+    }
     ms_srcpos *pos = NULL;
     size_t pos_cap = 0;
+    unsigned k = 0;
     pthread_mutex_lock(&e->mu);
     for (;;) {
+        commit_slot *cs = &e->slots[k];
+        while (cs->busy)
+            pthread_cond_wait(&e->handoff, &e->mu); /* the syncer still has it */
         lane *fast = &e->lanes[MS_LANE_FAST], *bulk = &e->lanes[MS_LANE_BULK];
-        while (!fast->count && !bulk->count && !e->stopping) pthread_cond_wait(&e->work, &e->mu);
+        while (!fast->count && !bulk->count && !e->stopping)
+            pthread_cond_wait(&e->work, &e->mu);
         if (!fast->count && !bulk->count) break; /* stopping and drained */
+        job *jobs = cs->jobs;
         size_t n = 0;
         while (fast->count && n < max)
             jobs[n++] = lane_pop(e, fast);
@@ -359,46 +465,78 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&e->room);
         pthread_mutex_unlock(&e->mu);
 
-        for (size_t i = 0; i < n; i++) evs[i] = jobs[i].ev;
-        memset(res, 0, n * sizeof *res);
+        for (size_t i = 0; i < n; i++)
+            cs->evs[i] = jobs[i].ev;
+        memset(cs->res, 0, n * sizeof *cs->res);
         char now[40];
         ms_time_rfc3339(now, sizeof now);
-        ms_error err;
-        ms_error_clear(&err);
+        ms_error_clear(&cs->err);
+        const ms_store_ops *st = e->a.store;
         unsigned long long t0 = ms_now_ns();
-        ms_err rc = npos && e->a.store->version >= 5 && e->a.store->apply_at
-                        ? e->a.store->apply_at(e->a.store_ctx, evs, n, now, pos, npos, res, &err)
-                        : e->a.store->apply(e->a.store_ctx, evs, n, now, res, &err);
+        ms_err rc;
+        if (e->deferred)
+            rc = st->apply_deferred(e->a.store_ctx, cs->evs, n, now, pos, npos, cs->res, &cs->token,
+                                    &cs->err);
+        else if (npos && st->version >= 5 && st->apply_at)
+            rc = st->apply_at(e->a.store_ctx, cs->evs, n, now, pos, npos, cs->res, &cs->err);
+        else
+            rc = st->apply(e->a.store_ctx, cs->evs, n, now, cs->res, &cs->err);
         unsigned long long t1 = ms_now_ns();
         if (rc != MS_OK)
             ms_log_error(e->a.log, "engine: commit of %zu events failed: %s: %s", n,
-                         ms_err_code(rc), err.detail);
+                         ms_err_code(rc), cs->err.detail);
         atomic_fetch_add(&e->a.metrics->commits, 1);
-        ms_hist_observe(&e->a.metrics->commit_seconds, (double)(t1 - t0) / 1e9);
         e->ns_per_event = 0.8 * e->ns_per_event + 0.2 * ((double)(t1 - t0) / (double)n);
-        for (size_t i = 0; i < n; i++) *jobs[i].res = res[i];
 
         /* Once published, the events are their submitters' again, which free them on their
          * own threads (off the writer's core, and where they were allocated). */
         pthread_mutex_lock(&e->mu);
-        publish(e, jobs, n, evs, rc, &err, t1);
+        cs->n = n;
+        cs->rc = rc;
+        cs->t0 = t0;
+        if (rc != MS_OK) fail_subs(cs, rc);
+        if (e->deferred) {
+            cs->busy = true;
+            pthread_cond_broadcast(&e->handoff);
+            k ^= 1;
+        } else {
+            finish(e, cs, rc);
+        }
     }
+    while (e->slots[0].busy || e->slots[1].busy)
+        pthread_cond_wait(&e->handoff, &e->mu);
+    e->writer_done = true;
     e->stopped = true;
+    pthread_cond_broadcast(&e->handoff);
     pthread_cond_broadcast(&e->done);
     pthread_cond_broadcast(&e->room);
     pthread_cond_broadcast(&e->seq);
     pthread_mutex_unlock(&e->mu);
-    free(jobs);
-    free(evs);
-    free(res);
+    for (int i = 0; i < 2; i++) {
+        free(e->slots[i].jobs);
+        free(e->slots[i].evs);
+        free(e->slots[i].res);
+    }
     free(pos);
     return NULL;
 }
 
 ms_err ms_engine_start(ms_engine *e, ms_error *err)
 {
-    if (pthread_create(&e->writer, NULL, writer_main, e) != 0)
+    if (e->deferred) {
+        if (pthread_create(&e->syncer, NULL, syncer_main, e) != 0)
+            return ms_error_set(err, MS_ERR_INTERNAL, "cannot start the syncer thread");
+        e->syncer_started = true;
+    }
+    if (pthread_create(&e->writer, NULL, writer_main, e) != 0) {
+        pthread_mutex_lock(&e->mu);
+        e->writer_done = true;
+        pthread_cond_broadcast(&e->handoff);
+        pthread_mutex_unlock(&e->mu);
+        if (e->syncer_started) pthread_join(e->syncer, NULL);
+        e->syncer_started = false;
         return ms_error_set(err, MS_ERR_INTERNAL, "cannot start the writer thread");
+    }
     e->started = true;
     return MS_OK;
 }
@@ -413,6 +551,7 @@ void ms_engine_stop(ms_engine *e)
     pthread_cond_broadcast(&e->seq);
     pthread_mutex_unlock(&e->mu);
     if (!was && e->started) pthread_join(e->writer, NULL);
+    if (!was && e->syncer_started) pthread_join(e->syncer, NULL);
 }
 
 void ms_engine_free(ms_engine *e)
@@ -430,6 +569,7 @@ void ms_engine_free(ms_engine *e)
     pthread_cond_destroy(&e->room);
     pthread_cond_destroy(&e->done);
     pthread_cond_destroy(&e->seq);
+    pthread_cond_destroy(&e->handoff);
     free(e);
 }
 
@@ -528,7 +668,8 @@ ms_err ms_engine_wait(ms_engine *e, ms_engine_ticket *t, ms_error *err)
         size_t upto = sub->ndone;
         if (upto > freed) {
             pthread_mutex_unlock(&e->mu);
-            for (; freed < upto; freed++) ms_event_free(sub->done[freed]);
+            for (; freed < upto; freed++)
+                ms_event_free(sub->done[freed]);
             pthread_mutex_lock(&e->mu);
             continue;
         }
@@ -582,7 +723,8 @@ ms_err ms_engine_submit_async(ms_engine *e, ms_event **evs, size_t n, const ms_s
     pin_table batch = {0};
 
     submission *sub = ms_xcalloc(1, sizeof *sub);
-    *sub = (submission){.pending = live, .failure = MS_OK, .pos = mine, .npos = npos};
+    *sub =
+        (submission){.pending = live, .queued = live, .failure = MS_OK, .pos = mine, .npos = npos};
     struct timespec dl = deadline_in((unsigned)e->a.cfg->engine_enqueue_timeout_ms);
     ms_err refused = MS_OK;
     pthread_mutex_lock(&e->mu);

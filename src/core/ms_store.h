@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 5
+#define MS_STORE_OPS_VERSION 6
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -55,7 +55,11 @@ typedef struct ms_asset_query {
     const char *cursor; /* from a previous page's next_cursor, or NULL */
 } ms_asset_query;
 
-typedef enum { MS_LINEAGE_UPSTREAM = 1, MS_LINEAGE_DOWNSTREAM = 2, MS_LINEAGE_BOTH = 3 } ms_lineage_dir;
+typedef enum {
+    MS_LINEAGE_UPSTREAM = 1,
+    MS_LINEAGE_DOWNSTREAM = 2,
+    MS_LINEAGE_BOTH = 3
+} ms_lineage_dir;
 
 typedef struct ms_store_stats {
     uint64_t orphans; /* not deleted, parent missing (O(1) once the writer has seen the tenant) */
@@ -100,19 +104,18 @@ typedef struct ms_store_ops {
                          ms_error *err);
     /* Appends {"root":qn,"direction":…,"depth":N,"nodes":[…],"edges":[…]} to out. Nodes carry
      * qualified_name, type, name and their distance; cycles are cut. */
-    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir,
-                      int depth, ms_buf *out, ms_error *err);
+    ms_err (*lineage)(void *ctx, const char *tenant, const char *qn, ms_lineage_dir dir, int depth,
+                      ms_buf *out, ms_error *err);
     /* Calls cb with every change record of one asset, oldest first. */
     ms_err (*history)(void *ctx, const char *tenant, const char *qn, ms_change_cb cb, void *ud,
                       ms_error *err);
     /* Calls cb with change records of tenant with seq > after, up to limit, in seq order. */
-    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit,
-                      ms_change_cb cb, void *ud, ms_error *err);
+    ms_err (*changes)(void *ctx, const char *tenant, uint64_t after, size_t limit, ms_change_cb cb,
+                      void *ud, ms_error *err);
     /* The last seq written for tenant (0 if none). */
     ms_err (*last_seq)(void *ctx, const char *tenant, uint64_t *seq, ms_error *err);
     /* Calls cb with every tenant that has an asset or a change (for sinks and metrics). */
-    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud,
-                      ms_error *err);
+    ms_err (*tenants)(void *ctx, int (*cb)(void *ud, const char *tenant), void *ud, ms_error *err);
     ms_err (*stats)(void *ctx, const char *tenant, ms_store_stats *st, ms_error *err);
     /* Copies the stored type of an asset into buf (""/MS_ERR_NOT_FOUND when absent). */
     ms_err (*asset_type)(void *ctx, const char *tenant, const char *qn, char *buf, size_t len,
@@ -197,6 +200,23 @@ typedef struct ms_store_ops {
      */
     ms_err (*offsets_get)(void *ctx, const char *group, const char *topic, const int32_t *parts,
                           size_t n, int64_t *next, ms_error *err);
+
+    /* ---- version 6 ---- */
+    /*
+     * Deferred durability, so that one thread applies the next batch while another waits for the
+     * disk. apply_deferred is apply_at() (same arguments and outcome) except that it returns
+     * once the transaction is committed but possibly before it is durable, with *token naming
+     * the commit; sync(token) returns MS_OK once that commit and every earlier one are durable
+     * (an error: they may not be, and their events must not be acknowledged). Until then the
+     * commit's assets may already be read, but changes() and last_seq() leave its change
+     * records out: sinks and change feeds only ever see durable changes. apply()/apply_at()
+     * stay durable on return. NULL (or version < 6): not offered.
+     * @locality apply_deferred: writer thread; sync: any thread, one call at a time
+     */
+    ms_err (*apply_deferred)(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                             const ms_srcpos *pos, size_t npos, ms_apply_result *res,
+                             uint64_t *token, ms_error *err);
+    ms_err (*sync)(void *ctx, uint64_t token, ms_error *err);
 } ms_store_ops;
 
 #endif

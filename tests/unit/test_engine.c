@@ -7,7 +7,9 @@
  * work at stop, ms_engine_wait_seq (true on a commit, false on timeout), store failures
  * (MS_ERR_STORE, safe retry), transforms that drop events, the engine's counters, and
  * asynchronous submissions with source positions (stored with a batch's last commit only, not
- * after a failed one).
+ * after a failed one). The engine publishes through its syncer thread (the store's deferred
+ * durability); a few tests run again with a real fdatasync per commit (synchronous=full) and
+ * with a store without deferred durability, where the writer publishes each commit itself.
  *
  * Ordering is made deterministic with a "gated" store: the real store behind a wrapper whose
  * apply() can be held closed, so the writer thread is provably busy while the test queues work;
@@ -82,6 +84,14 @@ static ms_err gated_apply_at(void *ctx, ms_event *const *evs, size_t n, const ch
     return ms_store_sqlite.apply_at(ctx, evs, n, now_ts, pos, npos, res, err);
 }
 
+static ms_err gated_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                                   const ms_srcpos *pos, size_t npos, ms_apply_result *res,
+                                   uint64_t *token, ms_error *err)
+{
+    if (!gate_pass()) return ms_error_set(err, MS_ERR_STORE, "injected store failure");
+    return ms_store_sqlite.apply_deferred(ctx, evs, n, now_ts, pos, npos, res, token, err);
+}
+
 static ms_store_ops gated_ops;
 
 static void gate_close(void)
@@ -127,7 +137,9 @@ typedef struct fixture {
     size_t ntransforms;
 } fixture;
 
-static int setup(void **state)
+/* The fixture over a store at synchronous mode sync; deferred: whether the engine sees the
+ * store's deferred durability (its syncer thread publishes) or not (the writer publishes). */
+static int setup_with(void **state, const char *sync, bool deferred)
 {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
@@ -135,7 +147,7 @@ static int setup(void **state)
     ms_config_defaults(&f->cfg);
     ms_error err;
     if (ms_config_set(&f->cfg, "data_dir", f->dir, "test", &err) != MS_OK) return -1;
-    if (ms_config_set(&f->cfg, "store.synchronous", "normal", "test", &err) != MS_OK) return -1;
+    if (ms_config_set(&f->cfg, "store.synchronous", sync, "test", &err) != MS_OK) return -1;
     f->types = ms_types_new();
     ms_store_open_args a = {.cfg = &f->cfg, .url = "sqlite", .types = f->types};
     if (ms_store_sqlite.open(&a, &f->store, &err) != MS_OK) return -1;
@@ -143,6 +155,7 @@ static int setup(void **state)
     gated_ops = ms_store_sqlite;
     gated_ops.apply = gated_apply;
     gated_ops.apply_at = gated_apply_at;
+    gated_ops.apply_deferred = deferred ? gated_apply_deferred : NULL;
     pthread_mutex_lock(&gate.mu);
     gate.limit = INT_MAX;
     gate.closed = false;
@@ -151,6 +164,23 @@ static int setup(void **state)
     pthread_mutex_unlock(&gate.mu);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, "normal", true);
+}
+
+/* Every commit waits for a real fdatasync before it is published. */
+static int setup_full_sync(void **state)
+{
+    return setup_with(state, "full", true);
+}
+
+/* A store without deferred durability (as PostgreSQL): the writer publishes each commit. */
+static int setup_direct(void **state)
+{
+    return setup_with(state, "normal", false);
 }
 
 /* Creates and starts the engine (after the test has adjusted f->cfg). */
@@ -827,6 +857,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_failure_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transform_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_positions_with_last_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_results, setup_full_sync, teardown),
+        cmocka_unit_test_setup_teardown(test_fast_overtakes_bulk, setup_full_sync, teardown),
+        cmocka_unit_test_setup_teardown(test_async_positions_with_last_commit, setup_full_sync,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_submit_results, setup_direct, teardown),
+        cmocka_unit_test_setup_teardown(test_stop, setup_direct, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failure_retry, setup_direct, teardown),
+        cmocka_unit_test_setup_teardown(test_async_positions_with_last_commit, setup_direct,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1847,6 +1847,65 @@ static void test_insert_first_falls_back(void **state)
     assert_int_equal(st.orphans, 1);
 }
 
+/* Deferred durability: a commit of apply_deferred can be read at once, but its change records
+ * reach changes() and last_seq() only once sync() has made it durable (one sync covers every
+ * commit before it); a tenant first written by an unsynced commit shows nothing yet either. */
+static void test_deferred_sync(void **state)
+{
+    fixture *f = *state;
+    store_close(f); /* the fixture runs at synchronous=normal, where nothing waits for a sync */
+    ms_error cerr;
+    assert_int_equal(ms_config_set(&f->cfg, "store.synchronous", "full", "test", &cerr), MS_OK);
+    store_open(f);
+    make_tree(f);
+    uint64_t base = last_seq(f, "default");
+    const char *j[] = {
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"d1\"}",
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"d2\"}",
+    };
+    const char *tenants[] = {"default", "other"};
+    uint64_t tok[2] = {0, 0};
+    for (size_t i = 0; i < 2; i++) {
+        ms_event *ev = decode(f, tenants[i], j[i]);
+        ms_apply_result r;
+        ms_error err;
+        ms_error_clear(&err);
+        assert_int_equal(
+            ms_store_sqlite.apply_deferred(f->ctx, &ev, 1, NOW1, NULL, 0, &r, &tok[i], &err),
+            MS_OK);
+        assert_applied(r);
+        ms_event_free(ev);
+    }
+    assert_true(tok[1] > tok[0]);
+    /* readable, but not in the change log's durable view */
+    ms_err rc;
+    struct json_object *o = asset(f, "default", "d1", false, &rc);
+    assert_int_equal(rc, MS_OK);
+    json_object_put(o);
+    assert_int_equal(last_seq(f, "default"), base);
+    assert_int_equal(last_seq(f, "other"), 0);
+    chg_list l = {0};
+    changes_of(f, "default", base, 100, &l);
+    assert_int_equal(l.n, 0);
+    changes_of(f, "other", 0, 100, &l);
+    assert_int_equal(l.n, 0);
+    /* one sync of the later token covers both */
+    ms_error err;
+    ms_error_clear(&err);
+    assert_int_equal(ms_store_sqlite.sync(f->ctx, tok[1], &err), MS_OK);
+    assert_int_equal(ms_store_sqlite.sync(f->ctx, tok[0], &err), MS_OK);
+    assert_int_equal(last_seq(f, "default"), base + 1);
+    assert_int_equal(last_seq(f, "other"), 1);
+    changes_of(f, "default", base, 100, &l);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.c[0].qn, "d1");
+    chg_list_free(&l);
+    /* apply() is durable on return */
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\","
+                             "\"qualified_name\":\"d3\"}"));
+    assert_int_equal(last_seq(f, "default"), base + 2);
+}
+
 /* The writer remembers parent lookups and whether any row is an orphan inside a batch: what it
  * remembers must follow the batch's own writes (a parent deleted, re-created as another type; an
  * orphan created and adopted in the same batch; tags of a row created and updated in it). */
@@ -2017,6 +2076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema3_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_recreated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insert_first_falls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_memory_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_adopted_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),

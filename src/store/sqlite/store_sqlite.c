@@ -9,9 +9,11 @@
 #include "ms_json.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* 1: the first schema; 2: + ctl (control-plane records), full-text rows indexed per commit
  * instead of per-row triggers; 3: + source_offsets; 4: a leaner write path (upgrade4 below):
@@ -225,8 +227,10 @@ static void sq_close(void *ctx)
         free(s->seqs[i].tenant);
     free(s->seqs);
     free(s->path);
+    if (s->wal_fd >= 0) close(s->wal_fd);
     ms_pool_destroy(&s->pool);
     pthread_mutex_destroy(&s->stats_mu);
+    pthread_mutex_destroy(&s->sync_mu);
     free(s);
 }
 
@@ -348,6 +352,8 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     s->max_depth = (int)a->cfg->limits_max_depth;
     ms_pool_init(&s->pool, SQ_POOL);
     pthread_mutex_init(&s->stats_mu, NULL);
+    pthread_mutex_init(&s->sync_mu, NULL);
+    s->wal_fd = -1;
     const char *url = a->url;
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) {
         s->path = ms_xstrdup(url + 7);
@@ -359,6 +365,11 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
     mkdir_parents(s->path);
     ms_err rc = open_conn(s, &s->w, err);
     if (rc == MS_OK) rc = migrate(s, err);
+    /* The writer's commits are made durable by sq_sync (deferred durability): its own COMMITs
+     * only write the WAL. The other connections keep the configured mode. */
+    if (rc == MS_OK && s->sync_full &&
+        sqlite3_exec(s->w, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        rc = sq_fail(err, s->w, "writer synchronous");
     for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) {
         sqlite3 *db = NULL;
         rc = open_conn(s, &db, err);
@@ -693,13 +704,19 @@ static ms_err sq_changes(void *ctx, const char *tenant, uint64_t after, size_t l
 {
     sq_store *s = ctx;
     sqlite3 *db = sq_acquire(s);
-    sqlite3_stmt *st = prep(
-        db, "SELECT " CHG_COLS " FROM changes WHERE tenant=? AND seq>? ORDER BY seq LIMIT ?", err);
+    /* Only durable changes: what sinks deliver and feeds show never goes back after a crash. */
+    uint64_t cap = INT64_MAX;
+    sq_durable_seq(s, tenant, &cap);
+    sqlite3_stmt *st = prep(db,
+                            "SELECT " CHG_COLS " FROM changes WHERE tenant=? AND seq>? AND seq<=?"
+                            " ORDER BY seq LIMIT ?",
+                            err);
     ms_err rc = MS_ERR_STORE;
     if (st) {
         sq_bind_text(st, 1, tenant);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)cap);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
         rc = feed_changes(db, st, tenant, cb, ud, err);
     }
     sqlite3_finalize(st);
@@ -732,6 +749,7 @@ static ms_err scalar(sq_store *s, const char *sql, const char *a, const char *b,
 
 static ms_err sq_last_seq(void *ctx, const char *tenant, uint64_t *seq, ms_error *err)
 {
+    if (sq_durable_seq(ctx, tenant, seq)) return MS_OK;
     int64_t v = 0;
     ms_err rc = scalar(ctx, "SELECT coalesce(max(seq), 0) FROM changes WHERE tenant=?", tenant,
                        NULL, &v, err);
@@ -1007,4 +1025,6 @@ const ms_store_ops ms_store_sqlite = {
     .lease_hold = sq_lease_hold,
     .apply_at = sq_apply_at,
     .offsets_get = sq_offsets_get,
+    .apply_deferred = sq_apply_deferred,
+    .sync = sq_sync,
 };

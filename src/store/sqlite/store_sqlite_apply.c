@@ -10,8 +10,12 @@
  */
 #include "store_sqlite_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const wsql[W__COUNT] = {
     [W_SEEN_INS] = "INSERT OR IGNORE INTO seen(tenant, id) VALUES(?, ?)",
@@ -118,7 +122,14 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
     pthread_mutex_lock(&s->stats_mu);
     s->seqs = ms_xrealloc(s->seqs, (s->nseqs + 1) * sizeof *s->seqs);
     s->seqs[s->nseqs] =
-        (sq_tenant_seq){ms_xstrdup(tenant), last, last, orphans, orphans, orphan_rows};
+        (sq_tenant_seq){.tenant = ms_xstrdup(tenant),
+                        .committed = last,
+                        .durable = last, /* nothing of it committed by this process yet */
+                        .syncing = last,
+                        .next = last,
+                        .orphans = orphans,
+                        .orphans_next = orphans,
+                        .orphan_rows = orphan_rows};
     sq_tenant_seq *ts = &s->seqs[s->nseqs++];
     pthread_mutex_unlock(&s->stats_mu);
     return ts;
@@ -440,8 +451,9 @@ static ms_err rollback(sq_store *s, const char *what, ms_error *err)
     return MS_ERR_STORE;
 }
 
-ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
-                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
+ms_err sq_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                         const ms_srcpos *pos, size_t npos, ms_apply_result *res, uint64_t *token,
+                         ms_error *err)
 {
     sq_store *s = ctx;
     sq_ckpt_before_begin(s);
@@ -476,7 +488,70 @@ ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts
     for (size_t i = 0; i < s->nseqs; i++) {
         s->seqs[i].committed = s->seqs[i].next;
         s->seqs[i].orphans = s->seqs[i].orphans_next;
+        if (!s->sync_full) s->seqs[i].durable = s->seqs[i].committed; /* no sync is owed */
     }
+    *token = ++s->commits;
     pthread_mutex_unlock(&s->stats_mu);
     return MS_OK;
+}
+
+ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                   const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err)
+{
+    uint64_t token = 0;
+    ms_err rc = sq_apply_deferred(ctx, evs, n, now_ts, pos, npos, res, &token, err);
+    return rc == MS_OK ? sq_sync(ctx, token, err) : rc;
+}
+
+/* One fdatasync of the WAL covers every commit whose COMMIT returned before it started: the
+ * commits counted (and the seqs they reached) before the sync are durable after it. The WAL file
+ * keeps its inode while the store is open (SQLite restarts it in place, and removes it only when
+ * the last connection closes), so the descriptor opened once stays valid. Should the sync fail,
+ * nothing is declared durable: the caller reports the commits as failed. */
+ms_err sq_sync(void *ctx, uint64_t token, ms_error *err)
+{
+    sq_store *s = ctx;
+    pthread_mutex_lock(&s->sync_mu);
+    if (s->synced >= token) {
+        pthread_mutex_unlock(&s->sync_mu);
+        return MS_OK;
+    }
+    pthread_mutex_lock(&s->stats_mu);
+    uint64_t upto = s->commits;
+    for (size_t i = 0; i < s->nseqs; i++)
+        s->seqs[i].syncing = s->seqs[i].committed;
+    pthread_mutex_unlock(&s->stats_mu);
+    ms_err rc = MS_OK;
+    if (s->sync_full) {
+        if (s->wal_fd < 0) {
+            char wal[4096];
+            snprintf(wal, sizeof wal, "%s-wal", s->path);
+            s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+        }
+        if (s->wal_fd < 0 || fdatasync(s->wal_fd) != 0)
+            rc = ms_error_set(err, MS_ERR_STORE, "sqlite: cannot sync %s-wal: %s", s->path,
+                              strerror(errno));
+    }
+    if (rc == MS_OK) {
+        pthread_mutex_lock(&s->stats_mu);
+        for (size_t i = 0; i < s->nseqs; i++)
+            if (s->seqs[i].syncing > s->seqs[i].durable) s->seqs[i].durable = s->seqs[i].syncing;
+        pthread_mutex_unlock(&s->stats_mu);
+        s->synced = upto;
+    }
+    pthread_mutex_unlock(&s->sync_mu);
+    return rc;
+}
+
+bool sq_durable_seq(sq_store *s, const char *tenant, uint64_t *seq)
+{
+    bool known = false;
+    pthread_mutex_lock(&s->stats_mu);
+    for (size_t i = 0; i < s->nseqs && !known; i++)
+        if (strcmp(s->seqs[i].tenant, tenant) == 0) {
+            *seq = s->seqs[i].durable;
+            known = true;
+        }
+    pthread_mutex_unlock(&s->stats_mu);
+    return known;
 }

@@ -55,7 +55,9 @@ enum {
 
 typedef struct sq_tenant_seq {
     char *tenant;
-    uint64_t committed;   /* last seq durably committed */
+    uint64_t committed;   /* last seq committed (visible to readers of assets) */
+    uint64_t durable;     /* last seq durable (sq_sync): what changes() and last_seq() show */
+    uint64_t syncing;     /* committed as the running sq_sync began (under stats_mu) */
     uint64_t next;        /* tentative, inside the open transaction */
     int64_t orphans;      /* live orphans, committed (read by stats under stats_mu) */
     int64_t orphans_next; /* tentative, inside the open transaction */
@@ -96,7 +98,16 @@ typedef struct sq_store {
     bool creating;               /* insert-first state (ms_sa_args.creating; writer only) */
     sq_pcache pcache[SQ_PCACHE]; /* writer only */
     pthread_mutex_t stats_mu;    /* lets stats() read seqs[].orphans from other threads */
-    ms_pool pool;                /* SQ_POOL sqlite3 * connections for readers and small writes */
+    /* Deferred durability (sq_apply_deferred, sq_sync): with synchronous=full the writer
+     * connection runs at NORMAL, so that a COMMIT writes the WAL without waiting for the disk,
+     * and sq_sync makes commits durable with one fdatasync of the WAL file, on whichever thread
+     * calls it (the engine's syncer, while the writer applies the next batch). commits: COMMITs
+     * so far (under stats_mu); synced: the commits known durable, wal_fd: the WAL file (opened
+     * by the first sync), both under sync_mu, which one sync at a time holds. */
+    pthread_mutex_t sync_mu;
+    uint64_t commits, synced;
+    int wal_fd;
+    ms_pool pool; /* SQ_POOL sqlite3 * connections for readers and small writes */
     /* The checkpointer (store_sqlite_ckpt.c). wal_frames and wal_wait_at: writer thread only;
      * the counters: under ckpt_mu. */
     sqlite3 *ckpt_db; /* its own connection */
@@ -136,6 +147,15 @@ void sq_release(sq_store *s, sqlite3 *db);
 /* The writer's apply() (store_sqlite_apply.c). */
 ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err);
+/* apply_at() whose durability is deferred to sq_sync (ms_store_ops.apply_deferred). */
+ms_err sq_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
+                         const ms_srcpos *pos, size_t npos, ms_apply_result *res, uint64_t *token,
+                         ms_error *err);
+/* Returns once commit token and all before it are durable (ms_store_ops.sync). */
+ms_err sq_sync(void *ctx, uint64_t token, ms_error *err);
+/* The last durable seq of tenant into *seq; false when the writer has not met the tenant
+ * since open (then every change of it in the database is durable). Any thread. */
+bool sq_durable_seq(sq_store *s, const char *tenant, uint64_t *seq);
 /* apply() with source positions (ms_store_ops.apply_at). */
 ms_err sq_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
                    const ms_srcpos *pos, size_t npos, ms_apply_result *res, ms_error *err);
