@@ -94,6 +94,7 @@ typedef struct apply_ctx {
     uint64_t *seq;
     int64_t *orphans;
     bool *creating;
+    ms_sa_scratch *scratch;
     ms_error *err;
 } apply_ctx;
 
@@ -364,7 +365,7 @@ static bool commit_asset(apply_ctx *a, const char *qn, ms_srow *b, ms_srow *r, b
                          const char *op, bool *created)
 {
     bool existed = b->exists;
-    r->updated_at = ms_xstrdup(a->now);
+    if (!r->updated_at) r->updated_at = ms_xstrdup(a->now);
     if (!r->created_at) r->created_at = ms_xstrdup(a->now);
     if (created) {
         if (!a->ops->row_create(a->be, a->ev->tenant, qn, r, created, a->err)) return false;
@@ -374,22 +375,31 @@ static bool commit_asset(apply_ctx *a, const char *qn, ms_srow *b, ms_srow *r, b
     }
     orphan_count(a, b, r);
     if (tags_changed && !a->ops->tags_write(a->be, a->ev->tenant, qn, r, a->err)) return false;
-    ms_buf before = MS_BUF_INIT, after = MS_BUF_INIT, changed = MS_BUF_INIT;
+    ms_sa_scratch local = {MS_BUF_INIT, MS_BUF_INIT, MS_BUF_INIT};
+    ms_sa_scratch *sc = a->scratch ? a->scratch : &local;
+    ms_buf_reset(&sc->before);
+    ms_buf_reset(&sc->after);
+    ms_buf_reset(&sc->changed);
     bool was_live = existed && !b->deleted;
-    if (was_live) ms_srow_json(&before, qn, b);
-    if (!r->deleted) ms_srow_json(&after, qn, r);
+    if (was_live) ms_srow_json(&sc->before, qn, b);
+    if (!r->deleted) ms_srow_json(&sc->after, qn, r);
     if (r->deleted) {
-        ms_buf_puts(&changed, "[\"deleted\"]");
+        ms_buf_puts(&sc->changed, "[\"deleted\"]");
     } else {
         ms_srow none = {0};
-        changed_paths(a->max_depth, was_live ? b : &none, r, tags_changed, &changed);
+        changed_paths(a->max_depth, was_live ? b : &none, r, tags_changed, &sc->changed);
     }
-    bool ok = change(a, op, qn, r->type, r->version, was_live ? before.data : NULL,
-                     r->deleted ? NULL : after.data, changed.data);
-    ms_buf_free(&before);
-    ms_buf_free(&after);
-    ms_buf_free(&changed);
+    bool ok = change(a, op, qn, r->type, r->version, was_live ? sc->before.data : NULL,
+                     r->deleted ? NULL : sc->after.data, sc->changed.data);
+    if (!a->scratch) ms_sa_scratch_free(&local);
     return ok;
+}
+
+void ms_sa_scratch_free(ms_sa_scratch *sc)
+{
+    ms_buf_free(&sc->before);
+    ms_buf_free(&sc->after);
+    ms_buf_free(&sc->changed);
 }
 
 /* Children of the asset qn just created that arrived first are no longer orphans. */
@@ -437,11 +447,21 @@ static bool try_create(apply_ctx *a, const ms_type *t, bool *done)
         a->res->status = MS_APPLY_UNCHANGED;
         return true;
     }
-    ms_srow none = {0}, r = {0};
-    upsert_row(ev, &none, orphan, &r);
+    /* The new row borrows the event's strings and the commit time (the usual path copies them:
+     * these are a third of the writer's allocations for a create). */
+    ms_srow r = {0};
+    r.type = (char *)ev->type;
+    r.name = (char *)ev->name;
+    r.parent = (char *)ev->parent;
+    r.attributes = (char *)(ev->attributes ? ev->attributes : "{}");
+    r.created_at = r.updated_at = (char *)a->now;
+    r.orphan = orphan;
+    r.version = 1;
     if (ev->has_tags) direct_tags_set(&r, ev->tags, ev->ntags);
+    ms_srow none = {0};
     bool ok = commit_asset(a, ev->qn, &none, &r, r.ntags > 0, "create", done);
     if (ok && *done) ok = adopt_children(a, ev->qn);
+    r.type = r.name = r.parent = r.attributes = r.created_at = r.updated_at = NULL;
     ms_srow_free(&r);
     return ok;
 }
@@ -659,8 +679,18 @@ bool ms_sa_event(const ms_sa_args *args, const ms_event *ev, ms_apply_result *re
 {
     const ms_sa_backend *ops = args->ops;
     void *be = args->be;
-    apply_ctx a = {ops, be,        args->types,   args->max_depth, ev, args->now,
-                   res, args->seq, args->orphans, args->creating,  err};
+    apply_ctx a = {.ops = ops,
+                   .be = be,
+                   .types = args->types,
+                   .max_depth = args->max_depth,
+                   .ev = ev,
+                   .now = args->now,
+                   .res = res,
+                   .seq = args->seq,
+                   .orphans = args->orphans,
+                   .creating = args->creating,
+                   .scratch = args->scratch,
+                   .err = err};
     memset(res, 0, sizeof *res);
     res->status = MS_APPLY_UNCHANGED;
     if (ev->id) {

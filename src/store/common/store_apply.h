@@ -94,6 +94,14 @@ typedef struct ms_sa_backend {
                        int64_t next, const char *now, ms_error *err);
 } ms_sa_backend;
 
+/* Buffers ms_sa_event reuses from one event to the next instead of allocating them for each
+ * change record (owned by the store, freed with ms_sa_scratch_free). */
+typedef struct ms_sa_scratch {
+    ms_buf before, after, changed;
+} ms_sa_scratch;
+
+void ms_sa_scratch_free(ms_sa_scratch *sc);
+
 /* What ms_sa_event works with besides the event. */
 typedef struct ms_sa_args {
     const ms_sa_backend *ops;
@@ -109,6 +117,7 @@ typedef struct ms_sa_args {
      * asset exists. A bulk load thus pays no lookups; a stream of updates pays none of the
      * failed inserts, and a mixed one at most one extra statement per switch. */
     bool *creating;
+    ms_sa_scratch *scratch; /* may be NULL: buffers are then allocated per change record */
 } ms_sa_args;
 
 /*

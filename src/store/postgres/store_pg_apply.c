@@ -820,7 +820,8 @@ ms_err pg_apply_at(void *ctx, ms_event *const *evs, size_t n, const char *now_ts
         tenant_seq key = {.tenant = ev->tenant};
         tenant_seq *t = bsearch(&key, ts, nts, sizeof key, ts_cmp);
         ok = use_tenant(&b, ev->tenant);
-        ms_sa_args args = {&backend, &b, s->types, s->max_depth, now_ts, &t->next, NULL, NULL};
+        ms_sa_args args = {&backend, &b,   s->types, s->max_depth, now_ts,
+                           &t->next, NULL, NULL,     NULL};
         ok = ok && ms_sa_event(&args, ev, &res[i], err) && !b.failed;
         if (ok && b.assets.n + b.changes.n >= PG_SEND_ROWS) ok = flush_all(&b) && PQflush(b.c) == 0;
     }

@@ -228,6 +228,7 @@ static void sq_close(void *ctx)
     free(s->seqs);
     free(s->path);
     if (s->wal_fd >= 0) close(s->wal_fd);
+    ms_sa_scratch_free(&s->scratch);
     ms_pool_destroy(&s->pool);
     pthread_mutex_destroy(&s->stats_mu);
     pthread_mutex_destroy(&s->sync_mu);

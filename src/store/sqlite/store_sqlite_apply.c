@@ -474,8 +474,9 @@ ms_err sq_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *
             sq_bind_text(st, 1, evs[i]->tenant);
             run(st);
         }
-        ms_sa_args args = {&backend, s,         s->types,          s->max_depth,
-                           now_ts,   &ts->next, &ts->orphans_next, &s->creating};
+        ms_sa_args args = {&backend,   s,         s->types,          s->max_depth,
+                           now_ts,     &ts->next, &ts->orphans_next, &s->creating,
+                           &s->scratch};
         if (!ms_sa_event(&args, evs[i], &res[i], err)) return rollback(s, "apply", err);
     }
     if (!ms_sa_positions(&backend, s, evs, n, res, pos, npos, now_ts, err))

@@ -96,6 +96,7 @@ typedef struct sq_store {
     int64_t fresh_id;            /* the asset row the writer inserted last (no tags rows yet) */
     int64_t fresh_first_seq;     /* the first_seq it was given */
     bool creating;               /* insert-first state (ms_sa_args.creating; writer only) */
+    ms_sa_scratch scratch;       /* ms_sa_args.scratch (writer only) */
     sq_pcache pcache[SQ_PCACHE]; /* writer only */
     pthread_mutex_t stats_mu;    /* lets stats() read seqs[].orphans from other threads */
     /* Deferred durability (sq_apply_deferred, sq_sync): with synchronous=full the writer
