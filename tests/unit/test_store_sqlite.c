@@ -1962,6 +1962,71 @@ static void test_writer_memory_in_one_batch(void **state)
 
 /* Whether adoption can find anything is read from the database when a store opens: an orphan
  * left by an earlier process is adopted when its parent comes. */
+/* The writer skips adoption for a new asset that no orphan waits for, by the set of parents
+ * that rows with orphan=1 name. Checked where the set must be right: a deleted orphan (adoption
+ * clears its flag too), a parent re-created after adopting, a parent whose orphans moved away,
+ * and past the set's size limit (SQ_NAMESET_MAX parents), before and after a reopen. */
+static void test_adoption_waiting_set(void **state)
+{
+    fixture *f = *state;
+    ms_err rc;
+    /* a deleted orphan is adopted too (as the UPDATE has always done) */
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"w/t/gone\",\"attributes\":{\"data_type\":\"int\"}}"));
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"w/t/gone\"}"));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":"
+                             "\"w/t\"}"));
+    struct json_object *o = asset(f, "default", "w/t/gone", true, &rc);
+    assert_false(json_object_get_boolean(get(o, "orphan")));
+    json_object_put(o);
+    /* an orphan whose parent was adopted once, deleted and re-created: adopted again */
+    assert_applied(apply1(f, "{\"op\":\"delete\",\"qualified_name\":\"w/t\"}"));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                             "\"w/t/again\",\"attributes\":{\"data_type\":\"int\"}}"));
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":"
+                             "\"w/t\"}"));
+    o = asset(f, "default", "w/t/again", false, &rc);
+    assert_false(json_object_get_boolean(get(o, "orphan")));
+    json_object_put(o);
+    int64_t base = orphans(f, "default"); /* w/t itself: w does not exist */
+
+    /* more waiting parents than the set holds */
+    enum { N = 50000 + 10, B = 2000 };
+    char(*js)[160] = calloc(B, sizeof *js);
+    const char **jp = calloc(B, sizeof *jp);
+    ms_apply_result *r = calloc(B, sizeof *r);
+    assert_true(js && jp && r);
+    for (int k = 0; k < N; k += B) {
+        int m = N - k < B ? N - k : B;
+        for (int i = 0; i < m; i++) {
+            snprintf(js[i], sizeof js[i],
+                     "{\"op\":\"upsert\",\"type\":\"column\",\"qualified_name\":"
+                     "\"m/t%d/c\",\"attributes\":{\"data_type\":\"int\"}}",
+                     k + i);
+            jp[i] = js[i];
+        }
+        assert_int_equal(apply_n(f, NULL, jp, (size_t)m, NOW1, r), MS_OK);
+    }
+    free(js);
+    free(jp);
+    free(r);
+    assert_int_equal(orphans(f, "default"), base + N);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":"
+                             "\"m/t5\"}"));
+    o = asset(f, "default", "m/t5/c", false, &rc);
+    assert_false(json_object_get_boolean(get(o, "orphan")));
+    json_object_put(o);
+    assert_int_equal(orphans(f, "default"), base + N); /* -1 adopted, +1 the table */
+    store_close(f);
+    store_open(f);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"table\",\"qualified_name\":"
+                             "\"m/t7\"}"));
+    o = asset(f, "default", "m/t7/c", false, &rc);
+    assert_false(json_object_get_boolean(get(o, "orphan")));
+    json_object_put(o);
+    assert_int_equal(orphans(f, "default"), base + N);
+}
+
 static void test_orphan_adopted_after_reopen(void **state)
 {
     fixture *f = *state;
@@ -2079,6 +2144,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_memory_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_adopted_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adoption_waiting_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_offsets, setup, teardown),
     };

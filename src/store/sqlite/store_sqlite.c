@@ -223,6 +223,7 @@ static void sq_close(void *ctx)
     if (s->w) sqlite3_close(s->w);
     for (int i = 0; i < SQ_POOL; i++)
         sqlite3_close(s->pool.conn[i]);
+    sq_waiting_free(s);
     for (size_t i = 0; i < s->nseqs; i++)
         free(s->seqs[i].tenant);
     free(s->seqs);

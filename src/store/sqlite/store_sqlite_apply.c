@@ -63,8 +63,10 @@ static const char *const wsql[W__COUNT] = {
     [W_FTS_MARK] = "UPDATE meta SET value = ? WHERE key = 'fts_indexed_id'",
     /* Once per tenant and process: from then on the writer keeps the count (orphan_count). */
     [W_ORPHANS] = "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
-    /* Once per tenant and process: whether adoption can find anything (orphan_rows). */
-    [W_ORPHAN_ROWS] = "SELECT EXISTS(SELECT 1 FROM assets WHERE tenant=? AND orphan=1)",
+    /* The parents that orphans wait for (sq_tenant_seq.waiting), loaded once per tenant and
+     * after a rollback. */
+    [W_ORPHAN_PARENTS] = "SELECT DISTINCT parent FROM assets INDEXED BY assets_orphan"
+                         " WHERE tenant=? AND orphan=1 AND parent IS NOT NULL",
     [W_OFFSET_PUT] = "INSERT INTO source_offsets(grp, topic, part, next_offset, updated_at)"
                      " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(grp, topic, part) DO UPDATE SET"
                      " next_offset = max(next_offset, excluded.next_offset),"
@@ -95,6 +97,102 @@ static bool run(sqlite3_stmt *st)
     return rc == SQLITE_DONE;
 }
 
+/* ---- sets of names (sq_nameset) ---- */
+
+static uint64_t name_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* The slot of name, or the free slot where it would go. @pre ns->cap > 0 */
+static struct sq_name *nameset_slot(const sq_nameset *ns, const char *name, uint64_t h)
+{
+    for (size_t i = h & (ns->cap - 1);; i = (i + 1) & (ns->cap - 1))
+        if (!ns->slot[i].hash || (ns->slot[i].hash == h && strcmp(ns->slot[i].name, name) == 0))
+            return &ns->slot[i];
+}
+
+static bool nameset_has(const sq_nameset *ns, const char *name)
+{
+    return ns->all || (ns->n && nameset_slot(ns, name, name_hash(name))->hash);
+}
+
+static void nameset_clear(sq_nameset *ns)
+{
+    for (size_t i = 0; i < ns->cap; i++)
+        free(ns->slot[i].name);
+    free(ns->slot);
+    *ns = (sq_nameset){0};
+}
+
+static void nameset_add(sq_nameset *ns, const char *name)
+{
+    if (ns->all) return;
+    if (ns->n >= SQ_NAMESET_MAX) { /* too many to hold: every name counts as present */
+        bool valid = ns->valid;
+        nameset_clear(ns);
+        ns->valid = valid;
+        ns->all = true;
+        return;
+    }
+    if ((ns->n + 1) * 2 > ns->cap) { /* keep the load at most 1/2 */
+        sq_nameset g = {ms_xcalloc(ns->cap ? ns->cap * 2 : 64, sizeof *g.slot),
+                        ns->cap ? ns->cap * 2 : 64, ns->n, ns->valid, false};
+        for (size_t i = 0; i < ns->cap; i++)
+            if (ns->slot[i].hash)
+                *nameset_slot(&g, ns->slot[i].name, ns->slot[i].hash) = ns->slot[i];
+        free(ns->slot);
+        *ns = g;
+    }
+    uint64_t h = name_hash(name);
+    struct sq_name *e = nameset_slot(ns, name, h);
+    if (e->hash) return;
+    *e = (struct sq_name){h, ms_xstrdup(name)};
+    ns->n++;
+}
+
+static void nameset_del(sq_nameset *ns, const char *name)
+{
+    if (ns->all || !ns->n) return;
+    struct sq_name *e = nameset_slot(ns, name, name_hash(name));
+    if (!e->hash) return;
+    free(e->name);
+    size_t mask = ns->cap - 1, hole = (size_t)(e - ns->slot);
+    for (size_t i = (hole + 1) & mask; ns->slot[i].hash; i = (i + 1) & mask) {
+        size_t home = ns->slot[i].hash & mask;
+        /* move slot i into the hole unless its home lies cyclically in (hole, i] */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            ns->slot[hole] = ns->slot[i];
+            hole = i;
+        }
+    }
+    ns->slot[hole] = (struct sq_name){0, NULL};
+    ns->n--;
+}
+
+/* (Re)loads the parents that tenant's orphans wait for. Returns false on a database failure. */
+static bool waiting_load(sq_store *s, const char *tenant, sq_nameset *ns)
+{
+    nameset_clear(ns);
+    sqlite3_stmt *st = s->ws[W_ORPHAN_PARENTS];
+    sq_bind_text(st, 1, tenant);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && !ns->all)
+        nameset_add(ns, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    ns->valid = rc == SQLITE_ROW || rc == SQLITE_DONE;
+    return ns->valid;
+}
+
+void sq_waiting_free(sq_store *s)
+{
+    for (size_t i = 0; i < s->nseqs; i++)
+        nameset_clear(&s->seqs[i].waiting);
+}
+
 /* The seq slot of tenant; a new tenant gets its last seq from the log and its orphan count
  * from the assets. */
 static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
@@ -114,11 +212,6 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
     sq_bind_text(st, 1, tenant);
     if (sqlite3_step(st) == SQLITE_ROW) orphans = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    bool orphan_rows = true; /* when in doubt, adoption runs */
-    st = s->ws[W_ORPHAN_ROWS];
-    sq_bind_text(st, 1, tenant);
-    if (sqlite3_step(st) == SQLITE_ROW) orphan_rows = sqlite3_column_int(st, 0) != 0;
-    sqlite3_reset(st);
     pthread_mutex_lock(&s->stats_mu);
     s->seqs = ms_xrealloc(s->seqs, (s->nseqs + 1) * sizeof *s->seqs);
     s->seqs[s->nseqs] =
@@ -128,8 +221,7 @@ static sq_tenant_seq *tseq(sq_store *s, const char *tenant)
                         .syncing = last,
                         .next = last,
                         .orphans = orphans,
-                        .orphans_next = orphans,
-                        .orphan_rows = orphan_rows};
+                        .orphans_next = orphans};
     sq_tenant_seq *ts = &s->seqs[s->nseqs++];
     pthread_mutex_unlock(&s->stats_mu);
     return ts;
@@ -216,7 +308,7 @@ static bool be_row_load(void *be, const char *tenant, const char *qn, bool with_
 /* Keeps the writer's knowledge of the rows in step with row r saved as (tenant, qn). */
 static void saved(sq_store *s, const char *tenant, const char *qn, const ms_srow *r)
 {
-    if (r->orphan && s->cur) s->cur->orphan_rows = true;
+    if (r->orphan && r->parent && s->cur) nameset_add(&s->cur->waiting, r->parent);
     pcache_put(s, tenant, qn, r->deleted ? NULL : r->type);
 }
 
@@ -295,7 +387,10 @@ static bool be_tags_write(void *be, const char *tenant, const char *qn, const ms
 static bool be_adopt(void *be, const char *tenant, const char *parent, int64_t *live, ms_error *err)
 {
     sq_store *s = be;
-    if (s->cur && !s->cur->orphan_rows) return true; /* no row has orphan=1 */
+    sq_nameset *waiting = s->cur ? &s->cur->waiting : NULL;
+    if (waiting && !waiting->valid && !waiting_load(s, tenant, waiting))
+        return failed(s, err, "orphan parents");
+    if (waiting && !nameset_has(waiting, parent)) return true; /* no orphan waits for it */
     sqlite3_stmt *probe = s->ws[W_ADOPT_PROBE];
     sq_bind_text(probe, 1, tenant);
     sq_bind_text(probe, 2, parent);
@@ -304,6 +399,7 @@ static bool be_adopt(void *be, const char *tenant, const char *parent, int64_t *
     if (live && rc == SQLITE_ROW) *live += sqlite3_column_int64(probe, 1);
     sqlite3_reset(probe);
     if (rc != SQLITE_ROW) return failed(s, err, "adopt");
+    if (waiting) nameset_del(waiting, parent); /* after the UPDATE no row with it is an orphan */
     if (!rows) return true;
     sqlite3_stmt *st = s->ws[W_ADOPT];
     sq_bind_text(st, 1, tenant);
@@ -448,6 +544,8 @@ static ms_err rollback(sq_store *s, const char *what, ms_error *err)
     if (!err->detail[0]) sq_fail(err, s->w, what);
     sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
     s->fts_pending = s->fts_mark;
+    for (size_t i = 0; i < s->nseqs; i++) /* an adoption it undid may have left its set */
+        s->seqs[i].waiting.valid = false;
     return MS_ERR_STORE;
 }
 

@@ -46,12 +46,26 @@ enum {
     W_FTS_ADD,
     W_FTS_MARK,
     W_ORPHANS,
-    W_ORPHAN_ROWS,
+    W_ORPHAN_PARENTS,
     W_OFFSET_PUT,
     W_FIRST_SEQ,
     W_ADOPT_PROBE,
     W__COUNT
 };
+
+/* A set of names kept by the writer (open addressing, linear probing, backward-shift removal).
+ * A superset of what it stands for while valid; not valid (to be loaded again) after a rollback
+ * that may have undone a removal. Past SQ_NAMESET_MAX names it gives up holding them (all: every
+ * name counts as present) until it is loaded again. */
+#define SQ_NAMESET_MAX 50000
+typedef struct sq_nameset {
+    struct sq_name {
+        uint64_t hash; /* 0: free slot */
+        char *name;
+    } * slot;
+    size_t cap, n; /* cap: a power of two, or 0 */
+    bool valid, all;
+} sq_nameset;
 
 typedef struct sq_tenant_seq {
     char *tenant;
@@ -61,10 +75,9 @@ typedef struct sq_tenant_seq {
     uint64_t next;        /* tentative, inside the open transaction */
     int64_t orphans;      /* live orphans, committed (read by stats under stats_mu) */
     int64_t orphans_next; /* tentative, inside the open transaction */
-    /* False only while no asset row of the tenant has orphan=1 (deleted ones included), so
-     * that adoption has nothing to do; set by the writer when it saves a row with orphan=1 and
-     * never cleared (a rolled-back orphan only costs adoption statements that find nothing). */
-    bool orphan_rows;
+    /* The parents named by the tenant's rows with orphan=1 (deleted ones included): a new
+     * asset outside it has no child to adopt, and be_adopt skips its probe. Writer only. */
+    sq_nameset waiting;
 } sq_tenant_seq;
 
 /* The writer's cache of parent lookups (W_PARENT): the type of the live asset (tenant, qn), or
@@ -148,6 +161,8 @@ void sq_release(sq_store *s, sqlite3 *db);
 /* The writer's apply() (store_sqlite_apply.c). */
 ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
                 ms_error *err);
+/* Frees the writer's sets of waiting parents (sq_tenant_seq.waiting), at close. */
+void sq_waiting_free(sq_store *s);
 /* apply_at() whose durability is deferred to sq_sync (ms_store_ops.apply_deferred). */
 ms_err sq_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *now_ts,
                          const ms_srcpos *pos, size_t npos, ms_apply_result *res, uint64_t *token,
