@@ -6,10 +6,10 @@
  * results, never while the store works.
  *
  * Deferred durability (a store with ms_store_ops.apply_deferred, SQLite): the writer applies a
- * batch, hands the commit to the syncer thread through one of two commit slots, and goes on with
- * the next batch while the syncer waits for the store to make the first durable, then publishes
- * it (results, seqs, wake-ups). Nothing is acknowledged before it is durable; the writer runs at
- * most one commit ahead. Without it the writer publishes each commit itself.
+ * batch, hands the commit to the syncer thread through one of MS_SLOTS commit slots and goes on
+ * with the next batch, while the syncer waits for the store to make the first durable and then
+ * publishes it (results, seqs, wake-ups). Nothing is acknowledged before it is durable; the
+ * writer runs at most MS_SLOTS commits ahead. Without it the writer publishes each commit.
  */
 #include "ms_engine.h"
 
@@ -143,6 +143,11 @@ typedef struct tenant_seq {
     uint64_t seq;
 } tenant_seq;
 
+/* Commits the writer may have applied and the syncer not yet published. One fdatasync covers
+ * every commit before it, so while a sync runs the commits behind it queue up and the next sync
+ * makes them all durable at once: the writer waits for the disk only when MS_SLOTS are queued. */
+#define MS_SLOTS 4
+
 /* One group commit on its way from the writer to its publication (see the top of the file). */
 typedef struct commit_slot {
     job *jobs;
@@ -151,9 +156,10 @@ typedef struct commit_slot {
     size_t n;
     ms_err rc;
     ms_error err;
-    uint64_t token;        /* the store's name for the commit (deferred durability) */
-    unsigned long long t0; /* when its apply started */
-    bool busy;             /* handed to the syncer and not yet published (under mu) */
+    uint64_t token;              /* the store's name for the commit (deferred durability) */
+    unsigned long long t0;       /* when its apply started */
+    unsigned long long apply_ns; /* how long its apply took */
+    bool busy;                   /* handed to the syncer and not yet published (under mu) */
 } commit_slot;
 
 struct ms_engine {
@@ -170,16 +176,18 @@ struct ms_engine {
     uint64_t generation;
     bool started, stopping, stopped;
     pthread_t writer;
-    /* Deferred durability: the syncer thread, the two slots it takes in turn, the condition the
-     * writer and the syncer wait on for them, and whether a sync ever failed (then no later
+    /* Deferred durability: the syncer thread, the MS_SLOTS slots it takes in turn, the condition
+     * the writer and the syncer wait on for them, and whether a sync ever failed (then no later
      * commit is acknowledged: the store needs a restart to know what is on disk). */
     bool deferred, syncer_started, writer_done, sync_failed;
     pthread_t syncer;
     pthread_cond_t handoff;
-    commit_slot slots[2];
-    double ns_per_event;    /* moving average of apply cost, sizes the bulk slice */
-    unsigned quiet_commits; /* commits in a row that took no fast event (writer only) */
-    bool last_served_bulk;  /* the previous commit took bulk events (writer only) */
+    commit_slot slots[MS_SLOTS];
+    unsigned long long sync_ns; /* how long the syncer's last sync took (under mu) */
+    double ns_per_event; /* moving average of an event's cost to publication; sizes bulk slices */
+    unsigned long long quiet_since; /* since when no commit took a fast event; 0: the last did
+                                     * (writer only) */
+    bool last_served_bulk;          /* the previous commit took bulk events (writer only) */
 };
 
 static void lane_push(lane *l, job j)
@@ -261,23 +269,26 @@ static tenant_seq *seq_slot(ms_engine *e, const char *tenant, bool add)
     return &e->seqs[e->nseqs++];
 }
 
-/* How many bulk events the next commit may take, given that it took taken_fast fast events:
+/* How many bulk events the next commit may take at time now, given that it took taken_fast
+ * fast events:
  * - none when it took fast events and the previous commit served the bulk lane: a fast event's
  *   own commit stays a few ms instead of a fast one plus a slice; bulk events wait at most every
  *   other commit, so a stream of fast events cannot starve them;
  * - otherwise about 20 ms of work (so a fast event waits at most that long behind the bulk lane),
- *   doubled for each commit after the first two in a row that took no fast event, up to
- *   engine.max_commit_events: with no fast traffic, bulk commits grow whole (large transactions
- *   amortize the index pages a random-order load dirties), while a fast event that comes after
- *   a quiet spell waits for at most one commit about as long as that spell;
- * - at least 256 so that the fixed cost of a commit (fsync) stays small per event.
+ *   and once no commit has taken a fast event for 40 ms, as much work as that quiet spell has
+ *   lasted less 20 ms, up to engine.max_commit_events: with no fast traffic, bulk commits grow
+ *   whole (large transactions amortize the index pages a random-order load dirties), while a
+ *   fast event that comes after a quiet spell waits for at most one commit about as long as that
+ *   spell. The spell is measured in time, not in commits: commits that do not wait for the disk
+ *   (deferred durability) come twice as often;
+ * - at least 256 so that the fixed cost of a commit stays small per event.
  * @locality writer thread */
-static size_t bulk_slice(const ms_engine *e, size_t taken_fast)
+static size_t bulk_slice(const ms_engine *e, size_t taken_fast, unsigned long long now)
 {
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
     if (taken_fast && e->last_served_bulk) return 0;
-    unsigned grow = e->quiet_commits > 2 ? e->quiet_commits - 2 : 0;
-    double ns = 20e6 * (double)(1u << (grow < 16 ? grow : 16));
+    double spell = e->quiet_since && now > e->quiet_since ? (double)(now - e->quiet_since) : 0;
+    double ns = spell > 40e6 ? spell - 20e6 : 20e6;
     double budget_d = ns / (e->ns_per_event > 1 ? e->ns_per_event : 1);
     size_t budget = budget_d < (double)max ? (size_t)budget_d : max;
     if (budget < 256) budget = 256;
@@ -391,11 +402,16 @@ static void finish(ms_engine *e, commit_slot *cs, ms_err rc)
         *cs->jobs[i].res = cs->res[i];
     unsigned long long t = ms_now_ns();
     ms_hist_observe(&e->a.metrics->commit_seconds, (double)(t - cs->t0) / 1e9);
+    /* What an event costs until it can be published, apply and sync, sizes the bulk slices: a
+     * fast event waits for the bulk slice being applied and for its sync. */
+    double ns = (double)(cs->apply_ns + (e->deferred ? e->sync_ns : 0)) / (double)cs->n;
+    e->ns_per_event = 0.8 * e->ns_per_event + 0.2 * ns;
     publish(e, cs->jobs, cs->n, cs->evs, rc, &cs->err, t);
 }
 
 /* The syncer (deferred durability): takes the slots in turn, waits for the store to make each
- * commit durable, publishes it and gives the slot back to the writer. */
+ * commit durable (a sync that began after a commit covers it: the store answers the others at
+ * once), publishes it and gives the slot back to the writer. */
 static void *syncer_main(void *arg)
 {
     ms_engine *e = arg;
@@ -409,11 +425,13 @@ static void *syncer_main(void *arg)
         bool failed_before = e->sync_failed;
         pthread_mutex_unlock(&e->mu);
         ms_err rc = cs->rc;
+        unsigned long long s0 = ms_now_ns(), took = 0;
         if (rc == MS_OK && failed_before) {
             rc = ms_error_set(&cs->err, MS_ERR_STORE,
                               "an earlier sync of the store failed: restart MetaSync");
         } else if (rc == MS_OK) {
             rc = e->a.store->sync(e->a.store_ctx, cs->token, &cs->err);
+            took = ms_now_ns() - s0;
             if (rc != MS_OK)
                 ms_log_error(e->a.log,
                              "engine: the store could not make a commit durable: %s; no later "
@@ -421,11 +439,12 @@ static void *syncer_main(void *arg)
                              cs->err.detail);
         }
         pthread_mutex_lock(&e->mu);
+        if (took > 100000) e->sync_ns = took; /* a real sync, not one already covered */
         if (rc != MS_OK && cs->rc == MS_OK) e->sync_failed = true;
         finish(e, cs, rc);
         cs->busy = false;
         pthread_cond_broadcast(&e->handoff);
-        k ^= 1;
+        k = (k + 1) % MS_SLOTS;
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -435,7 +454,7 @@ static void *writer_main(void *arg)
 {
     ms_engine *e = arg;
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < MS_SLOTS; k++) {
         e->slots[k].jobs = ms_xmalloc(max * sizeof *e->slots[k].jobs);
         e->slots[k].evs = ms_xmalloc(max * sizeof *e->slots[k].evs);
         e->slots[k].res = ms_xmalloc(max * sizeof *e->slots[k].res);
@@ -456,8 +475,12 @@ static void *writer_main(void *arg)
         size_t n = 0;
         while (fast->count && n < max)
             jobs[n++] = lane_pop(e, fast);
-        e->quiet_commits = n ? 0 : e->quiet_commits + (e->quiet_commits < 64);
-        size_t nb = bulk_slice(e, n), nf = n;
+        unsigned long long now_ns = ms_now_ns();
+        if (n)
+            e->quiet_since = 0;
+        else if (!e->quiet_since)
+            e->quiet_since = now_ns;
+        size_t nb = bulk_slice(e, n, now_ns), nf = n;
         while (bulk->count && nb--)
             jobs[n++] = lane_pop(e, bulk);
         e->last_served_bulk = n > nf;
@@ -481,12 +504,11 @@ static void *writer_main(void *arg)
             rc = st->apply_at(e->a.store_ctx, cs->evs, n, now, pos, npos, cs->res, &cs->err);
         else
             rc = st->apply(e->a.store_ctx, cs->evs, n, now, cs->res, &cs->err);
-        unsigned long long t1 = ms_now_ns();
+        unsigned long long t_applied = ms_now_ns();
         if (rc != MS_OK)
             ms_log_error(e->a.log, "engine: commit of %zu events failed: %s: %s", n,
                          ms_err_code(rc), cs->err.detail);
         atomic_fetch_add(&e->a.metrics->commits, 1);
-        e->ns_per_event = 0.8 * e->ns_per_event + 0.2 * ((double)(t1 - t0) / (double)n);
 
         /* Once published, the events are their submitters' again, which free them on their
          * own threads (off the writer's core, and where they were allocated). */
@@ -494,17 +516,19 @@ static void *writer_main(void *arg)
         cs->n = n;
         cs->rc = rc;
         cs->t0 = t0;
+        cs->apply_ns = t_applied - t0;
         if (rc != MS_OK) fail_subs(cs, rc);
         if (e->deferred) {
             cs->busy = true;
             pthread_cond_broadcast(&e->handoff);
-            k ^= 1;
+            k = (k + 1) % MS_SLOTS;
         } else {
             finish(e, cs, rc);
         }
     }
-    while (e->slots[0].busy || e->slots[1].busy)
-        pthread_cond_wait(&e->handoff, &e->mu);
+    for (int i = 0; i < MS_SLOTS; i++)
+        while (e->slots[i].busy)
+            pthread_cond_wait(&e->handoff, &e->mu);
     e->writer_done = true;
     e->stopped = true;
     pthread_cond_broadcast(&e->handoff);
@@ -512,7 +536,7 @@ static void *writer_main(void *arg)
     pthread_cond_broadcast(&e->room);
     pthread_cond_broadcast(&e->seq);
     pthread_mutex_unlock(&e->mu);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < MS_SLOTS; i++) {
         free(e->slots[i].jobs);
         free(e->slots[i].evs);
         free(e->slots[i].res);
