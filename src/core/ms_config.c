@@ -102,6 +102,9 @@ static const cfg_row cfg_rows[] = {
         "Size at which the current snapshot object is closed and a new one started"),
     ROW(CT_INT, "snapshots.max_object_age_ms", "60000", snapshots_max_object_age_ms,
         "Milliseconds after which a non-empty snapshot object is closed"),
+    ROW(CT_INT, "sinks.nice", "10", sinks_nice,
+        "CPU priority of the sink threads (snapshots, Kafka changes) as a nice value, 0-19: above "
+        "0 they leave the cores to ingest while it is busy and catch up when it pauses"),
     ROW(CT_STRING, "s3.endpoint", "", s3_endpoint,
         "S3 endpoint URL for snapshots.url=s3://...; empty means "
         "https://s3.<region>.amazonaws.com"),

@@ -43,6 +43,7 @@ typedef struct ms_config {
     char *snapshots_url;          /* snapshots.url: "" = file://<data_dir>/snapshots */
     int64_t snapshots_max_object_bytes; /* snapshots.max_object_bytes */
     int64_t snapshots_max_object_age_ms; /* snapshots.max_object_age_ms */
+    int64_t sinks_nice;                  /* sinks.nice: nice value of the sink runner threads */
     char *s3_endpoint;            /* s3.endpoint: "" = https://s3.<region>.amazonaws.com */
     char *s3_region;              /* s3.region: SigV4 region */
     bool s3_path_style;           /* s3.path_style: bucket in the path, not the host */

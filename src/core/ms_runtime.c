@@ -12,8 +12,7 @@ static int load_type(void *ud, const char *tenant, const char *json)
     ms_runtime *rt = ud;
     ms_error err;
     if (ms_types_register(rt->types, tenant, json, strlen(json), NULL, NULL, &err) != MS_OK)
-        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant,
-                    err.detail);
+        ms_log_warn(&rt->log, "types: stored definition for %s not loaded: %s", tenant, err.detail);
     return 0;
 }
 
@@ -48,7 +47,8 @@ static ms_err open_sinks(ms_runtime *rt, ms_error *err)
         ms_sink_init_args ia = {cfg, &rt->log, rt->blob, rt->blob_ctx, rt->registry, &rt->metrics};
         if ((rc = (*s)->init(&ia, &ctx, err)) != MS_OK) return rc;
         if (!ctx) continue;
-        ms_sink_runner_args ra = {*s, ctx, rt->store, rt->store_ctx, rt->engine, &rt->log, 250};
+        ms_sink_runner_args ra = {*s,         ctx,      rt->store, rt->store_ctx,
+                                  rt->engine, &rt->log, 250,       (int)cfg->sinks_nice};
         ms_sink_runner *r = ms_sink_runner_start(&ra, err);
         if (!r) {
             (*s)->destroy(ctx);
@@ -166,7 +166,8 @@ void ms_runtime_close(ms_runtime *rt)
      * threads), so the engine may stop; sinks may still resolve schema ids until they stop, so the
      * registry is freed after them. */
     if (rt->engine) ms_engine_stop(rt->engine); /* commits what is queued */
-    while (rt->nsinks) ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
+    while (rt->nsinks)
+        ms_sink_runner_stop(rt->sinks[--rt->nsinks]);
     ms_registry_free(rt->registry);
     rt->registry = NULL;
     if (rt->blob && rt->blob_ctx) rt->blob->close(rt->blob_ctx);
@@ -206,7 +207,8 @@ void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
                       "Assets whose parent has not arrived yet, per tenant.");
     void *args[2] = {rt, out};
     rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
-    for (size_t i = 0; i < rt->nsinks; i++) ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
+    for (size_t i = 0; i < rt->nsinks; i++)
+        ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
     pthread_mutex_lock(&rt->sources_mu);
     for (size_t i = 0; i < rt->nsources; i++)
         if (rt->sources[i]->version >= 2 && rt->sources[i]->metrics && rt->source_ctx[i])

@@ -4,7 +4,10 @@ snapshots.max_object_age_ms the files appear on their own; the union of the file
 seq) covers seq 1..N exactly, each record identical to the change feed's (with before/after),
 each file's name matching the seqs it holds. Objects also roll by size, the buffer is flushed on
 a clean shutdown, a restart writes nothing twice, and snapshots.enabled=false writes nothing.
+The sink's thread runs at sinks.nice.
 """
+from pathlib import Path
+
 from conftest import read_snapshots, snapshot_files, wait_until
 
 
@@ -103,3 +106,32 @@ def test_snapshots_disabled_writes_nothing(make_server):
     server.stop()
     assert not (server.data_dir / "snapshots").exists()
     assert "metasync_sink_cursor" not in (server.start().metrics())
+
+
+def thread_nices(pid):
+    """{tid: nice} of the threads of process pid (/proc/PID/task/TID/stat, field 19)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return out
+
+
+def test_sink_threads_run_at_sinks_nice(make_server):
+    """The snapshot sink's thread runs at sinks.nice (default 10), the rest of the server at 0,
+    and the sink still delivers every change."""
+    server = make_server("--snapshots.max-object-age-ms", "1")
+    wait_until(lambda: 10 in thread_nices(server.proc.pid).values(), message="a thread at nice 10")
+    nices = thread_nices(server.proc.pid)
+    assert sorted(nices.values()).count(10) == 1, nices  # the one sink of this configuration
+    assert set(nices.values()) == {0, 10}, nices
+    traffic(server, rounds=1)
+    last = server.last_seq()
+    wait_until(lambda: covers(server.data_dir, last), message="snapshots up to the last seq")
+    server.stop()
+    other = make_server("--sinks.nice", "0")
+    wait_until(lambda: "metasync_sink_cursor" in other.metrics(), message="the sink runs")
+    assert set(thread_nices(other.proc.pid).values()) == {0}
