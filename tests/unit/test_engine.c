@@ -9,7 +9,8 @@
  * asynchronous submissions with source positions (stored with a batch's last commit only, not
  * after a failed one). The engine publishes through its syncer thread (the store's deferred
  * durability); a few tests run again with a real fdatasync per commit (synchronous=full) and
- * with a store without deferred durability, where the writer publishes each commit itself.
+ * with a store without deferred durability, where the writer publishes each commit itself; a
+ * failed sync fails its commit and every later one until a restart.
  *
  * Ordering is made deterministic with a "gated" store: the real store behind a wrapper whose
  * apply() can be held closed, so the writer thread is provably busy while the test queues work;
@@ -54,7 +55,8 @@ static struct gate {
     int entered;   /* apply() calls that started */
     int fail_next; /* apply() calls to fail with MS_ERR_STORE */
     int limit;     /* apply() calls after this many wait (while it is not raised) */
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0, INT_MAX};
+    int sync_fail; /* sync() calls to fail with MS_ERR_STORE */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0, INT_MAX, 0};
 
 /* The gate of apply() and apply_at(): false when this call is to fail. */
 static bool gate_pass(void)
@@ -90,6 +92,17 @@ static ms_err gated_apply_deferred(void *ctx, ms_event *const *evs, size_t n, co
 {
     if (!gate_pass()) return ms_error_set(err, MS_ERR_STORE, "injected store failure");
     return ms_store_sqlite.apply_deferred(ctx, evs, n, now_ts, pos, npos, res, token, err);
+}
+
+/* The store's sync, failing when the test asks (a disk that reports a write error). */
+static ms_err gated_sync(void *ctx, uint64_t token, ms_error *err)
+{
+    pthread_mutex_lock(&gate.mu);
+    bool fail = gate.sync_fail > 0;
+    if (fail) gate.sync_fail--;
+    pthread_mutex_unlock(&gate.mu);
+    if (fail) return ms_error_set(err, MS_ERR_STORE, "injected sync failure");
+    return ms_store_sqlite.sync(ctx, token, err);
 }
 
 static ms_store_ops gated_ops;
@@ -156,11 +169,13 @@ static int setup_with(void **state, const char *sync, bool deferred)
     gated_ops.apply = gated_apply;
     gated_ops.apply_at = gated_apply_at;
     gated_ops.apply_deferred = deferred ? gated_apply_deferred : NULL;
+    gated_ops.sync = gated_sync;
     pthread_mutex_lock(&gate.mu);
     gate.limit = INT_MAX;
     gate.closed = false;
     gate.entered = 0;
     gate.fail_next = 0;
+    gate.sync_fail = 0;
     pthread_mutex_unlock(&gate.mu);
     *state = f;
     return 0;
@@ -734,6 +749,53 @@ static void test_store_failure_retry(void **state)
     assert_int_equal(ms_engine_last_seq(f->e, "default"), 2);
 }
 
+/* A sync that fails (the disk reported an error): that commit is not acknowledged, nor is any
+ * later one (after a failed fdatasync the kernel may have dropped the pages, so a later success
+ * proves nothing); after a restart, which reads back what the WAL holds, resending is safe. */
+static void test_sync_failure_sticky(void **state)
+{
+    fixture *f = *state;
+    engine_start(f);
+    pthread_mutex_lock(&gate.mu);
+    gate.sync_fail = 1;
+    pthread_mutex_unlock(&gate.mu);
+    const char *j0 =
+        "{\"id\":\"y1\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}";
+    const char *j1 = "{\"id\":\"y2\",\"op\":\"tag\",\"qualified_name\":\"pg\",\"tag\":\"t\"}";
+    const char *j2 =
+        "{\"id\":\"y3\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg2\"}";
+    sub *s = sub_new(f, 2);
+    s->evs[0] = decode(f, j0);
+    s->evs[1] = decode(f, j1);
+    assert_int_equal(submit_sync(s), MS_ERR_STORE);
+    assert_int_equal(s->res[0].status, MS_APPLY_REJECTED);
+    assert_int_equal(s->res[0].code, MS_ERR_STORE);
+    sub_free(s);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 0); /* nothing durable to show */
+    s = sub_new(f, 1); /* the store would sync it now, but the engine no longer trusts it */
+    s->evs[0] = decode(f, j2);
+    assert_int_equal(submit_sync(s), MS_ERR_STORE);
+    assert_non_null(strstr(s->res[0].detail, "restart"));
+    sub_free(s);
+    /* restart: the store reopens and recovers the WAL; resending is answered as duplicates */
+    ms_engine_free(f->e);
+    f->e = NULL;
+    ms_store_sqlite.close(f->store);
+    ms_error err;
+    ms_store_open_args a = {.cfg = &f->cfg, .url = "sqlite", .types = f->types};
+    assert_int_equal(ms_store_sqlite.open(&a, &f->store, &err), MS_OK);
+    engine_start(f);
+    s = sub_new(f, 3);
+    s->evs[0] = decode(f, j0);
+    s->evs[1] = decode(f, j1);
+    s->evs[2] = decode(f, j2);
+    assert_int_equal(submit_sync(s), MS_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s->res[i].status, MS_APPLY_DUPLICATE);
+    sub_free(s);
+    assert_int_equal(ms_engine_last_seq(f->e, "default"), 3);
+}
+
 static ms_transform_status drop_apply(void *ctx, ms_event *ev, ms_error *err)
 {
     (void)ctx;
@@ -857,6 +919,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_failure_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transform_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_positions_with_last_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_failure_sticky, setup_full_sync, teardown),
         cmocka_unit_test_setup_teardown(test_submit_results, setup_full_sync, teardown),
         cmocka_unit_test_setup_teardown(test_fast_overtakes_bulk, setup_full_sync, teardown),
         cmocka_unit_test_setup_teardown(test_async_positions_with_last_commit, setup_full_sync,
