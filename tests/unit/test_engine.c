@@ -266,6 +266,15 @@ static sub *sub_new(fixture *f, size_t n)
     return s;
 }
 
+/* A submission of the n events jsons[0..n), decoded. */
+static sub *sub_of(fixture *f, const char *const *jsons, size_t n)
+{
+    sub *s = sub_new(f, n);
+    for (size_t i = 0; i < n; i++)
+        s->evs[i] = decode(f, jsons[i]);
+    return s;
+}
+
 static void sub_free(sub *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -724,24 +733,19 @@ static void test_store_failure_retry(void **state)
     const char *j0 =
         "{\"id\":\"x1\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg\"}";
     const char *j1 = "{\"id\":\"x2\",\"op\":\"tag\",\"qualified_name\":\"pg\",\"tag\":\"t\"}";
-    sub *s = sub_new(f, 2);
-    s->evs[0] = decode(f, j0);
-    s->evs[1] = decode(f, j1);
+    const char *pair[] = {j0, j1};
+    sub *s = sub_of(f, pair, 2);
     assert_int_equal(submit_sync(s), MS_ERR_STORE);
     assert_true(ms_err_is_retriable(s->rc));
     assert_int_equal(s->res[0].status, MS_APPLY_REJECTED);
     assert_int_equal(s->res[0].code, MS_ERR_STORE);
     assert_int_equal(ms_engine_last_seq(f->e, "default"), 0);
     sub_free(s);
-    s = sub_new(f, 2);
-    s->evs[0] = decode(f, j0);
-    s->evs[1] = decode(f, j1);
+    s = sub_of(f, pair, 2);
     assert_int_equal(submit_sync(s), MS_OK);
     assert_all_applied(s);
     sub_free(s);
-    s = sub_new(f, 2);
-    s->evs[0] = decode(f, j0);
-    s->evs[1] = decode(f, j1);
+    s = sub_of(f, pair, 2);
     assert_int_equal(submit_sync(s), MS_OK);
     assert_int_equal(s->res[0].status, MS_APPLY_DUPLICATE);
     assert_int_equal(s->res[1].status, MS_APPLY_DUPLICATE);
@@ -764,16 +768,14 @@ static void test_sync_failure_sticky(void **state)
     const char *j1 = "{\"id\":\"y2\",\"op\":\"tag\",\"qualified_name\":\"pg\",\"tag\":\"t\"}";
     const char *j2 =
         "{\"id\":\"y3\",\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"pg2\"}";
-    sub *s = sub_new(f, 2);
-    s->evs[0] = decode(f, j0);
-    s->evs[1] = decode(f, j1);
+    const char *pair[] = {j0, j1};
+    sub *s = sub_of(f, pair, 2);
     assert_int_equal(submit_sync(s), MS_ERR_STORE);
     assert_int_equal(s->res[0].status, MS_APPLY_REJECTED);
     assert_int_equal(s->res[0].code, MS_ERR_STORE);
     sub_free(s);
     assert_int_equal(ms_engine_last_seq(f->e, "default"), 0); /* nothing durable to show */
-    s = sub_new(f, 1); /* the store would sync it now, but the engine no longer trusts it */
-    s->evs[0] = decode(f, j2);
+    s = sub_of(f, &j2, 1); /* the store would sync it now, but the engine no longer trusts it */
     assert_int_equal(submit_sync(s), MS_ERR_STORE);
     assert_non_null(strstr(s->res[0].detail, "restart"));
     sub_free(s);
@@ -785,10 +787,8 @@ static void test_sync_failure_sticky(void **state)
     ms_store_open_args a = {.cfg = &f->cfg, .url = "sqlite", .types = f->types};
     assert_int_equal(ms_store_sqlite.open(&a, &f->store, &err), MS_OK);
     engine_start(f);
-    s = sub_new(f, 3);
-    s->evs[0] = decode(f, j0);
-    s->evs[1] = decode(f, j1);
-    s->evs[2] = decode(f, j2);
+    const char *all[] = {j0, j1, j2};
+    s = sub_of(f, all, 3);
     assert_int_equal(submit_sync(s), MS_OK);
     for (int i = 0; i < 3; i++)
         assert_int_equal(s->res[i].status, MS_APPLY_DUPLICATE);
