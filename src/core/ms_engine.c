@@ -454,7 +454,7 @@ static void *writer_main(void *arg)
 {
     ms_engine *e = arg;
     size_t max = (size_t)e->a.cfg->engine_max_commit_events;
-    for (int k = 0; k < MS_SLOTS; k++) {
+    for (int k = 0; k < (e->deferred ? MS_SLOTS : 1); k++) { /* without a syncer: one */
         e->slots[k].jobs = ms_xmalloc(max * sizeof *e->slots[k].jobs);
         e->slots[k].evs = ms_xmalloc(max * sizeof *e->slots[k].evs);
         e->slots[k].res = ms_xmalloc(max * sizeof *e->slots[k].res);
