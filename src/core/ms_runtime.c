@@ -39,6 +39,9 @@ static ms_err open_blob(ms_runtime *rt, ms_error *err)
 static ms_err open_sinks(ms_runtime *rt, ms_error *err)
 {
     const ms_config *cfg = rt->cfg;
+    if (cfg->sinks_nice < 0 || cfg->sinks_nice > 19)
+        return ms_error_set(err, MS_ERR_CONFIG, "sinks.nice: %lld is not a nice value from 0 to 19",
+                            (long long)cfg->sinks_nice);
     ms_err rc = cfg->snapshots_enabled ? open_blob(rt, err) : MS_OK;
     if (rc != MS_OK) return rc;
     for (const ms_sink_ops *const *s = ms_plugins_sinks(); *s; s++) {

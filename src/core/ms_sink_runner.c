@@ -202,8 +202,7 @@ static void *runner_main(void *arg)
     /* A sink is a cursor over the durable log: when it runs a little later nothing is lost,
      * while the writer and the request threads that feed it are the engine's throughput. Linux
      * nice values are per thread; raising one's own needs no privilege. */
-    int nice = r->a.nice < 0 ? 0 : r->a.nice > 19 ? 19 : r->a.nice;
-    if (nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
+    if (r->a.nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), r->a.nice) != 0)
         ms_log_warn(r->a.log, "sink %s: cannot lower its priority: %s", r->a.ops->name,
                     strerror(errno));
     batch *b = ms_xcalloc(1, sizeof *b);

@@ -20,7 +20,7 @@ typedef struct ms_sink_runner_args {
     ms_engine *engine;
     const ms_log *log;
     unsigned tick_ms; /* how often to tick an idle sink (flush by age) */
-    int nice;         /* the thread's nice value (sinks.nice, clamped to 0-19; 0: unchanged) */
+    int nice;         /* the thread's nice value (sinks.nice, 0-19; 0: unchanged) */
 } ms_sink_runner_args;
 
 /* Starts the runner thread. Returns NULL (and fills err) if the thread can't start. */

@@ -8,7 +8,7 @@ The sink's thread runs at sinks.nice.
 """
 from pathlib import Path
 
-from conftest import read_snapshots, snapshot_files, wait_until
+from conftest import read_snapshots, run_cli, snapshot_files, wait_until
 
 
 def covers(data_dir, last):
@@ -135,3 +135,11 @@ def test_sink_threads_run_at_sinks_nice(make_server):
     other = make_server("--sinks.nice", "0")
     wait_until(lambda: "metasync_sink_cursor" in other.metrics(), message="the sink runs")
     assert set(thread_nices(other.proc.pid).values()) == {0}
+
+
+def test_sinks_nice_out_of_range_is_a_config_error(tmp_path):
+    """A nice value outside 0-19 stops `serve` at start with exit 2 and names the key."""
+    r = run_cli("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+                "--sinks.nice", "25", timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert "sinks.nice: 25 is not a nice value from 0 to 19" in r.stderr
