@@ -25,7 +25,7 @@ def batch_events(cycle, b):
         evs.append({"id": f"k{cycle}-{b}-c{i}", "op": "upsert", "type": "column",
                     "qualified_name": f"{t}/c{i}", "attributes": {"data_type": "int", "i": i}})
     evs.append({"id": f"k{cycle}-{b}-p", "op": "patch", "qualified_name": "wh/db/s/hot",
-                "attributes": {"last": f"{cycle}-{b}"}})
+                "attributes": {"last": f"{cycle}-{b}", "description": f"mark{cycle}x{b}end"}})
     evs.append({"id": f"k{cycle}-{b}-g", "op": "tag", "qualified_name": f"{t}/c0",
                 "tag": "PII"})
     evs.append({"id": f"k{cycle}-{b}-l", "op": "link", "from": "wh/db/s/hot", "to": t})
@@ -78,6 +78,14 @@ def check_store(server, acked_ids, acked_tables):
         assert a["attributes"] == attrs and a["version"] == 1
         assert server.asset(t + "/c0")["tags"] == [{"name": "PII", "source": "direct"}]
         assert server.asset(t + f"/c{BATCH - 5}")["attributes"]["i"] == BATCH - 5
+    # Full-text search (its own database, kept by the indexer) agrees with the store: every
+    # acknowledged table is found, and the hot table by its last description only.
+    for t, _ in acked_tables:
+        assert t in {a["qualified_name"] for a in server.list_all(q=t, type="table")}, t
+    desc = server.asset("wh/db/s/hot")["attributes"]["description"]
+    assert [a["qualified_name"] for a in server.list_all(q=desc)] == ["wh/db/s/hot"]
+    other = "mark0x0end" if desc != "mark0x0end" else "mark0x1end"
+    assert server.list_all(q=other) == []
     return last
 
 

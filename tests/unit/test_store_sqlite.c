@@ -1058,22 +1058,22 @@ static void test_create_changed_paths(void **state)
     chg_list_free(&l);
 }
 
-/* Runs FTS5's integrity check of the full-text index on the store's file (the store stays
+/* Runs FTS5's integrity check of the full-text index on the search database (the store stays
  * open: the check is a read-only write statement on its own connection). */
 static void fts_integrity(fixture *f)
 {
     char path[800];
-    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    snprintf(path, sizeof path, "%s/data/metasync-search.db", f->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO assets_fts(assets_fts) VALUES('integrity-check')",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(
+        sqlite3_exec(db, "INSERT INTO fts(fts) VALUES('integrity-check')", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
 }
 
-/* Number of assets a full-text search q finds. */
+/* Number of assets a full-text search q finds (the search waits for the index to catch up). */
 static size_t search_count(fixture *f, const char *q)
 {
     ms_asset_query aq = {.tenant = "default", .q = q, .orphan = -1, .limit = 100};
@@ -1083,10 +1083,28 @@ static size_t search_count(fixture *f, const char *q)
     return n;
 }
 
-/* New assets are indexed for search once per commit (not by a per-row trigger): an asset created
- * and renamed in one commit, and one renamed later, are found by their last names only, and the
- * index stays consistent. */
-static void test_search_indexed_per_commit(void **state)
+/* Runs sql on the file at path (with a busy timeout: the store may be open); asserts success. */
+static void db_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    char *emsg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &emsg);
+    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", sql, emsg ? emsg : "?");
+    sqlite3_free(emsg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+static void db_text(const char *path, const char *sql, char *out, size_t n);
+
+/* The full-text index, kept in its own database by the indexer thread, follows the store: an
+ * asset created and renamed in one commit, renamed twice in another, renamed later again, or
+ * given another description is found by its last values only; searches see what was committed
+ * before them; the index stays consistent; the store's log of old values is pruned once the
+ * index holds it. */
+static void test_search_follows_the_store(void **state)
 {
     fixture *f = *state;
     const char *evs[] = {
@@ -1099,11 +1117,74 @@ static void test_search_indexed_per_commit(void **state)
     assert_int_equal(search_count(f, "alpha"), 0);
     assert_int_equal(search_count(f, "beta"), 1);
     assert_int_equal(search_count(f, "quarterly"), 1);
+    const char *twice[] = {
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"eta\"}",
+        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"theta\"}"};
+    assert_int_equal(apply_n(f, NULL, twice, 2, NOW1, res), MS_OK);
+    assert_int_equal(search_count(f, "beta"), 0);
+    assert_int_equal(search_count(f, "eta"), 0);
+    assert_int_equal(search_count(f, "theta"), 1);
     assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":"
                              "\"c2\",\"name\":\"gamma\"}"));
     assert_int_equal(search_count(f, "delta"), 0);
     assert_int_equal(search_count(f, "gamma"), 1);
     assert_int_equal(search_count(f, "quarterly"), 0);
+    assert_applied(apply1(f, "{\"op\":\"patch\",\"qualified_name\":\"c2\","
+                             "\"attributes\":{\"description\":\"yearly totals\"}}"));
+    assert_int_equal(search_count(f, "yearly"), 1);
+    fts_integrity(f);
+    /* The index holds every logged change (the searches waited for it): the writer's next
+     * commit deletes them from the store. */
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\","
+                             "\"qualified_name\":\"c3\"}"));
+    char path[800], v[64];
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    db_text(path, "SELECT count(*) FROM fts_log", v, sizeof v);
+    assert_string_equal(v, "0");
+    /* across a reopen, the index goes on from its marks */
+    store_close(f);
+    store_open(f);
+    assert_int_equal(search_count(f, "theta"), 1);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":"
+                             "\"c1\",\"name\":\"iota\"}"));
+    assert_int_equal(search_count(f, "theta"), 0);
+    assert_int_equal(search_count(f, "iota"), 1);
+    fts_integrity(f);
+}
+
+/* A search database that does not match the store is built again from it at open: one ahead of
+ * the store (as a power loss that took back the store's last commits leaves it), one of another
+ * store, and none at all. */
+static void test_search_rebuilt_when_it_does_not_match(void **state)
+{
+    fixture *f = *state;
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":"
+                             "\"c1\",\"name\":\"alpha\"}"));
+    assert_int_equal(search_count(f, "alpha"), 1);
+    char search[800], path[800];
+    snprintf(search, sizeof search, "%s/data/metasync-search.db", f->dir);
+    snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
+    static const char *const breaks[] = {
+        /* ahead: it holds a row the store lost; the store's row 1 is another asset now */
+        "UPDATE marks SET value = value + 1 WHERE key = 'asset_mark'",
+        "UPDATE marks SET value = value + 5 WHERE key = 'log_mark'",
+        "UPDATE marks SET value = 'another' WHERE key = 'token'",
+    };
+    for (size_t i = 0; i < sizeof breaks / sizeof *breaks; i++) {
+        store_close(f);
+        db_exec(search, breaks[i]);
+        store_open(f);
+        assert_int_equal(search_count(f, "alpha"), 1);
+        fts_integrity(f);
+    }
+    store_close(f);
+    assert_int_equal(unlink(search), 0);
+    store_open(f);
+    assert_int_equal(search_count(f, "alpha"), 1);
+    assert_applied(apply1(f, "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":"
+                             "\"c1\",\"name\":\"beta\"}"));
+    assert_int_equal(search_count(f, "alpha"), 0);
+    assert_int_equal(search_count(f, "beta"), 1);
     fts_integrity(f);
 }
 
@@ -1661,7 +1742,7 @@ static void test_ctl_migrates_v1(void **state)
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "4");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "5");
     sqlite3_finalize(st);
     sqlite3_close(db);
     store_open(f);
@@ -1681,7 +1762,7 @@ static void db_text(const char *path, const char *sql, char *out, size_t n)
 }
 
 /* A database as schema 3 left it (full history and type indexes, a full-text index with
- * positions, no assets.first_seq) is upgraded to schema 4 on open: history still starts with each
+ * positions, no assets.first_seq) is upgraded to schema 5 on open: history still starts with each
  * asset's create, ?type= and search still find what they found, and new writes go on. */
 static void test_schema3_upgraded(void **state)
 {
@@ -1701,7 +1782,7 @@ static void test_schema3_upgraded(void **state)
     ms_apply_result res[6];
     assert_int_equal(apply_n(f, NULL, evs, 6, NOW1, res), MS_OK);
     store_close(f);
-    char path[800], v[64];
+    char path[800], search[800], v[64];
     snprintf(path, sizeof path, "%s/data/metasync.db", f->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -1711,24 +1792,31 @@ static void test_schema3_upgraded(void **state)
                      "DROP INDEX changes_hist; DROP INDEX assets_type_fast;"
                      "CREATE INDEX changes_qn ON changes(tenant, qn, seq);"
                      "CREATE INDEX assets_type ON assets(tenant, type, qn);"
-                     "DROP TABLE assets_fts;"
+                     "DROP TRIGGER assets_search_ad; DROP TRIGGER assets_search_au;"
+                     "DROP TABLE fts_log; DELETE FROM meta WHERE key = 'search_token';"
                      "CREATE VIRTUAL TABLE assets_fts USING fts5(name, qn, description,"
                      " content='assets', content_rowid='id');"
                      "INSERT INTO assets_fts(assets_fts) VALUES('rebuild');"
+                     "INSERT INTO meta(key, value) SELECT 'fts_indexed_id', max(id) FROM assets;"
+                     "CREATE TRIGGER assets_fts_ad2 AFTER DELETE ON assets BEGIN"
+                     " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
+                     " VALUES ('delete', old.id, old.name, old.qn, old.description); END;"
                      "UPDATE meta SET value='3' WHERE key='schema_version'",
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
+    snprintf(search, sizeof search, "%s/data/metasync-search.db", f->dir);
+    assert_int_equal(unlink(search), 0);
 
     store_open(f);
     db_text(path, "SELECT value FROM meta WHERE key='schema_version'", v, sizeof v);
-    assert_string_equal(v, "4");
+    assert_string_equal(v, "5");
     db_text(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('changes_qn', 'assets_type')",
             v, sizeof v);
     assert_string_equal(v, "0");
-    db_text(path, "SELECT instr(sql, 'detail=none') > 0 FROM sqlite_master WHERE name='assets_fts'",
-            v, sizeof v);
-    assert_string_equal(v, "1");
+    /* schema 5: the full-text index is in the search database, built there from the store */
+    db_text(path, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'assets_fts%'", v, sizeof v);
+    assert_string_equal(v, "0");
     chg_list h = {0};
     history_of(f, "default", "pg/db/s/orders", &h);
     assert_int_equal(h.n, 2);
@@ -2130,7 +2218,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seqs_per_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_asset_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_adopted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_indexed_per_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_follows_the_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_rebuilt_when_it_does_not_match, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_create_changed_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursors_types_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),

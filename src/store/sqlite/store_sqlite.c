@@ -18,10 +18,12 @@
 /* 1: the first schema; 2: + ctl (control-plane records), full-text rows indexed per commit
  * instead of per-row triggers; 3: + source_offsets; 4: a leaner write path (upgrade4 below):
  * the full-text index keeps no positions or column sizes, the type index leaves out the bulk
- * types, and the history index leaves out each asset's first create, found by assets.first_seq.
- * The DDL is idempotent (IF NOT EXISTS, DROP TRIGGER IF EXISTS), so opening an older database
- * adds what is missing; upgrade4 rebuilds what changed shape, then the version is bumped. */
-#define SQ_SCHEMA_VERSION 4
+ * types, and the history index leaves out each asset's first create, found by assets.first_seq;
+ * 5: the full-text index moves to a database of its own (store_sqlite_search.c), + fts_log.
+ * The DDL is idempotent (IF NOT EXISTS, DROP ... IF EXISTS), so opening an older database adds
+ * what is missing and drops what went; upgrade4 rebuilds what changed shape, then the version is
+ * bumped. */
+#define SQ_SCHEMA_VERSION 5
 
 /* The WHERE terms of schema 4's partial indexes, shared with the queries that must repeat them
  * (SQLite uses a partial index only for a query whose WHERE clause contains its terms). */
@@ -33,9 +35,6 @@ static bool in_type_index(const char *type)
 {
     return strcmp(type, "column") != 0 && strcmp(type, "bi_field") != 0;
 }
-/* Full text (schema 4): the queries are prefix terms ANDed (fts_query), which need neither
- * positions nor column sizes; without them FTS5 writes about a third of the bytes. */
-#define SQ_FTS_OPTIONS "content='assets', content_rowid='id', detail=none, columnsize=0"
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -84,27 +83,28 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS source_offsets(grp TEXT NOT NULL, topic TEXT NOT NULL,"
     " part INTEGER NOT NULL, next_offset INTEGER NOT NULL, updated_at TEXT NOT NULL,"
     " PRIMARY KEY(grp, topic, part)) WITHOUT ROWID;"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS assets_fts USING fts5(name, qn, description,"
-    " " SQ_FTS_OPTIONS ");"
-    /* New rows are indexed once per commit by the writer (W_FTS_ADD: every id above the
-     * fts_indexed_id mark), not by a per-row trigger; schema 1's triggers are replaced. The
-     * update and delete triggers only touch rows below the mark, already in the index. */
+    /* Schema 5: full-text search lives in a database of its own, kept by an indexer thread
+     * (store_sqlite_search.c); the store keeps, in fts_log, the old values of every indexed
+     * field that changes (and of deleted rows), which the indexer needs to update the index.
+     * Schema 2-4's in-store index and its triggers go. */
     "DROP TRIGGER IF EXISTS assets_fts_ai;"
     "DROP TRIGGER IF EXISTS assets_fts_ad;"
     "DROP TRIGGER IF EXISTS assets_fts_au;"
-    "INSERT OR IGNORE INTO meta(key, value)"
-    " SELECT 'fts_indexed_id', coalesce(max(id), 0) FROM assets;"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_ad2 AFTER DELETE ON assets"
-    " WHEN old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed_id')"
-    " BEGIN INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
-    " VALUES ('delete', old.id, old.name, old.qn, old.description); END;"
-    "CREATE TRIGGER IF NOT EXISTS assets_fts_au2 AFTER UPDATE OF name, attributes ON assets"
-    " WHEN (old.name IS NOT new.name OR old.description IS NOT new.description) AND"
-    " old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed_id') BEGIN"
-    " INSERT INTO assets_fts(assets_fts, rowid, name, qn, description)"
-    " VALUES ('delete', old.id, old.name, old.qn, old.description);"
-    " INSERT INTO assets_fts(rowid, name, qn, description)"
-    " VALUES (new.id, new.name, new.qn, new.description); END;";
+    "DROP TRIGGER IF EXISTS assets_fts_ad2;"
+    "DROP TRIGGER IF EXISTS assets_fts_au2;"
+    "DROP TABLE IF EXISTS assets_fts;"
+    "DELETE FROM meta WHERE key = 'fts_indexed_id';"
+    /* Pairs the search database with this store (another store's is built again). */
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('search_token', lower(hex(randomblob(8))));"
+    "CREATE TABLE IF NOT EXISTS fts_log(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " asset INTEGER NOT NULL, name TEXT, qn TEXT, description TEXT);"
+    "CREATE TRIGGER IF NOT EXISTS assets_search_ad AFTER DELETE ON assets BEGIN"
+    " INSERT INTO fts_log(asset, name, qn, description)"
+    " VALUES (old.id, old.name, old.qn, old.description); END;"
+    "CREATE TRIGGER IF NOT EXISTS assets_search_au AFTER UPDATE OF name, attributes ON assets"
+    " WHEN old.name IS NOT new.name OR old.description IS NOT new.description BEGIN"
+    " INSERT INTO fts_log(asset, name, qn, description)"
+    " VALUES (old.id, old.name, old.qn, old.description); END;";
 
 ms_err sq_fail(ms_error *err, sqlite3 *db, const char *what)
 {
@@ -174,9 +174,9 @@ ms_err sq_tags_load(sqlite3 *db, sqlite3_stmt *tags_get, const char *tenant, con
     return rc == SQLITE_DONE ? MS_OK : sq_fail(err, db, "load tags");
 }
 
-/* Opens one connection with MetaSync's pragmas. No connection checkpoints the WAL when it
- * commits: the checkpointer thread does (store_sqlite_ckpt.c). */
-static ms_err open_conn(sq_store *s, sqlite3 **out, ms_error *err)
+/* No connection checkpoints the store's WAL when it commits: the checkpointer thread does
+ * (store_sqlite_ckpt.c). */
+ms_err sq_open_conn(sq_store *s, sqlite3 **out, ms_error *err)
 {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(
@@ -216,6 +216,7 @@ static void sq_close(void *ctx)
 {
     sq_store *s = ctx;
     if (!s) return;
+    sq_search_stop(s);
     sq_ckpt_stop(s);
     sqlite3_close(s->ckpt_db);
     for (int i = 0; i < W__COUNT; i++)
@@ -239,8 +240,8 @@ static void sq_close(void *ctx)
 /*
  * Upgrades a database of schema 1-3 to 4, inside migrate()'s transaction, after schema_sql (which
  * has already created the partial indexes): fills assets.first_seq from the full history index,
- * drops the indexes the partial ones replace, and rebuilds the full-text index with schema 4's
- * options (every row, so the per-commit mark moves to the last id). Returns false with err set.
+ * and drops the indexes the partial ones replace (schema 5 drops the full-text index schema 4
+ * rebuilt here). Returns false with err set.
  */
 static bool upgrade4(sq_store *s, ms_error *err)
 {
@@ -263,11 +264,6 @@ static bool upgrade4(sq_store *s, ms_error *err)
         " assets.tenant AND c.qn = assets.qn AND c.op = 'create' AND c.version = 1)",
         "DROP INDEX IF EXISTS changes_qn",
         "DROP INDEX IF EXISTS assets_type",
-        "DROP TABLE assets_fts",
-        "CREATE VIRTUAL TABLE assets_fts USING fts5(name, qn, description, " SQ_FTS_OPTIONS ")",
-        "INSERT INTO assets_fts(assets_fts) VALUES('rebuild')",
-        "UPDATE meta SET value = (SELECT coalesce(max(id), 0) FROM assets)"
-        " WHERE key = 'fts_indexed_id'",
     };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
         if (sqlite3_exec(s->w, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
@@ -275,7 +271,7 @@ static bool upgrade4(sq_store *s, ms_error *err)
             return false;
         }
     }
-    ms_log_info(s->log, "store: %s upgraded to schema 4", s->path);
+    ms_log_info(s->log, "store: %s upgraded from schema 1-3", s->path);
     return true;
 }
 
@@ -365,8 +361,9 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
         s->path = ms_buf_steal(&b);
     }
     mkdir_parents(s->path);
-    ms_err rc = open_conn(s, &s->w, err);
+    ms_err rc = sq_open_conn(s, &s->w, err);
     if (rc == MS_OK) rc = migrate(s, err);
+    if (rc == MS_OK) rc = sq_search_open(s, err);
     /* The writer's commits are made durable by sq_sync (deferred durability): its own COMMITs
      * only write the WAL. The other connections keep the configured mode. */
     if (rc == MS_OK && s->sync_full &&
@@ -374,12 +371,14 @@ static ms_err sq_open(const ms_store_open_args *a, void **ctx, ms_error *err)
         rc = sq_fail(err, s->w, "writer synchronous");
     for (int i = 0; rc == MS_OK && i < SQ_POOL; i++) {
         sqlite3 *db = NULL;
-        rc = open_conn(s, &db, err);
+        rc = sq_open_conn(s, &db, err);
         s->pool.conn[i] = db;
+        if (rc == MS_OK) rc = sq_search_attach(s, db, err);
     }
     if (rc == MS_OK) rc = sq_apply_prepare(s, err);
-    if (rc == MS_OK) rc = open_conn(s, &s->ckpt_db, err);
+    if (rc == MS_OK) rc = sq_open_conn(s, &s->ckpt_db, err);
     if (rc == MS_OK) sq_ckpt_init(s, a->cfg->store_wal_max_bytes);
+    if (rc == MS_OK) rc = sq_search_start(s, err);
     if (rc != MS_OK) {
         sq_close(s);
         return rc;
@@ -469,8 +468,8 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items, m
         /* The matches first, each looked up by id, then sorted: O(matches). Left to itself the
          * planner walked the tenant in qn order and ran the full-text query once per asset
          * (minutes at 300k assets). */
-        ms_buf_puts(&sql, "assets_fts f CROSS JOIN assets a ON a.id = f.rowid"
-                          " WHERE assets_fts MATCH ?5 AND a.tenant = ?1");
+        ms_buf_puts(&sql, "s.fts f CROSS JOIN assets a ON a.id = f.rowid"
+                          " WHERE f.fts MATCH ?5 AND a.tenant = ?1");
     } else {
         ms_buf_puts(&sql, "assets a WHERE a.tenant = ?1");
     }
@@ -489,6 +488,10 @@ static ms_err sq_asset_list(void *ctx, const ms_asset_query *q, ms_buf *items, m
     ms_buf_printf(&sql, " ORDER BY a.qn LIMIT %d", q->limit + 1);
 
     sqlite3 *db = sq_acquire(s);
+    /* The index follows the store a moment behind (store_sqlite_search.c): a search sees what was
+     * committed before it, unless the index is far behind (then it answers with what it has). */
+    if (q->q && !sq_search_wait(s, db))
+        ms_log_debug(s->log, "store: search answered while the index is catching up");
     ms_err rc = MS_OK;
     ms_buf last = MS_BUF_INIT; /* qualified name of the last item shown */
     sqlite3_stmt *st = prep(db, sql.data, err);

@@ -56,11 +56,8 @@ static const char *const wsql[W__COUNT] = {
                " SELECT qn FROM d WHERE depth > 0 ORDER BY depth, qn",
     [W_TENANT_INS] = "INSERT OR IGNORE INTO tenants(tenant) VALUES(?)",
     [W_PARENT] = "SELECT type FROM assets WHERE tenant=? AND qn=? AND deleted=0",
-    /* The full-text rows of a commit's new assets, in one statement (a per-row trigger made FTS5
-     * write and merge one segment per row: half of the writer's time). */
-    [W_FTS_ADD] = "INSERT INTO assets_fts(rowid, name, qn, description)"
-                  " SELECT id, name, qn, description FROM assets WHERE id > ?",
-    [W_FTS_MARK] = "UPDATE meta SET value = ? WHERE key = 'fts_indexed_id'",
+    /* fts_log entries the search index holds durably (sq_search_log_mark). */
+    [W_LOG_PRUNE] = "DELETE FROM fts_log WHERE id <= ?",
     /* Once per tenant and process: from then on the writer keeps the count (orphan_count). */
     [W_ORPHANS] = "SELECT count(*) FROM assets WHERE tenant=? AND orphan=1 AND deleted=0",
     /* The parents that orphans wait for (sq_tenant_seq.waiting), loaded once per tenant and
@@ -73,20 +70,14 @@ static const char *const wsql[W__COUNT] = {
                      " updated_at = excluded.updated_at",
 };
 
-/* Prepares the writer's statements and loads the full-text mark. */
+/* Prepares the writer's statements. */
 ms_err sq_apply_prepare(sq_store *s, ms_error *err)
 {
     for (int i = 0; i < W__COUNT; i++)
         if (sqlite3_prepare_v3(s->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->ws[i], NULL) !=
             SQLITE_OK)
             return sq_fail(err, s->w, wsql[i]);
-    sqlite3_stmt *st = NULL;
-    bool ok = sqlite3_prepare_v2(s->w, "SELECT value FROM meta WHERE key = 'fts_indexed_id'", -1,
-                                 &st, NULL) == SQLITE_OK &&
-              sqlite3_step(st) == SQLITE_ROW;
-    if (ok) s->fts_mark = s->fts_pending = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return ok ? MS_OK : sq_fail(err, s->w, "full-text mark");
+    return MS_OK;
 }
 
 /* Steps a write statement to completion and resets it. */
@@ -332,7 +323,6 @@ static bool be_row_create(void *be, const char *tenant, const char *qn, ms_srow 
     if (!*created) return true;
     s->fresh_first_seq = (int64_t)s->cur->next + 1;
     r->id = sqlite3_last_insert_rowid(s->w);
-    if (r->id > s->fts_pending) s->fts_pending = r->id;
     s->fresh_id = r->id;
     saved(s, tenant, qn, r);
     return true;
@@ -521,15 +511,14 @@ static const ms_sa_backend backend = {
     .offset_put = be_offset_put,
 };
 
-/* Indexes the assets inserted in the open transaction (ids above the mark) for full-text search
- * and moves the mark, inside the transaction: search stays transactional. */
-static bool fts_index_new(sq_store *s)
+/* Deletes, in the open transaction, the fts_log entries the search index holds durably. */
+static bool log_prune(sq_store *s)
 {
-    if (s->fts_pending <= s->fts_mark) return true;
-    sqlite3_stmt *add = s->ws[W_FTS_ADD], *mark = s->ws[W_FTS_MARK];
-    sqlite3_bind_int64(add, 1, s->fts_mark);
-    sqlite3_bind_int64(mark, 1, s->fts_pending);
-    return run(add) && run(mark);
+    s->log_pruning = sq_search_log_mark(s);
+    if (s->log_pruning <= s->log_pruned) return true;
+    sqlite3_stmt *st = s->ws[W_LOG_PRUNE];
+    sqlite3_bind_int64(st, 1, s->log_pruning);
+    return run(st);
 }
 
 ms_err sq_apply(void *ctx, ms_event *const *evs, size_t n, const char *now_ts, ms_apply_result *res,
@@ -543,7 +532,6 @@ static ms_err rollback(sq_store *s, const char *what, ms_error *err)
 {
     if (!err->detail[0]) sq_fail(err, s->w, what);
     sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
-    s->fts_pending = s->fts_mark;
     for (size_t i = 0; i < s->nseqs; i++) /* an adoption it undid may have left its set */
         s->seqs[i].waiting.valid = false;
     return MS_ERR_STORE;
@@ -579,9 +567,10 @@ ms_err sq_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *
     }
     if (!ms_sa_positions(&backend, s, evs, n, res, pos, npos, now_ts, err))
         return rollback(s, "source offsets", err);
-    if (!fts_index_new(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (!log_prune(s) || sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return rollback(s, "commit", err);
-    s->fts_mark = s->fts_pending;
+    if (s->log_pruning > s->log_pruned) s->log_pruned = s->log_pruning;
+    sq_search_poke(s);
     sq_ckpt_after_commit(s);
     pthread_mutex_lock(&s->stats_mu);
     for (size_t i = 0; i < s->nseqs; i++) {

@@ -5,7 +5,9 @@
  * Connections: one writer connection used only by apply() on the engine's writer thread, with
  * its prepared statements cached; a pool of other connections for readers and for the small
  * writes of other threads (cursors, types), each used by one thread at a time (acquire/release).
- * WAL mode lets readers run while the writer commits.
+ * WAL mode lets readers run while the writer commits. The full-text index is in a database of
+ * its own, ATTACHed to every pool connection as schema `s` and written only by the indexer's
+ * connection, on its thread (store_sqlite_search.c).
  */
 #ifndef STORE_SQLITE_INT_H
 #define STORE_SQLITE_INT_H
@@ -24,6 +26,8 @@
 #include <stdint.h>
 
 #define SQ_POOL 8
+/* Prepared statements of the indexer (store_sqlite_search.c). */
+#define SQ_IX_STMTS 6
 
 /* Prepared statements of the writer connection. */
 enum {
@@ -43,8 +47,7 @@ enum {
     W_DESC,
     W_TENANT_INS,
     W_PARENT,
-    W_FTS_ADD,
-    W_FTS_MARK,
+    W_LOG_PRUNE,
     W_ORPHANS,
     W_ORPHAN_PARENTS,
     W_OFFSET_PUT,
@@ -101,8 +104,8 @@ typedef struct sq_store {
     int max_depth; /* limits.max_depth: how deep stored attributes are parsed */
     sqlite3 *w;
     sqlite3_stmt *ws[W__COUNT];
-    int64_t fts_mark;    /* assets up to this id are in the full-text index (committed) */
-    int64_t fts_pending; /* highest id inserted in the open transaction (writer only) */
+    int64_t log_pruned;  /* fts_log is deleted up to this id (writer only) */
+    int64_t log_pruning; /* ... and will be once the open transaction commits (writer only) */
     sq_tenant_seq *seqs; /* written by the writer thread only, under stats_mu */
     size_t nseqs;
     sq_tenant_seq *cur;          /* the tenant of the event being applied (writer only) */
@@ -137,6 +140,18 @@ typedef struct sq_store {
     int wal_frames;  /* frames in the WAL after the writer's last commit */
     int wal_max;     /* store.wal_max_bytes in frames */
     int wal_wait_at; /* the writer waits before BEGIN once wal_frames reaches this */
+    /* The full-text index (store_sqlite_search.c): its database, the indexer's connection
+     * (main: the store; s: the search database) and statements, its thread. Under ix_mu: the
+     * marks (what the index holds, durable in the search database), the flags. ix_cv wakes the
+     * indexer; ix_done_cv tells searches that the marks moved. */
+    char *search_path;
+    sqlite3 *ix;
+    sqlite3_stmt *is[SQ_IX_STMTS];
+    pthread_t ix_thread;
+    pthread_mutex_t ix_mu;
+    pthread_cond_t ix_cv, ix_done_cv;
+    bool ix_init, ix_started, ix_stop, ix_poked, ix_failed;
+    int64_t ix_asset_mark, ix_log_mark;
 } sq_store;
 
 /* Asset rows are the shared ms_srow (store/common/store_apply.h). */
@@ -155,6 +170,8 @@ void sq_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i as a heap string (NULL stays NULL). */
 char *sq_col_dup(sqlite3_stmt *st, int i);
 
+/* Opens one connection to the store with MetaSync's pragmas (no automatic checkpoint). */
+ms_err sq_open_conn(sq_store *s, sqlite3 **out, ms_error *err);
 sqlite3 *sq_acquire(sq_store *s);
 void sq_release(sq_store *s, sqlite3 *db);
 
@@ -187,5 +204,22 @@ void sq_ckpt_init(sq_store *s, int64_t wal_max_bytes);
 void sq_ckpt_stop(sq_store *s);
 void sq_ckpt_before_begin(sq_store *s);
 void sq_ckpt_after_commit(sq_store *s);
+
+/* The full-text index (store_sqlite_search.c). open: after the schema migration, opens the
+ * search database (creating it), checks it against the store (emptying it to be built again when
+ * it does not match) and prepares the indexer; start: starts the indexer thread; stop: joins it
+ * and closes the search database (safe whatever open reached). attach: ATTACHes the search
+ * database to db as schema `s`. poke: the writer tells the indexer that it committed.
+ * log_mark: the fts_log entries up to it are applied to the index durably (the writer may
+ * delete them). wait: waits (up to a few seconds) until the index holds every row and fts_log
+ * entry committed when it is called, as seen by db (the caller's connection, outside a
+ * transaction); false when it does not (then the index lags: a search finds less). */
+ms_err sq_search_open(sq_store *s, ms_error *err);
+ms_err sq_search_start(sq_store *s, ms_error *err);
+void sq_search_stop(sq_store *s);
+ms_err sq_search_attach(sq_store *s, sqlite3 *db, ms_error *err);
+void sq_search_poke(sq_store *s);
+int64_t sq_search_log_mark(sq_store *s);
+bool sq_search_wait(sq_store *s, sqlite3 *db);
 
 #endif
