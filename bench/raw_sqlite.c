@@ -4,19 +4,19 @@
  * engine), in transactions of the engine's commit size, with the store's pragmas.
  *
  *   bench_raw_sqlite --file FILE --dir DIR [--txn N] [--sync full|normal] [--cache-mb N]
- *                    [--engine-sql] [--label NAME] [--exec SQL] [--fts-per-row]
+ *                    [--engine-sql] [--label NAME] [--exec SQL]
  *
  * DIR must be empty or absent: the schema is created by opening the store through
- * ms_store_sqlite.open (so tables, indexes and the FTS5 setup are exactly the store's), which
+ * ms_store_sqlite.open (so tables, indexes and triggers are exactly the store's), which
  * is then closed. The file is decoded with the server's own decoder (ms_event_decode) *before*
  * the timed region, and the change record's after-JSON is pre-built with the store's own
  * snapshot writer (ms_srow_json), so the timed loop only binds and steps prepared statements.
  *
  * Per asset, default (the minimal loop): INSERT OR IGNORE INTO seen; INSERT INTO assets; INSERT
- * INTO changes (after-JSON, changed paths, cause); and per transaction, like the store, the
- * full-text rows of its new assets in one INSERT … SELECT just before COMMIT (timed as part of
- * the commit). The orphan flag is what the engine would store (parent not seen earlier in the
- * file).
+ * INTO changes (after-JSON, changed paths, cause). The orphan flag is what the engine would store
+ * (parent not seen earlier in the file). Full-text search is not in the store's transaction
+ * since schema 5 (an indexer thread keeps it in a database of its own, store_sqlite_search.c),
+ * so the loop does not write it either: the limit is what the writer's transaction costs.
  *
  * --engine-sql adds every other statement the engine's writer issues for a new asset (lookup of
  * the parent's type, tags rows, adoption of waiting children; no lookup of the asset itself,
@@ -25,8 +25,7 @@
  * JSON, copies, HTTP) and its threads competing for the 2 cores, not SQLite.
  *
  * --exec SQL runs SQL on the connection before the loop, for what-if attributions; the benchmark
- * itself never uses it. --fts-per-row is one such what-if, the store's schema 1: a per-row
- * insert trigger indexes each asset for full-text search (and no INSERT … SELECT per commit).
+ * itself never uses it.
  *
  * Prints a human line, a per-statement time breakdown and one machine line:
  *   RAW label=… rows=… secs=… rows_per_s=… txn=… commit_p50_ms=… commit_p99_ms=… db_bytes=…
@@ -263,7 +262,7 @@ static long long dir_bytes(const char *dir)
 static void usage(void)
 {
     fputs("usage: bench_raw_sqlite --file FILE --dir DIR [--txn N] [--sync full|normal]"
-          " [--cache-mb N] [--engine-sql] [--label NAME] [--exec SQL] [--fts-per-commit]\n",
+          " [--cache-mb N] [--engine-sql] [--label NAME] [--exec SQL]\n",
           stderr);
     exit(2);
 }
@@ -272,14 +271,10 @@ int main(int argc, char **argv)
 {
     const char *file = NULL, *dir = NULL, *sync = "full", *label = "raw", *extra_sql = NULL;
     long txn = 5000, cache_mb = 64;
-    bool engine_sql = false, fts_per_row = false;
+    bool engine_sql = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--engine-sql") == 0) {
             engine_sql = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--fts-per-row") == 0) {
-            fts_per_row = true;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -347,7 +342,7 @@ int main(int argc, char **argv)
              "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF;",
              strcmp(sync, "normal") == 0 ? "NORMAL" : "FULL", cache_mb * 1024);
     exec(db, pragmas);
-    if (extra_sql) exec(db, extra_sql); /* what-if experiments, e.g. "DROP TRIGGER assets_fts_ai" */
+    if (extra_sql) exec(db, extra_sql); /* what-if experiments, e.g. "DROP INDEX assets_parent" */
     sqlite3_stmt *seen = prep(db, "INSERT OR IGNORE INTO seen(tenant, id) VALUES(?, ?)");
     sqlite3_stmt *ins = prep(
         db, "INSERT INTO assets(tenant, qn, type, name, parent, attributes, version, created_at,"
@@ -364,15 +359,6 @@ int main(int argc, char **argv)
     sqlite3_stmt *tins = prep(db, "INSERT OR IGNORE INTO tags(tenant, qn, tag, source, origin)"
                                   " VALUES(?, ?, ?, 'direct', '')");
     exec(db, "INSERT OR IGNORE INTO tenants(tenant) VALUES('default')");
-    sqlite3_stmt *fts = NULL;
-    if (fts_per_row)
-        exec(db, "CREATE TRIGGER assets_fts_ai AFTER INSERT ON assets BEGIN"
-                 " INSERT INTO assets_fts(rowid, name, qn, description)"
-                 " VALUES (new.id, new.name, new.qn, new.description); END");
-    else
-        fts = prep(db, "INSERT INTO assets_fts(rowid, name, qn, description)"
-                       " SELECT id, name, qn, description FROM assets WHERE id > ?");
-    sqlite3_int64 fts_done = 0;
 
     size_t ntx = (n + (size_t)txn - 1) / (size_t)txn;
     double *lat = ms_xcalloc(ntx ? ntx : 1, sizeof *lat);
@@ -453,11 +439,6 @@ int main(int argc, char **argv)
             }
         }
         unsigned long long cc = ms_now_ns();
-        if (fts) { /* the full-text rows of this transaction in one statement */
-            sqlite3_bind_int64(fts, 1, fts_done);
-            step_done(db, fts);
-            fts_done = sqlite3_last_insert_rowid(db);
-        }
         exec(db, "COMMIT");
         stage_ns[S_COMMIT] += ms_now_ns() - cc;
         lat[k] = (double)(ms_now_ns() - c0) / 1e6;
@@ -482,7 +463,7 @@ int main(int argc, char **argv)
     printf("\n");
     fflush(stdout);
 
-    sqlite3_stmt *all[] = {seen, ins, chg, par, adopt, tclr, tins, fts};
+    sqlite3_stmt *all[] = {seen, ins, chg, par, adopt, tclr, tins};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(db);

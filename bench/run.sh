@@ -257,6 +257,10 @@ for order in $ORDERS; do
   [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
   THREADS=$(thread_cpu "$SERVER_PID" || true)
   curl -fsS "$URL/metrics" >"$DIR/metrics-$order.txt"
+  # A search waits until the full-text index (SQLite: kept by the indexer thread) holds every
+  # commit before it: how long the first one takes is how far the index was behind.
+  SEARCH_MS=$(curl -fsS -o /dev/null -w '%{time_total}' "$URL/api/v1/assets?q=bench&limit=1" |
+    awk '{ printf "%.0f", $1 * 1000 }')
   HWM=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER_PID/status")
   stop_server
   [[ $RC == 0 ]] || { log "$order: ingest exited $RC"; cat "$DIR/ingest-$order.out" >&2; }
@@ -281,13 +285,17 @@ for order in $ORDERS; do
   if [[ $STORE == postgres ]]; then
     DB_B=$(pg_bytes "$PG_OWNER")
   else
-    DB_B=$(( $(bytes_of "$DD/metasync.db") + $(bytes_of "$DD/metasync.db-wal") ))
+    DB_B=0  # the store and its search database, each with its WAL
+    for f in metasync.db metasync.db-wal metasync-search.db metasync-search.db-wal; do
+      [[ -e $DD/$f ]] && DB_B=$(( DB_B + $(bytes_of "$DD/$f") ))
+    done
   fi
   SNAP_B=$(bytes_of "$DD/snapshots")
   ALL_B=$(bytes_of "$DD")
   ORPH=$(awk '/^metasync_orphans/ { print $2 }' "$M" | head -1)
   log "$order: $(fmt_int "$ACC") accepted in ${WALL}s = $(fmt_int "$RATE") assets/s; $COMMITS commits (~$PER_COMMIT events each), commit p50 ${P50}s p99 ${P99}s; writer (busiest thread) on CPU ${WRITER_BUSY}% of the wall time; server ${SRV_CPU} cores, client ${CLI_CPU} cores; peak RSS $((HWM / 1024)) MiB"
   log "$order: server threads: $THREADS"
+  log "$order: the first search after the last answer took ${SEARCH_MS} ms (the full-text index catching up)"
 
   RD=$DIR/raw-$order
   rm -rf "$RD"
@@ -386,7 +394,7 @@ if [[ $STORE == postgres ]]; then
   echo "  (store: PostgreSQL; B/asset(db): tables + indexes (pg_total_relation_size) / assets;"
   echo "   raw: PostgreSQL's COPY of the same rows into the same tables, one transaction; ratio = assets/s / raw)"
 else
-echo "  (B/asset: the whole data directory incl. snapshots / assets; B/asset(db): metasync.db + WAL;"
+echo "  (B/asset: the whole data directory incl. snapshots / assets; B/asset(db): metasync.db + metasync-search.db + WALs;"
 echo "   raw: the minimal SQLite loop, same schema, same rows, transactions of the engine's average commit size;"
 echo "   raw+lookups: the same plus every read/update the engine's writer issues; ratio = assets/s / raw)"
 fi
