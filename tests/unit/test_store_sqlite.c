@@ -1110,8 +1110,8 @@ static void test_search_follows_the_store(void **state)
     const char *evs[] = {
         "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"alpha\"}",
         "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c1\",\"name\":\"beta\"}",
-        "{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c2\",\"name\":\"delta\","
-        "\"attributes\":{\"description\":\"quarterly numbers\"}}"};
+        ("{\"op\":\"upsert\",\"type\":\"connection\",\"qualified_name\":\"c2\",\"name\":\"delta\","
+         "\"attributes\":{\"description\":\"quarterly numbers\"}}")};
     ms_apply_result res[3];
     assert_int_equal(apply_n(f, NULL, evs, 3, NOW1, res), MS_OK);
     assert_int_equal(search_count(f, "alpha"), 0);

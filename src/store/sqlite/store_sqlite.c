@@ -260,8 +260,8 @@ static bool upgrade4(sq_store *s, ms_error *err)
         return false;
     }
     static const char *const steps[] = {
-        "UPDATE assets SET first_seq = (SELECT min(c.seq) FROM changes c WHERE c.tenant ="
-        " assets.tenant AND c.qn = assets.qn AND c.op = 'create' AND c.version = 1)",
+        ("UPDATE assets SET first_seq = (SELECT min(c.seq) FROM changes c WHERE c.tenant ="
+         " assets.tenant AND c.qn = assets.qn AND c.op = 'create' AND c.version = 1)"),
         "DROP INDEX IF EXISTS changes_qn",
         "DROP INDEX IF EXISTS assets_type",
     };
