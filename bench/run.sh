@@ -10,6 +10,8 @@
 #   BENCH_BATCH=5000 BENCH_PARALLEL=4   metasync ingest --batch / --parallel
 #   BENCH_SYNC=full        store.synchronous for the server and the raw loop (full|normal)
 #   BENCH_ORDERS="hierarchical shuffled"   which orders to run
+#   BENCH_REPEAT=3         hierarchical ingests (each into a fresh store); the figures are the
+#                          median run's, every run's rate is printed (this VM varies ±8% run to run)
 #   BENCH_ENGINE_SQL="hierarchical"   orders for which the raw loop also runs with the engine's
 #                          extra lookups (attribution; "" for none: the shuffled one takes minutes)
 #   BENCH_FASTLANE=1       run the fast-lane test; BENCH_PROBES=500 probes
@@ -34,6 +36,7 @@ BATCH=${BENCH_BATCH:-5000}
 PAR=${BENCH_PARALLEL:-4}
 SYNC=${BENCH_SYNC:-full}
 ORDERS=${BENCH_ORDERS-hierarchical shuffled}
+REPEAT=${BENCH_REPEAT:-3}
 ENGINE_SQL=${BENCH_ENGINE_SQL-hierarchical}
 FASTLANE=${BENCH_FASTLANE:-1}
 PROBES=${BENCH_PROBES:-500}
@@ -228,74 +231,90 @@ for order in $ORDERS; do
     *) echo "bench: unknown order $order" >&2; exit 2 ;;
   esac
   DD=$DIR/data-$order
-  # The client's input comes from the page cache, and no writeback of earlier steps (the
-  # generated estate, the previous run's database) competes with the run's own syncs.
-  cat "$FILE" >/dev/null
-  sync
-  if [[ $STORE == postgres ]]; then
-    pg_db "bench_$order"
-    start_server "$DD" --store.url "$PG_APP"
-  else
-    start_server "$DD"
-  fi
-  log "$order: ingesting $(fmt_int "$N") assets into $URL (batch $BATCH, parallel $PAR, synchronous=$SYNC)"
-  PERF_PID=""
-  if [[ $PERF == 1 && $order == hierarchical ]] && command -v perf >/dev/null; then
-    perf record -F 499 -g -p "$SERVER_PID" -o "$DIR/perf-$order.data" >/dev/null 2>&1 &
-    PERF_PID=$!
-  fi
-  C0=$(cpu_secs "$SERVER_PID")
-  T0=$(date +%s.%N)
-  set +e
-  /usr/bin/time -f "%e %U %S %M" -o "$DIR/ingest-$order.time" \
-    "$MS" ingest "$FILE" --server "$URL" --batch "$BATCH" --parallel "$PAR" --no-progress --quiet \
-    >"$DIR/ingest-$order.out" 2>&1
-  RC=$?
-  set -e
-  T1=$(date +%s.%N)
-  C1=$(cpu_secs "$SERVER_PID")
-  [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
-  THREADS=$(thread_cpu "$SERVER_PID" || true)
-  curl -fsS "$URL/metrics" >"$DIR/metrics-$order.txt"
-  # A search waits until the full-text index (SQLite: kept by the indexer thread) holds every
-  # commit before it: how long the first one takes is how far the index was behind.
-  SEARCH_MS=$(curl -fsS -o /dev/null -w '%{time_total}' "$URL/api/v1/assets?q=bench&limit=1" |
-    awk '{ printf "%.0f", $1 * 1000 }')
-  HWM=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER_PID/status")
-  stop_server
-  [[ $RC == 0 ]] || { log "$order: ingest exited $RC"; cat "$DIR/ingest-$order.out" >&2; }
-  M=$DIR/metrics-$order.txt
-  WALL=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.2f", b - a }')
-  ACC=$(awk '/^accepted:/ { print $2 }' "$DIR/ingest-$order.out")
-  REJ=$(awk '/^rejected:/ { print $2 }' "$DIR/ingest-$order.out")
-  RATE=$(awk -v n="${ACC:-0}" -v w="$WALL" 'BEGIN { printf "%.0f", n / w }')
-  COMMITS=$(metric "$M" metasync_commits_total)
-  APPLIED=$(metric "$M" metasync_events_applied_total)
-  PER_COMMIT=$(awk -v a="$APPLIED" -v c="$COMMITS" 'BEGIN { printf "%d", c ? a / c + 0.5 : 1 }')
-  P50=$(hist_q "$M" metasync_commit_duration_seconds 0.50)
-  P99=$(hist_q "$M" metasync_commit_duration_seconds 0.99)
-  # The writer is the busiest server thread (thread_cpu lists the busiest first). Commit durations
-  # no longer measure it: with deferred durability they include the sync, overlapped with the
-  # next commit's work.
-  BUSIEST=$(sed -n 's/^tid [0-9]*=\([0-9.]*\)s.*/\1/p' <<<"$THREADS")
-  WRITER_BUSY=$(awk -v s="${BUSIEST:-0}" -v w="$WALL" 'BEGIN { printf "%.0f", 100 * s / w }')
-  SRV_CPU=$(awk -v a="$C0" -v b="$C1" -v w="$WALL" 'BEGIN { printf "%.2f", (b - a) / w }')
-  read -r _ CLI_U CLI_S _ <"$DIR/ingest-$order.time"
-  CLI_CPU=$(awk -v u="$CLI_U" -v s="$CLI_S" -v w="$WALL" 'BEGIN { printf "%.2f", (u + s) / w }')
-  if [[ $STORE == postgres ]]; then
-    DB_B=$(pg_bytes "$PG_OWNER")
-  else
-    DB_B=0  # the store and its search database, each with its WAL
-    for f in metasync.db metasync.db-wal metasync-search.db metasync-search.db-wal; do
-      [[ -e $DD/$f ]] && DB_B=$(( DB_B + $(bytes_of "$DD/$f") ))
-    done
-  fi
-  SNAP_B=$(bytes_of "$DD/snapshots")
-  ALL_B=$(bytes_of "$DD")
-  ORPH=$(awk '/^metasync_orphans/ { print $2 }' "$M" | head -1)
-  log "$order: $(fmt_int "$ACC") accepted in ${WALL}s = $(fmt_int "$RATE") assets/s; $COMMITS commits (~$PER_COMMIT events each), commit p50 ${P50}s p99 ${P99}s; writer (busiest thread) on CPU ${WRITER_BUSY}% of the wall time; server ${SRV_CPU} cores, client ${CLI_CPU} cores; peak RSS $((HWM / 1024)) MiB"
-  log "$order: server threads: $THREADS"
-  log "$order: the first search after the last answer took ${SEARCH_MS} ms (the full-text index catching up)"
+  REPS=1
+  [[ $order == hierarchical ]] && REPS=$REPEAT
+  RUNS=()
+  for rep in $(seq 1 "$REPS"); do
+    # The client's input comes from the page cache, and no writeback of earlier steps (the
+    # generated estate, the previous run's database) competes with the run's own syncs.
+    cat "$FILE" >/dev/null
+    sync
+    if [[ $STORE == postgres ]]; then
+      pg_db "bench_$order"
+      start_server "$DD" --store.url "$PG_APP"
+    else
+      start_server "$DD"
+    fi
+    log "$order: ingesting $(fmt_int "$N") assets into $URL (batch $BATCH, parallel $PAR, synchronous=$SYNC; run $rep of $REPS)"
+    PERF_PID=""
+    if [[ $PERF == 1 && $order == hierarchical ]] && command -v perf >/dev/null; then
+      perf record -F 499 -g -p "$SERVER_PID" -o "$DIR/perf-$order.data" >/dev/null 2>&1 &
+      PERF_PID=$!
+    fi
+    C0=$(cpu_secs "$SERVER_PID")
+    T0=$(date +%s.%N)
+    set +e
+    /usr/bin/time -f "%e %U %S %M" -o "$DIR/ingest-$order.time" \
+      "$MS" ingest "$FILE" --server "$URL" --batch "$BATCH" --parallel "$PAR" --no-progress --quiet \
+      >"$DIR/ingest-$order.out" 2>&1
+    RC=$?
+    set -e
+    T1=$(date +%s.%N)
+    C1=$(cpu_secs "$SERVER_PID")
+    [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
+    THREADS=$(thread_cpu "$SERVER_PID" || true)
+    curl -fsS "$URL/metrics" >"$DIR/metrics-$order.txt"
+    # A search waits until the full-text index (SQLite: kept by the indexer thread) holds every
+    # commit before it: how long the first one takes is how far the index was behind.
+    SEARCH_MS=$(curl -fsS -o /dev/null -w '%{time_total}' "$URL/api/v1/assets?q=bench&limit=1" |
+      awk '{ printf "%.0f", $1 * 1000 }')
+    HWM=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER_PID/status")
+    stop_server
+    [[ $RC == 0 ]] || { log "$order: ingest exited $RC"; cat "$DIR/ingest-$order.out" >&2; }
+    M=$DIR/metrics-$order.txt
+    WALL=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.2f", b - a }')
+    ACC=$(awk '/^accepted:/ { print $2 }' "$DIR/ingest-$order.out")
+    REJ=$(awk '/^rejected:/ { print $2 }' "$DIR/ingest-$order.out")
+    RATE=$(awk -v n="${ACC:-0}" -v w="$WALL" 'BEGIN { printf "%.0f", n / w }')
+    COMMITS=$(metric "$M" metasync_commits_total)
+    APPLIED=$(metric "$M" metasync_events_applied_total)
+    PER_COMMIT=$(awk -v a="$APPLIED" -v c="$COMMITS" 'BEGIN { printf "%d", c ? a / c + 0.5 : 1 }')
+    P50=$(hist_q "$M" metasync_commit_duration_seconds 0.50)
+    P99=$(hist_q "$M" metasync_commit_duration_seconds 0.99)
+    # The writer is the busiest server thread (thread_cpu lists the busiest first). Commit durations
+    # no longer measure it: with deferred durability they include the sync, overlapped with the
+    # next commit's work.
+    BUSIEST=$(sed -n 's/^tid [0-9]*=\([0-9.]*\)s.*/\1/p' <<<"$THREADS")
+    WRITER_BUSY=$(awk -v s="${BUSIEST:-0}" -v w="$WALL" 'BEGIN { printf "%.0f", 100 * s / w }')
+    SRV_CPU=$(awk -v a="$C0" -v b="$C1" -v w="$WALL" 'BEGIN { printf "%.2f", (b - a) / w }')
+    read -r _ CLI_U CLI_S _ <"$DIR/ingest-$order.time"
+    CLI_CPU=$(awk -v u="$CLI_U" -v s="$CLI_S" -v w="$WALL" 'BEGIN { printf "%.2f", (u + s) / w }')
+    if [[ $STORE == postgres ]]; then
+      DB_B=$(pg_bytes "$PG_OWNER")
+    else
+      DB_B=0  # the store and its search database, each with its WAL
+      for f in metasync.db metasync.db-wal metasync-search.db metasync-search.db-wal; do
+        [[ -e $DD/$f ]] && DB_B=$(( DB_B + $(bytes_of "$DD/$f") ))
+      done
+    fi
+    SNAP_B=$(bytes_of "$DD/snapshots")
+    ALL_B=$(bytes_of "$DD")
+    ORPH=$(awk '/^metasync_orphans/ { print $2 }' "$M" | head -1)
+    log "$order: $(fmt_int "$ACC") accepted in ${WALL}s = $(fmt_int "$RATE") assets/s; $COMMITS commits (~$PER_COMMIT events each), commit p50 ${P50}s p99 ${P99}s; writer (busiest thread) on CPU ${WRITER_BUSY}% of the wall time; server ${SRV_CPU} cores, client ${CLI_CPU} cores; peak RSS $((HWM / 1024)) MiB"
+    log "$order: server threads: $THREADS"
+    log "$order: the first search after the last answer took ${SEARCH_MS} ms (the full-text index catching up)"
+    declare -p RATE WALL ACC REJ COMMITS PER_COMMIT P50 P99 WRITER_BUSY SRV_CPU CLI_CPU HWM DB_B \
+      SNAP_B ALL_B ORPH >"$DIR/run-$order-$rep.vars"
+    RUNS+=("$RATE $rep")
+    [[ $KEEP == 1 && $rep == "$REPS" ]] || rm -rf "$DD"
+    (( rep < REPS )) && sleep 2 # let the disk settle between runs
+  done
+  # The median run (by assets/s) stands for the order; the others are printed.
+  MED=$(printf '%s\n' "${RUNS[@]}" | sort -n | awk -v n="$REPS" 'NR == int((n + 1) / 2) { print $2 }')
+  # shellcheck disable=SC1090
+  source "$DIR/run-$order-$MED.vars"
+  RUN_RATES=$(printf '%s\n' "${RUNS[@]}" | awk '{ print $1 }' | paste -sd, -)
+  (( REPS > 1 )) && log "$order: $REPS runs at $RUN_RATES assets/s; the median one (run $MED) is reported"
 
   RD=$DIR/raw-$order
   rm -rf "$RD"
@@ -328,7 +347,6 @@ for order in $ORDERS; do
     head -1 "$DIR/rawsql-$order.out" >&2
     rm -rf "$RD"
   fi
-  [[ $KEEP == 1 ]] || rm -rf "$DD"
 
   R[$order.rate]=$RATE; R[$order.wall]=$WALL; R[$order.acc]=$ACC; R[$order.rej]=$REJ
   R[$order.p50]=$P50; R[$order.p99]=$P99; R[$order.hwm]=$HWM; R[$order.percommit]=$PER_COMMIT
@@ -336,7 +354,7 @@ for order in $ORDERS; do
   R[$order.raw]=$RAW_RATE; R[$order.rawp50]=$RAW_P50; R[$order.rawp99]=$RAW_P99
   R[$order.rawdb]=$RAW_DB; R[$order.ratio]=$RATIO; R[$order.esql]=$ESQL_RATE
   R[$order.busy]=$WRITER_BUSY; R[$order.srvcpu]=$SRV_CPU; R[$order.clicpu]=$CLI_CPU
-  add "$order" "{\"assets\":${ACC:-0},\"rejected\":${REJ:-0},\"seconds\":$WALL,\"assets_per_s\":$RATE,\"commits\":$COMMITS,\"events_per_commit\":$PER_COMMIT,\"commit_p50_s\":$P50,\"commit_p99_s\":$P99,\"writer_busy_pct\":$WRITER_BUSY,\"server_cores\":$SRV_CPU,\"client_cores\":$CLI_CPU,\"peak_rss_kib\":$HWM,\"db_bytes\":$DB_B,\"snapshot_bytes\":$SNAP_B,\"data_dir_bytes\":$ALL_B,\"orphans_left\":${ORPH:-0},\"raw_rows_per_s\":${RAW_RATE:-0},\"raw_commit_p50_ms\":${RAW_P50:-0},\"raw_commit_p99_ms\":${RAW_P99:-0},\"raw_db_bytes\":${RAW_DB:-0},\"raw_with_lookups_rows_per_s\":${ESQL_RATE:-0},\"ratio_to_raw\":$RATIO}"
+  add "$order" "{\"assets\":${ACC:-0},\"rejected\":${REJ:-0},\"seconds\":$WALL,\"assets_per_s\":$RATE,\"commits\":$COMMITS,\"events_per_commit\":$PER_COMMIT,\"commit_p50_s\":$P50,\"commit_p99_s\":$P99,\"writer_busy_pct\":$WRITER_BUSY,\"server_cores\":$SRV_CPU,\"client_cores\":$CLI_CPU,\"peak_rss_kib\":$HWM,\"db_bytes\":$DB_B,\"snapshot_bytes\":$SNAP_B,\"data_dir_bytes\":$ALL_B,\"orphans_left\":${ORPH:-0},\"raw_rows_per_s\":${RAW_RATE:-0},\"raw_commit_p50_ms\":${RAW_P50:-0},\"raw_commit_p99_ms\":${RAW_P99:-0},\"raw_db_bytes\":${RAW_DB:-0},\"raw_with_lookups_rows_per_s\":${ESQL_RATE:-0},\"ratio_to_raw\":$RATIO,\"runs_assets_per_s\":[$RUN_RATES]}"
   sleep 2 # let the disk settle between runs
 done
 
