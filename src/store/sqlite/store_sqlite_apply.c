@@ -543,8 +543,9 @@ ms_err sq_apply_deferred(void *ctx, ms_event *const *evs, size_t n, const char *
 {
     sq_store *s = ctx;
     sq_ckpt_before_begin(s);
-    if (sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return sq_fail(err, s->w, "begin");
+    int begun = sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sq_ckpt_after_begin(s);
+    if (begun != SQLITE_OK) return sq_fail(err, s->w, "begin");
     for (size_t i = 0; i < s->nseqs; i++) {
         s->seqs[i].next = s->seqs[i].committed;
         s->seqs[i].orphans_next = s->seqs[i].orphans;

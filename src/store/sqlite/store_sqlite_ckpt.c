@@ -130,6 +130,10 @@ void sq_ckpt_before_begin(sq_store *s)
 {
     if (!s->ckpt_running || s->wal_frames < s->wal_wait_at) return;
     unsigned long long t0 = ms_now_ns();
+    /* No reader of the search indexer may use the WAL when the BEGIN below restarts it: the
+     * gate is held until sq_ckpt_after_begin (an indexer read in progress ends first). */
+    pthread_mutex_lock(&s->ix_read_mu);
+    s->ckpt_gate = true;
     pthread_mutex_lock(&s->ckpt_mu);
     uint64_t want = ++s->ckpt_asked; /* a checkpoint that starts after the last commit */
     pthread_cond_broadcast(&s->ckpt_cv);
@@ -143,6 +147,13 @@ void sq_ckpt_before_begin(sq_store *s)
     /* When the checkpoint could not copy everything (an old reader), the BEGIN below cannot
      * restart the WAL: wait again only after another wal_max frames. */
     s->wal_wait_at = s->wal_frames + s->wal_max;
+}
+
+void sq_ckpt_after_begin(sq_store *s)
+{
+    if (!s->ckpt_gate) return;
+    s->ckpt_gate = false;
+    pthread_mutex_unlock(&s->ix_read_mu);
 }
 
 void sq_ckpt_after_commit(sq_store *s)

@@ -27,7 +27,7 @@
 
 #define SQ_POOL 8
 /* Prepared statements of the indexer (store_sqlite_search.c). */
-#define SQ_IX_STMTS 6
+#define SQ_IX_STMTS 9
 
 /* Prepared statements of the writer connection. */
 enum {
@@ -140,6 +140,7 @@ typedef struct sq_store {
     int wal_frames;  /* frames in the WAL after the writer's last commit */
     int wal_max;     /* store.wal_max_bytes in frames */
     int wal_wait_at; /* the writer waits before BEGIN once wal_frames reaches this */
+    bool ckpt_gate;  /* the writer holds ix_read_mu from before_begin to after_begin */
     /* The full-text index (store_sqlite_search.c): its database, the indexer's connection
      * (main: the store; s: the search database) and statements, its thread. Under ix_mu: the
      * marks (what the index holds, durable in the search database), the flags. ix_cv wakes the
@@ -150,7 +151,12 @@ typedef struct sq_store {
     pthread_t ix_thread;
     pthread_mutex_t ix_mu;
     pthread_cond_t ix_cv, ix_done_cv;
-    bool ix_init, ix_started, ix_stop, ix_poked, ix_failed;
+    /* Held by the indexer while it reads the store, and by the writer while it waits for a
+     * checkpoint and begins the transaction that restarts the WAL (see sq_ckpt_before_begin). */
+    pthread_mutex_t ix_read_mu;
+    bool ix_init, ix_started, ix_stop, ix_failed;
+    bool ix_poked;  /* the writer committed since the last round began */
+    bool ix_urgent; /* a search waits for the index */
     int64_t ix_asset_mark, ix_log_mark;
 } sq_store;
 
@@ -199,10 +205,12 @@ ms_err sq_apply_prepare(sq_store *s, ms_error *err);
  * thread, on s->ckpt_db opened by the caller, starts at the first commit that needs it); stop:
  * joins it (safe when init never ran or the thread never started). before_begin/after_commit: the
  * writer calls them around each transaction; before_begin may wait for a checkpoint when the WAL
- * has reached wal_max_bytes. */
+ * has reached wal_max_bytes, and then keeps the search indexer from reading the store (it holds
+ * ix_read_mu) until after_begin, called right after the BEGIN that restarts the WAL. */
 void sq_ckpt_init(sq_store *s, int64_t wal_max_bytes);
 void sq_ckpt_stop(sq_store *s);
 void sq_ckpt_before_begin(sq_store *s);
+void sq_ckpt_after_begin(sq_store *s);
 void sq_ckpt_after_commit(sq_store *s);
 
 /* The full-text index (store_sqlite_search.c). open: after the schema migration, opens the

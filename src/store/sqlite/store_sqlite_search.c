@@ -8,14 +8,18 @@
  * the store, filled by triggers) keeps the old values of each change of an indexed field and of
  * each deleted row; a contentless FTS5 row is removed by giving its old values back.
  *
- * One round, in one transaction over both databases (one snapshot of the store):
- *   1. the next SQ_IX_ROUND new rows (id > asset_mark) are indexed as they are now;
+ * One round: a read of the store (one snapshot, copied into TEMP tables in memory, so that the
+ * indexer holds no snapshot while it writes), then one transaction of the search database:
+ *   1. the next SQ_IX_ROUND new rows (id > asset_mark) are indexed as they were read;
  *   2. every fts_log entry after log_mark, in order: for an id at or below the asset_mark the
  *      round began with, the first entry of the round removes the values the index holds (its
- *      old values) and indexes the row as it is now; later entries of that id in the round, and
- *      entries of ids the round began without, are already covered by that;
+ *      old values) and indexes the row as it was read; later entries of that id in the round,
+ *      and entries of ids the round began without, are already covered by that;
  *   3. both marks are written to the search database, which commits with synchronous=FULL: the
  *      writer deletes fts_log entries only up to a log_mark made durable here.
+ * Rounds run SQ_IX_PAUSE_MS apart while the writer commits (larger rounds cost less per row), at
+ * once when a search waits, and once a second otherwise. The read is gated by ix_read_mu, which
+ * the writer holds while it restarts the store's WAL (SQLite cannot while a reader uses it).
  *
  * Starting: a search database that does not match the store (another store's, by the token in
  * meta; or ahead of it, which a power loss that took back the store's last commits leaves) is
@@ -34,25 +38,39 @@
 
 /* New rows indexed per round (one transaction of the search database). */
 #define SQ_IX_ROUND 20000
+/* Rounds start at least this far apart while the writer commits, in ms, unless a search waits:
+ * larger rounds cost less per row (one FTS5 segment, one fsync each). */
+#define SQ_IX_PAUSE_MS 200
 /* How long sq_search_wait waits for the index to reach the store, in ms. */
 #define SQ_IX_WAIT_MS 5000
 
-enum { I_UPTO, I_ADD, I_LOG, I_DEL, I_ONE, I_MARK, I__COUNT };
+enum { I_UPTO, I_NEW, I_NEWLOG, I_CUR, I_ADD, I_LOG, I_DEL, I_ONE, I_MARK, I__COUNT };
 _Static_assert(I__COUNT == SQ_IX_STMTS, "sq_store.is holds every indexer statement");
 
+/* A round reads the store (I_UPTO to I_CUR: what it needs, into TEMP tables, which live in
+ * memory), ends that read, then writes the index from the TEMP tables (I_ADD to I_MARK). */
 static const char *const isql[I__COUNT] = {
     [I_UPTO] = "SELECT max(id) FROM (SELECT id FROM main.assets WHERE id > ?1 ORDER BY id"
                " LIMIT ?2)",
+    [I_NEW] = "INSERT INTO temp.ix_new SELECT id, name, qn, description FROM main.assets"
+              " WHERE id > ?1 AND id <= ?2",
+    [I_NEWLOG] = "INSERT INTO temp.ix_log SELECT id, asset, name, qn, description"
+                 " FROM main.fts_log WHERE id > ?1",
+    /* the rows as they are now, of the logged ids that the index holds */
+    [I_CUR] = "INSERT INTO temp.ix_cur SELECT id, name, qn, description FROM main.assets"
+              " WHERE id IN (SELECT asset FROM temp.ix_log WHERE asset <= ?1)",
     [I_ADD] = "INSERT INTO s.fts(rowid, name, qn, description)"
-              " SELECT id, name, qn, description FROM main.assets WHERE id > ?1 AND id <= ?2",
-    [I_LOG] = "SELECT id, asset, name, qn, description FROM main.fts_log WHERE id > ?1"
-              " ORDER BY id",
+              " SELECT id, name, qn, description FROM temp.ix_new",
+    [I_LOG] = "SELECT id, asset, name, qn, description FROM temp.ix_log ORDER BY id",
     [I_DEL] = "INSERT INTO s.fts(fts, rowid, name, qn, description)"
               " VALUES('delete', ?1, ?2, ?3, ?4)",
     [I_ONE] = "INSERT INTO s.fts(rowid, name, qn, description)"
-              " SELECT id, name, qn, description FROM main.assets WHERE id = ?1",
+              " SELECT id, name, qn, description FROM temp.ix_cur WHERE id = ?1",
     [I_MARK] = "UPDATE s.marks SET value = ?2 WHERE key = ?1",
 };
+
+static const char *const temp_clear =
+    "DELETE FROM temp.ix_new; DELETE FROM temp.ix_log; DELETE FROM temp.ix_cur;";
 
 /* The search database's path: the store's with "-search" before its ".db" (or at its end). */
 static char *search_path(const char *path)
@@ -171,6 +189,7 @@ ms_err sq_search_open(sq_store *s, ms_error *err)
 {
     s->search_path = search_path(s->path);
     pthread_mutex_init(&s->ix_mu, NULL);
+    pthread_mutex_init(&s->ix_read_mu, NULL);
     pthread_cond_init(&s->ix_cv, NULL);
     pthread_cond_init(&s->ix_done_cv, NULL);
     s->ix_init = true;
@@ -183,7 +202,10 @@ ms_err sq_search_open(sq_store *s, ms_error *err)
             "PRAGMA s.journal_mode=WAL; PRAGMA s.synchronous=FULL; PRAGMA wal_autocheckpoint=1000;"
             "CREATE TABLE IF NOT EXISTS s.marks(key TEXT PRIMARY KEY, value NOT NULL);"
             "CREATE VIRTUAL TABLE IF NOT EXISTS s.fts USING fts5(name, qn, description,"
-            " content='', detail=none, columnsize=0);",
+            " content='', detail=none, columnsize=0);"
+            "CREATE TEMP TABLE ix_new(id INTEGER PRIMARY KEY, name, qn, description);"
+            "CREATE TEMP TABLE ix_log(id INTEGER PRIMARY KEY, asset, name, qn, description);"
+            "CREATE TEMP TABLE ix_cur(id INTEGER PRIMARY KEY, name, qn, description);",
             "search schema", err))
         return MS_ERR_STORE;
     for (int i = 0; i < I__COUNT; i++)
@@ -229,15 +251,14 @@ static bool idset_add(idset *set, int64_t id)
     return true;
 }
 
-/* Applies the fts_log entries after the log mark (see the top of the file); *log_mark moves to
- * the last one. */
+/* Applies the fts_log entries the round read (see the top of the file); *log_mark moves to the
+ * last one. */
 static bool apply_log(sq_store *s, int64_t asset_mark, int64_t *log_mark, size_t *nlog)
 {
     sqlite3_stmt *log = s->is[I_LOG], *del = s->is[I_DEL], *one = s->is[I_ONE];
     idset done = {0};
     bool ok = true;
     int rc;
-    sqlite3_bind_int64(log, 1, *log_mark);
     while (ok && (rc = sqlite3_step(log)) == SQLITE_ROW) {
         *log_mark = sqlite3_column_int64(log, 0);
         (*nlog)++;
@@ -256,26 +277,49 @@ static bool apply_log(sq_store *s, int64_t asset_mark, int64_t *log_mark, size_t
     return ok;
 }
 
+/* A round's read of the store: the new rows up to *upto and the fts_log entries after the log
+ * mark, with the current rows of the logged ids at or below asset_mark, copied into the TEMP
+ * tables in one read transaction. The writer may hold s->ix_read_mu while it restarts the WAL:
+ * SQLite cannot start the WAL over while a reader uses it. */
+static bool round_read(sq_store *s, int64_t asset_mark, int64_t *upto)
+{
+    pthread_mutex_lock(&s->ix_read_mu);
+    bool ok = sqlite3_exec(s->ix, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+              sqlite3_exec(s->ix, temp_clear, NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_stmt *st = s->is[I_UPTO];
+    sqlite3_bind_int64(st, 1, asset_mark);
+    sqlite3_bind_int(st, 2, SQ_IX_ROUND);
+    ok = ok && sqlite3_step(st) == SQLITE_ROW;
+    if (ok && sqlite3_column_type(st, 0) != SQLITE_NULL) *upto = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (ok && *upto > asset_mark) {
+        sqlite3_bind_int64(s->is[I_NEW], 1, asset_mark);
+        sqlite3_bind_int64(s->is[I_NEW], 2, *upto);
+        ok = run(s->is[I_NEW]);
+    }
+    sqlite3_bind_int64(s->is[I_NEWLOG], 1, s->ix_log_mark);
+    sqlite3_bind_int64(s->is[I_CUR], 1, asset_mark);
+    ok = ok && run(s->is[I_NEWLOG]) && run(s->is[I_CUR]) &&
+         sqlite3_exec(s->ix, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) sqlite3_exec(s->ix, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->ix_read_mu);
+    return ok;
+}
+
 /* One round (see the top of the file). *more: there are new rows left for another round. */
 static bool round_run(sq_store *s, bool *more, ms_error *err)
 {
     *more = false;
-    if (!exec(s->ix, "BEGIN", "begin search round", err)) return false;
     int64_t asset_mark = s->ix_asset_mark, log_mark = s->ix_log_mark, upto = asset_mark;
     size_t nlog = 0;
-    sqlite3_stmt *st = s->is[I_UPTO];
-    sqlite3_bind_int64(st, 1, asset_mark);
-    sqlite3_bind_int(st, 2, SQ_IX_ROUND);
-    bool ok = sqlite3_step(st) == SQLITE_ROW;
-    if (ok && sqlite3_column_type(st, 0) != SQLITE_NULL) upto = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    if (ok && upto > asset_mark) {
-        sqlite3_bind_int64(s->is[I_ADD], 1, asset_mark);
-        sqlite3_bind_int64(s->is[I_ADD], 2, upto);
-        ok = run(s->is[I_ADD]);
+    if (!round_read(s, asset_mark, &upto)) {
+        sq_fail(err, s->ix, "search round: read the store");
+        return false;
     }
+    bool ok = exec(s->ix, "BEGIN", "begin search round", err);
+    if (ok && upto > asset_mark) ok = run(s->is[I_ADD]);
     if (ok) ok = apply_log(s, asset_mark, &log_mark, &nlog);
-    st = s->is[I_MARK];
+    sqlite3_stmt *st = s->is[I_MARK];
     if (ok && upto > asset_mark) {
         sqlite3_bind_text(st, 1, "asset_mark", -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, upto);
@@ -286,8 +330,9 @@ static bool round_run(sq_store *s, bool *more, ms_error *err)
         sqlite3_bind_int64(st, 2, log_mark);
         ok = run(st);
     }
+    if (ok) ok = sqlite3_exec(s->ix, temp_clear, NULL, NULL, NULL) == SQLITE_OK;
     if (!ok || sqlite3_exec(s->ix, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sq_fail(err, s->ix, "search round");
+        if (!err->detail[0]) sq_fail(err, s->ix, "search round");
         sqlite3_exec(s->ix, "ROLLBACK", NULL, NULL, NULL);
         return false;
     }
@@ -315,19 +360,35 @@ static void wait_ms(sq_store *s, pthread_cond_t *cv, long ms)
     pthread_cond_timedwait(cv, &s->ix_mu, &until);
 }
 
-/* The indexer: a round whenever the writer commits (and once a second), until stopped. */
+/* Waits (with ix_mu held) until the next round is due: at once when a search waits for the index
+ * or the last round left new rows; SQ_IX_PAUSE_MS after the last round's start when the writer
+ * has committed since; else after a second. Returns false when the indexer is to stop. */
+static bool round_due(sq_store *s, bool more, unsigned long long last)
+{
+    for (;;) {
+        if (s->ix_stop) return false;
+        if (s->ix_urgent || more) return true;
+        unsigned long long now = ms_now_ms();
+        unsigned long long due = last + (s->ix_poked ? SQ_IX_PAUSE_MS : 1000);
+        if (now >= due) return true;
+        wait_ms(s, &s->ix_cv, (long)(due - now));
+    }
+}
+
+/* The indexer: rounds while the writer commits (SQ_IX_PAUSE_MS apart, or at once for a search
+ * that waits), and once a second, until stopped. */
 static void *indexer(void *arg)
 {
     sq_store *s = arg;
     bool more = true, failing = false;
+    unsigned long long last = 0;
     for (;;) {
         pthread_mutex_lock(&s->ix_mu);
-        while (!s->ix_stop && !s->ix_poked && !more)
-            wait_ms(s, &s->ix_cv, 1000);
-        bool stop = s->ix_stop;
-        s->ix_poked = false;
+        bool go = round_due(s, more, last);
+        s->ix_poked = s->ix_urgent = false;
         pthread_mutex_unlock(&s->ix_mu);
-        if (stop) break;
+        if (!go) break;
+        last = ms_now_ms();
         ms_error err;
         ms_error_clear(&err);
         if (round_run(s, &more, &err)) {
@@ -371,6 +432,7 @@ void sq_search_stop(sq_store *s)
     s->ix = NULL;
     if (s->ix_init) {
         pthread_mutex_destroy(&s->ix_mu);
+        pthread_mutex_destroy(&s->ix_read_mu);
         pthread_cond_destroy(&s->ix_cv);
         pthread_cond_destroy(&s->ix_done_cv);
         s->ix_init = false;
@@ -382,8 +444,10 @@ void sq_search_stop(sq_store *s)
 void sq_search_poke(sq_store *s)
 {
     pthread_mutex_lock(&s->ix_mu);
-    s->ix_poked = true;
-    pthread_cond_signal(&s->ix_cv);
+    if (!s->ix_poked) {
+        s->ix_poked = true;
+        pthread_cond_signal(&s->ix_cv);
+    }
     pthread_mutex_unlock(&s->ix_mu);
 }
 
@@ -412,7 +476,7 @@ bool sq_search_wait(sq_store *s, sqlite3 *db)
         clock_gettime(CLOCK_MONOTONIC, &now);
         long spent = (long)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
         if (spent >= SQ_IX_WAIT_MS) break;
-        s->ix_poked = true;
+        s->ix_urgent = true;
         pthread_cond_signal(&s->ix_cv);
         wait_ms(s, &s->ix_done_cv, SQ_IX_WAIT_MS - spent < 100 ? SQ_IX_WAIT_MS - spent : 100);
     }
