@@ -137,10 +137,11 @@ typedef struct sq_store {
     uint64_t ckpts;      /* checkpoints run */
     uint64_t ckpt_waits; /* times the writer waited for one (the WAL reached its bound) */
     unsigned long long ckpt_wait_ns, ckpt_wait_max_ns; /* how long, in all and at most */
-    int wal_frames;  /* frames in the WAL after the writer's last commit */
-    int wal_max;     /* store.wal_max_bytes in frames */
-    int wal_wait_at; /* the writer waits before BEGIN once wal_frames reaches this */
-    bool ckpt_gate;  /* the writer holds ix_read_mu from before_begin to after_begin */
+    int wal_frames;   /* frames in the WAL after the writer's last commit */
+    int ckpt_next_at; /* the WAL size (frames) at which the checkpointer is woken next */
+    int wal_max;      /* store.wal_max_bytes in frames */
+    int wal_wait_at;  /* the writer waits before BEGIN once wal_frames reaches this */
+    bool ckpt_gate;   /* the writer holds ix_read_mu from before_begin to after_begin */
     /* The full-text index (store_sqlite_search.c): its database, the indexer's connection
      * (main: the store; s: the search database) and statements, its thread. Under ix_mu: the
      * marks (what the index holds, durable in the search database), the flags. ix_cv wakes the
