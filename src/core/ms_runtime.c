@@ -210,6 +210,7 @@ void ms_runtime_metrics_render(ms_runtime *rt, ms_buf *out)
                       "Assets whose parent has not arrived yet, per tenant.");
     void *args[2] = {rt, out};
     rt->store->tenants(rt->store_ctx, orphan_gauge, args, NULL);
+    if (rt->store->version >= 7 && rt->store->metrics) rt->store->metrics(rt->store_ctx, out);
     for (size_t i = 0; i < rt->nsinks; i++)
         ms_sink_runner_metrics_render(rt->sinks[i], out, i == 0);
     pthread_mutex_lock(&rt->sources_mu);

@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MS_STORE_OPS_VERSION 6
+#define MS_STORE_OPS_VERSION 7
 
 typedef enum {
     MS_APPLY_APPLIED,   /* changed the store; seq_last is the last change record it wrote */
@@ -217,6 +217,14 @@ typedef struct ms_store_ops {
                              const ms_srcpos *pos, size_t npos, ms_apply_result *res,
                              uint64_t *token, ms_error *err);
     ms_err (*sync)(void *ctx, uint64_t token, ms_error *err);
+
+    /* ---- version 7 ---- */
+    /*
+     * Appends the store's own metrics (Prometheus text: ms_metrics_header/sample) to out, e.g.
+     * the SQLite store's search-index lag and checkpoints. Any thread. NULL (or version < 7):
+     * the store has none.
+     */
+    void (*metrics)(void *ctx, ms_buf *out);
 } ms_store_ops;
 
 #endif

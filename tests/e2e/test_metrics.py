@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 
+import pytest
+
 from conftest import T, ndjson, wait_until
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -169,3 +171,33 @@ def test_sink_cursor_and_metrics_after_load(make_server):
     assert value(s, "metasync_batch_events_bucket", le="10") == 0
     assert value(s, "metasync_batch_events_bucket", le="100") == 5
     assert json.loads(server.get("/healthz").text) == {"status": "ok"}
+
+
+@pytest.mark.sqlite_only
+def test_search_index_and_checkpoint_metrics(make_server):
+    """The embedded store's own metrics: how far the full-text index (kept by the indexer thread
+    in metasync-search.db) is behind, and its checkpoints; the index catches up on its own."""
+    server = make_server()
+    s, types = parse(server.metrics())
+    assert types["metasync_search_index_pending"] == "gauge"
+    assert types["metasync_search_index_failing"] == "gauge"
+    for c in ("metasync_store_checkpoints_total", "metasync_store_checkpoint_waits_total",
+              "metasync_store_checkpoint_wait_seconds_total"):
+        assert types[c] == "counter" and value(s, c) == 0, c
+    server.ingest_ok([conn(f"ix{i}", attributes={"description": f"first {i}"})
+                      for i in range(200)])
+    server.ingest_ok([conn(f"ix{i}", attributes={"description": f"second {i}"})
+                      for i in range(50)])
+
+    def caught_up():
+        s, _ = parse(server.metrics())
+        return (value(s, "metasync_search_index_pending", kind="assets") == 0 and
+                value(s, "metasync_search_index_pending", kind="changes") == 0)
+
+    wait_until(caught_up, 20, message="the search index to catch up")
+    text = server.metrics()
+    promtool_check(text)
+    s, _ = parse(text)
+    assert value(s, "metasync_search_index_failing") == 0
+    assert {a["qualified_name"] for a in server.list_all(q="second")} == {
+        f"ix{i}" for i in range(50)}

@@ -1004,6 +1004,15 @@ static ms_err sq_lease_hold(void *ctx, const char *tenant, const char *sink, boo
     return MS_OK;
 }
 
+static void sq_metrics(void *ctx, ms_buf *out)
+{
+    sq_store *s = ctx;
+    sqlite3 *db = sq_acquire(s);
+    sq_search_metrics(s, db, out);
+    sq_release(s, db);
+    sq_ckpt_metrics(s, out);
+}
+
 const ms_store_ops ms_store_sqlite = {
     .version = MS_STORE_OPS_VERSION,
     .name = "sqlite",
@@ -1032,4 +1041,5 @@ const ms_store_ops ms_store_sqlite = {
     .offsets_get = sq_offsets_get,
     .apply_deferred = sq_apply_deferred,
     .sync = sq_sync,
+    .metrics = sq_metrics,
 };

@@ -26,6 +26,8 @@
  */
 #include "store_sqlite_int.h"
 
+#include "ms_metrics.h"
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,14 +152,38 @@ void sq_ckpt_before_begin(sq_store *s)
     pthread_cond_broadcast(&s->ckpt_cv);
     while (s->ckpt_done < want && !s->ckpt_stop)
         pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
-    s->ckpt_waits++;
-    pthread_mutex_unlock(&s->ckpt_mu);
     unsigned long long waited = ms_now_ns() - t0;
+    s->ckpt_waits++;
     s->ckpt_wait_ns += waited;
     if (waited > s->ckpt_wait_max_ns) s->ckpt_wait_max_ns = waited;
+    pthread_mutex_unlock(&s->ckpt_mu);
     /* When the checkpoint could not copy everything (an old reader), the BEGIN below cannot
      * restart the WAL: wait again only after another wal_max frames. */
     s->wal_wait_at = s->wal_frames + s->wal_max;
+}
+
+void sq_ckpt_metrics(sq_store *s, ms_buf *out)
+{
+    uint64_t ckpts = 0, waits = 0;
+    unsigned long long wait_ns = 0;
+    if (s->ckpt_init) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        ckpts = s->ckpts;
+        waits = s->ckpt_waits;
+        wait_ns = s->ckpt_wait_ns;
+        pthread_mutex_unlock(&s->ckpt_mu);
+    }
+    ms_metrics_header(out, "metasync_store_checkpoints_total", "counter",
+                      "Checkpoints of the embedded store's WAL into its database file.");
+    ms_metrics_sample(out, "metasync_store_checkpoints_total", "", (double)ckpts);
+    ms_metrics_header(out, "metasync_store_checkpoint_waits_total", "counter",
+                      "Times the writer waited for a checkpoint (the WAL reached"
+                      " store.wal_max_bytes).");
+    ms_metrics_sample(out, "metasync_store_checkpoint_waits_total", "", (double)waits);
+    ms_metrics_header(out, "metasync_store_checkpoint_wait_seconds_total", "counter",
+                      "Time the writer spent waiting for checkpoints.");
+    ms_metrics_sample(out, "metasync_store_checkpoint_wait_seconds_total", "",
+                      (double)wait_ns / 1e9);
 }
 
 void sq_ckpt_after_begin(sq_store *s)

@@ -213,6 +213,8 @@ void sq_ckpt_stop(sq_store *s);
 void sq_ckpt_before_begin(sq_store *s);
 void sq_ckpt_after_begin(sq_store *s);
 void sq_ckpt_after_commit(sq_store *s);
+/* Appends the checkpointer's counters (metasync_store_checkpoint*) to out. Any thread. */
+void sq_ckpt_metrics(sq_store *s, ms_buf *out);
 
 /* The full-text index (store_sqlite_search.c). open: after the schema migration, opens the
  * search database (creating it), checks it against the store (emptying it to be built again when
@@ -230,5 +232,8 @@ ms_err sq_search_attach(sq_store *s, sqlite3 *db, ms_error *err);
 void sq_search_poke(sq_store *s);
 int64_t sq_search_log_mark(sq_store *s);
 bool sq_search_wait(sq_store *s, sqlite3 *db);
+/* Appends the index's lag (metasync_search_index_pending{kind}, _failing) to out, as seen by db
+ * (the caller's connection, outside a transaction). Any thread. */
+void sq_search_metrics(sq_store *s, sqlite3 *db, ms_buf *out);
 
 #endif

@@ -31,6 +31,8 @@
  */
 #include "store_sqlite_int.h"
 
+#include "ms_metrics.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,4 +484,27 @@ bool sq_search_wait(sq_store *s, sqlite3 *db)
     }
     pthread_mutex_unlock(&s->ix_mu);
     return caught_up;
+}
+
+void sq_search_metrics(sq_store *s, sqlite3 *db, ms_buf *out)
+{
+    pthread_mutex_lock(&s->ix_mu);
+    int64_t asset_mark = s->ix_asset_mark, log_mark = s->ix_log_mark;
+    bool failing = s->ix_failed;
+    pthread_mutex_unlock(&s->ix_mu);
+    /* From the highest ids (O(1), whatever the backlog): ids are handed out in order. */
+    int64_t max_id = 0, log_top = 0;
+    scalar(db, "SELECT coalesce(max(id), 0) FROM main.assets", &max_id);
+    scalar(db, "SELECT coalesce(max(seq), 0) FROM main.sqlite_sequence WHERE name = 'fts_log'",
+           &log_top);
+    int64_t assets = max_id > asset_mark ? max_id - asset_mark : 0;
+    int64_t log = log_top > log_mark ? log_top - log_mark : 0;
+    ms_metrics_header(out, "metasync_search_index_pending", "gauge",
+                      "Committed changes the full-text index does not hold yet: new assets, and"
+                      " changed names or descriptions.");
+    ms_metrics_sample(out, "metasync_search_index_pending", "kind=\"assets\"", (double)assets);
+    ms_metrics_sample(out, "metasync_search_index_pending", "kind=\"changes\"", (double)log);
+    ms_metrics_header(out, "metasync_search_index_failing", "gauge",
+                      "1 while the search indexer's rounds fail (it retries every second).");
+    ms_metrics_sample(out, "metasync_search_index_failing", "", failing ? 1 : 0);
 }
