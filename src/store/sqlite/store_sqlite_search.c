@@ -33,7 +33,6 @@
 
 #include "ms_metrics.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -177,6 +176,11 @@ static ms_err check(sq_store *s, ms_error *err)
                         " again in the background",
                         s->search_path,
                         strcmp(token, have) != 0 ? "another store's" : "ahead of the store");
+        else if (max_id > 0)
+            ms_log_info(s->log,
+                        "store: building the search index %s from the store in the"
+                        " background",
+                        s->search_path);
         ok = rebuild(s, token, log_top, err);
     } else {
         s->ix_asset_mark = asset_mark;
